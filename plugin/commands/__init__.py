@@ -1,0 +1,1 @@
+"""Sub-commands of the whyslow CLI, one module each."""
