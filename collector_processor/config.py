@@ -1,0 +1,39 @@
+"""Tunable limits of the collector: receiver sizes, assembly timing, memory bounds, retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PipelineConfig:
+    """Every knob of the pipeline and its receivers, with production defaults.
+
+    Times are seconds; sizes are bytes or counts. The defaults keep memory bounded at any input rate:
+    at most ``max_queue_spans`` decoded spans wait for assembly (beyond that the receivers answer with
+    retryable codes), at most ``max_buffered_spans`` / ``max_buffered_traces`` sit in the assembler
+    (beyond that the oldest trace is evicted: stored as incomplete, counted).
+    """
+
+    # trace assembly
+    trace_timeout_s: float = 2.0          # a trace whose root arrived completes after this long without spans
+    max_trace_wait_s: float = 30.0       # a trace without root is flushed as incomplete after this long
+    max_buffered_spans: int = 1_000_000  # assembler bound (spans); oldest traces are evicted beyond it
+    max_buffered_traces: int = 100_000   # assembler bound (traces)
+    late_window_s: float = 30.0          # completed traces kept this long so late spans re-open them
+    max_recent_spans: int = 200_000      # bound on spans kept for re-opening
+    # ingest queue (backpressure)
+    max_queue_spans: int = 500_000       # decoded spans waiting for the worker; beyond: retryable answer
+    retry_after_s: float = 1.0           # back-off suggested to clients when the queue is full
+    # receivers
+    max_recv_bytes: int = 64 * 1024 * 1024  # gRPC message / HTTP body limit (after decompression)
+    grpc_workers: int = 8
+    # background worker
+    background: bool = True              # run the completion thread; tests set False and call tick(now)
+    tick_interval_s: float = 0.1
+    # durability: spool every accepted request before acknowledging it
+    spool: bool = True
+    # operation-name limits (huge attribute values are truncated, not rejected)
+    max_name_len: int = 200
+    # structure inference: children overlapping more than this fraction of the shorter one run in parallel
+    overlap_fraction: float = 0.1

@@ -1,0 +1,92 @@
+"""OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export`` on grpcio.
+
+The handler takes the raw request bytes (no generated-stub deserialisation) so the same bytes are parsed once
+and spooled as they came. gzip request compression is handled by grpcio. Answers per the OTLP spec: OK with
+``partial_success`` for rejected spans, INVALID_ARGUMENT for undecodable requests (not retryable),
+UNAVAILABLE with a ``google.rpc.RetryInfo`` back-off when the pipeline is full (retryable).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from collector_processor.otlp_decode import DecodeFailure
+from collector_processor.pipeline import Pipeline, PipelineFull
+
+log = logging.getLogger("whyslow.collector.grpc")
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+_OK = ExportTraceServiceResponse().SerializeToString()
+
+
+def _split_address(address: str) -> str:
+    if address.startswith(("http://", "https://")):
+        address = address.split("://", 1)[1]
+    return address
+
+
+class OtlpGrpcReceiver:
+    """gRPC OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``."""
+
+    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4317") -> None:
+        self.pipeline = pipeline
+        self.address = _split_address(address)
+        cfg = pipeline.config
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.grpc_workers, thread_name_prefix="whyslow-otlp-grpc"),
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_recv_bytes),
+                ("grpc.max_send_message_length", 4 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=cfg.grpc_workers * 4,
+        )
+        handler = grpc.method_handlers_generic_handler(SERVICE, {
+            "Export": grpc.unary_unary_rpc_method_handler(self._export),
+        })
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = 0
+        self._started = False
+
+    def _export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            batch = self.pipeline.accept(request)
+        except DecodeFailure as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except PipelineFull as exc:
+            delay = Duration()
+            delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+            context.set_trailing_metadata((("google.rpc.retryinfo-bin",
+                                            RetryInfo(retry_delay=delay).SerializeToString()),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except Exception:  # never a traceback to the client; the request was not acknowledged
+            log.exception("OTLP gRPC export failed")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error while accepting spans; nothing was stored")
+        if not batch.rejected:
+            return _OK
+        resp = ExportTraceServiceResponse()
+        resp.partial_success.rejected_spans = batch.rejected
+        resp.partial_success.error_message = batch.error_message()
+        return resp.SerializeToString()
+
+    def start(self) -> OtlpGrpcReceiver:
+        """Bind and serve (port 0 picks a free port, see ``.port``)."""
+        self.port = self._server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise OSError(f"cannot bind the OTLP gRPC receiver to {self.address}")
+        self._server.start()
+        self._started = True
+        log.info("OTLP gRPC receiver listening on %s (port %d)", self.address, self.port)
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop accepting; in-flight exports get ``grace`` seconds to finish."""
+        if self._started:
+            self._server.stop(grace).wait()
+            self._started = False

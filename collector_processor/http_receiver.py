@@ -1,0 +1,216 @@
+"""OTLP/HTTP receiver: ``POST /v1/traces`` with application/x-protobuf or application/json bodies.
+
+Server choice: the standard library's ThreadingHTTPServer (HTTP/1.1 keep-alive, one thread per connection).
+OTLP exporters keep a few persistent connections and send large batches, so per-request server overhead is
+small next to decoding; it adds no dependency and no WSGI layer between the socket and the bytes we parse.
+
+Answers per the OTLP spec: 200 with ``ExportTraceServiceResponse`` (partial success when spans were rejected),
+400 undecodable body, 404 other paths, 405 other methods, 411 no length, 413 body (or decompressed body) over
+``max_recv_bytes``, 415 unsupported content type or encoding, 503 + Retry-After when the pipeline is full.
+Error bodies are a ``google.rpc.Status`` in the request's encoding; responses use the request's content type.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from collector_processor.otlp_decode import DecodeFailure
+from collector_processor.otlp_json import message_to_json, parse_json_request
+from collector_processor.pipeline import Pipeline, PipelineFull
+
+log = logging.getLogger("whyslow.collector.http")
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+PATH = "/v1/traces"
+_GRPC_INVALID_ARGUMENT, _GRPC_UNAVAILABLE, _GRPC_INTERNAL, _GRPC_UNIMPLEMENTED = 3, 14, 13, 12
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _split_host_port(address: str) -> tuple[str, int]:
+    if address.startswith(("http://", "https://")):
+        address = address.split("://", 1)[1]
+    address = address.rstrip("/")
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate gzip/deflate bodies without ever holding more than ``limit`` + 1 bytes (gzip-bomb safe)."""
+    wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise DecodeFailure(f"body is not valid {encoding} data: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise _TooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    if not d.eof:
+        raise DecodeFailure(f"{encoding} body is truncated")
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "whyslow-otlp"
+    timeout = 30  # a stalled client cannot hold a thread forever
+    pipeline: Pipeline  # set on the subclass made per receiver
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    # ---- responses
+    def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _status(self, http_code: int, grpc_code: int, message: str, ctype: str = PROTOBUF,
+                extra: dict[str, str] | None = None) -> None:
+        st = Status(code=grpc_code, message=message)
+        body = message_to_json(st) if ctype == JSON else st.SerializeToString()
+        self._send(http_code, body, ctype, extra)
+
+    def _read_body(self, limit: int) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts, total = [], 0
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                total += size
+                if total > limit:
+                    raise _TooLarge(f"body exceeds the limit of {limit} bytes")
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length = self.headers.get("Content-Length")
+        if length is None:
+            raise LookupError("Content-Length required")
+        n = int(length)
+        if n < 0:
+            raise ValueError("negative Content-Length")
+        if n > limit:
+            raise _TooLarge(f"body of {n} bytes exceeds the limit of {limit} bytes")
+        return self.rfile.read(n)
+
+    # ---- methods
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        limit = self.pipeline.config.max_recv_bytes
+        if self.path.split("?", 1)[0] != PATH:
+            self.close_connection = True
+            self._status(404, _GRPC_UNIMPLEMENTED, f"unknown path {self.path[:100]!r}; OTLP traces go to {PATH}")
+            return
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype not in (PROTOBUF, JSON):
+            self.close_connection = True
+            self._status(415, _GRPC_INVALID_ARGUMENT,
+                         f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}")
+            return
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+            self.close_connection = True
+            self._status(415, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}; use gzip",
+                         ctype)
+            return
+        try:
+            body = self._read_body(limit)
+            if encoding != "identity":
+                body = _decompress(body, encoding, limit)
+        except _TooLarge as exc:
+            self.close_connection = True
+            self._status(413, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+            return
+        except LookupError as exc:
+            self.close_connection = True
+            self._status(411, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+            return
+        except DecodeFailure as exc:
+            self._status(400, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+            return
+        except ValueError as exc:
+            self.close_connection = True
+            self._status(400, _GRPC_INVALID_ARGUMENT, f"malformed request: {exc}", ctype)
+            return
+        try:
+            payload = parse_json_request(body) if ctype == JSON else body
+            batch = self.pipeline.accept(payload)
+        except DecodeFailure as exc:
+            self._status(400, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+            return
+        except PipelineFull as exc:
+            retry = str(max(1, math.ceil(exc.retry_after_s)))
+            self._status(503, _GRPC_UNAVAILABLE, str(exc), ctype, {"Retry-After": retry})
+            return
+        except Exception:
+            log.exception("OTLP HTTP export failed")
+            self._status(500, _GRPC_INTERNAL, "internal error while accepting spans; nothing was stored", ctype)
+            return
+        resp = ExportTraceServiceResponse()
+        if batch.rejected:
+            resp.partial_success.rejected_spans = batch.rejected
+            resp.partial_success.error_message = batch.error_message()
+        self._send(200, message_to_json(resp) if ctype == JSON else resp.SerializeToString(), ctype)
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        self._status(405, _GRPC_UNIMPLEMENTED, f"method {self.command} not allowed; POST OTLP traces to {PATH}",
+                     extra={"Allow": "POST"})
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class OtlpHttpReceiver:
+    """HTTP OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``."""
+
+    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4318") -> None:
+        self.pipeline = pipeline
+        self.host, self._want_port = _split_host_port(address)
+        handler = type("OtlpHandler", (_Handler,), {"pipeline": pipeline})
+        self._handler = handler
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self) -> OtlpHttpReceiver:
+        """Bind and serve in a background thread (port 0 picks a free port, see ``.port``)."""
+        self._server = _Server((self.host, self._want_port), self._handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="whyslow-otlp-http", daemon=True)
+        self._thread.start()
+        log.info("OTLP HTTP receiver listening on %s:%d%s", self.host, self.port, PATH)
+        return self
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop accepting connections and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=grace or 1.0)
+            self._server = None

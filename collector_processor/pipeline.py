@@ -1,0 +1,297 @@
+"""The pipeline: accepted spans -> assembled traces -> call graph + features -> store -> listeners.
+
+Receivers call :meth:`Pipeline.accept` from their own threads. Accepting decodes the request, spools it
+durably (the store's ``spool`` table) and queues its spans; the client is acknowledged after that, so an
+acknowledged span survives a crash (it is replayed from the spool on the next start). When more than
+``max_queue_spans`` spans wait, :class:`PipelineFull` tells the receiver to answer with a retryable code.
+One worker (a background thread, or explicit :meth:`tick` calls in tests) assembles, completes, analyses and
+stores traces, then calls the listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from collector_processor.assembly import Assembled, TraceAssembler
+from collector_processor.config import PipelineConfig
+from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDecoder, parse_request
+from collector_processor.store import Store
+from collector_processor.trace_analysis import LAT, TraceRecord, analyse_trace
+
+log = logging.getLogger("whyslow.collector")
+
+
+class PipelineFull(RuntimeError):
+    """The ingest queue is full: the client should retry after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"pipeline is full, retry in {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class CompletedTrace:
+    """What listeners get for every stored trace."""
+
+    trace_id: str            # 32 lower-case hex digits
+    entry: str               # entry point node id (root span type)
+    start_unix_nano: int
+    duration_ms: float       # root span duration
+    complete: bool           # root seen and completed by idle time (False: evicted / no root / detached spans)
+    row: dict[str, float] = field(default_factory=dict)  # node -> latency (ms), the trace's feature row
+    n_spans: int = 0
+
+
+_STAT_KEYS = (
+    "requests_received", "requests_invalid", "requests_refused",
+    "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
+    "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
+    "spans_clock_skew", "spans_stored",
+    "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
+    "store_errors", "analysis_errors", "listener_errors",
+)
+
+
+class Pipeline:
+    """Thread-safe span pipeline writing to a :class:`Store`; see the module docstring."""
+
+    def __init__(self, store: Store, config: PipelineConfig | None = None) -> None:
+        self.store = store
+        self.config = config or PipelineConfig()
+        self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
+        self._stat_lock = threading.Lock()
+        self._decoder = SpanDecoder(self.config.max_name_len)
+        self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
+        self._queued_spans = 0
+        self._qlock = threading.Lock()
+        self._wake = threading.Event()
+        self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
+        self._assembler = TraceAssembler(self.config, self._c)
+        self._spool_refs: dict[int, int] = {}
+        self._unwritten: list[tuple[TraceRecord, list[int]]] = []
+        self._listeners: list[Callable[[CompletedTrace], None]] = []
+        self._closed = False
+        self._replay_spool()
+        self._thread: threading.Thread | None = None
+        if self.config.background:
+            self._thread = threading.Thread(target=self._run, name="whyslow-pipeline", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ ingest (receiver threads)
+    def accept(self, payload: bytes | ExportTraceServiceRequest) -> DecodedBatch:
+        """Decode, validate, spool and queue one OTLP request. Returns the decoded batch (its ``rejected`` and
+        ``error_message()`` make the partial-success answer). Raises :class:`DecodeFailure` for undecodable
+        bytes and :class:`PipelineFull` when the client must retry."""
+        if self._closed:
+            raise PipelineFull(self.config.retry_after_s)
+        with self._stat_lock:
+            self._c["requests_received"] += 1
+        if isinstance(payload, ExportTraceServiceRequest):
+            req = payload
+            raw = None
+        else:
+            try:
+                req = parse_request(payload)
+            except DecodeFailure:
+                with self._stat_lock:
+                    self._c["requests_invalid"] += 1
+                raise
+            raw = payload
+        batch = self._decoder.decode(req)
+        n = len(batch.spans)
+        if n:
+            with self._qlock:
+                full = self._queued_spans > 0 and self._queued_spans + n > self.config.max_queue_spans
+                if not full:
+                    self._queued_spans += n  # reserve before spooling so concurrent requests see it
+            if full:
+                with self._stat_lock:
+                    self._c["requests_refused"] += 1
+                    self._c["spans_refused"] += batch.received
+                raise PipelineFull(self.config.retry_after_s)
+            spool_id = None
+            if self.config.spool:
+                try:
+                    spool_id = self.store.spool_append(raw if raw is not None else req.SerializeToString())
+                except Exception:
+                    with self._qlock:
+                        self._queued_spans -= n
+                    with self._stat_lock:
+                        self._c["requests_refused"] += 1
+                        self._c["spans_refused"] += batch.received
+                        self._c["store_errors"] += 1
+                    log.exception("spooling a request failed; asking the client to retry")
+                    raise PipelineFull(self.config.retry_after_s) from None
+            with self._qlock:
+                self._queue.append((batch.spans, spool_id, time.monotonic()))
+            self._wake.set()
+        with self._stat_lock:
+            c = self._c
+            c["spans_received"] += batch.received
+            c["spans_accepted"] += n
+            c["spans_rejected"] += batch.rejected
+            c["spans_unknown_service"] += batch.unknown_service
+        return batch
+
+    def _replay_spool(self) -> None:
+        """Queue the spooled requests a previous process acknowledged but did not finish storing."""
+        replayed = 0
+        for spool_id, payload in self.store.spool_pending():
+            try:
+                batch = self._decoder.decode(parse_request(payload))
+            except DecodeFailure:
+                self.store.write_traces([], [spool_id])
+                continue
+            if batch.spans:
+                self._queue.append((batch.spans, spool_id, time.monotonic()))
+                self._queued_spans += len(batch.spans)
+                replayed += len(batch.spans)
+            else:
+                self.store.write_traces([], [spool_id])
+        self._c["spans_replayed"] += replayed
+
+    # ------------------------------------------------------------------ worker
+    def add_listener(self, callback: Callable[[CompletedTrace], None]) -> None:
+        """Call ``callback(CompletedTrace)`` for every trace after it is stored (from the worker thread)."""
+        self._listeners.append(callback)
+
+    def tick(self, now: float | None = None) -> int:
+        """Assemble queued spans and complete the traces due at ``now`` (monotonic seconds); returns the number
+        of traces stored. Tests drive time with it; the background thread calls it every ``tick_interval_s``."""
+        now = time.monotonic() if now is None else now
+        with self._work_lock:
+            done = self._drain_queue(now)
+            done += self._assembler.due(now)
+            return self._finish(done, now)
+
+    def flush(self) -> int:
+        """Complete every buffered trace now (shutdown): traces without a root are stored as incomplete."""
+        with self._work_lock:
+            now = time.monotonic()
+            done = self._drain_queue(now)
+            done += self._assembler.drain(now)
+            return self._finish(done, now)
+
+    def _drain_queue(self, now: float) -> list[Assembled]:
+        evicted: list[Assembled] = []
+        while True:
+            with self._qlock:
+                if not self._queue:
+                    break
+                spans, spool_id, arrived = self._queue.popleft()
+                self._queued_spans -= len(spans)
+            if spool_id is not None:
+                self._spool_refs[spool_id] = 0
+            evicted += self._assembler.add(spans, spool_id, min(arrived, now))
+            if spool_id is not None:
+                # number of traces that hold this spool row
+                self._spool_refs[spool_id] += len({sp[0] for sp in spans})
+        return evicted
+
+    def _finish(self, done: list[Assembled], now: float) -> int:
+        records: list[tuple[TraceRecord, list[int]]] = list(self._unwritten)
+        self._unwritten = []
+        c = self._c
+        ov = self.config.overlap_fraction
+        for a in done:
+            try:
+                rec = analyse_trace(a.trace_id.hex(), a.spans, a.complete, ov)
+            except Exception:
+                log.exception("analysing trace %s failed", a.trace_id.hex())
+                with self._stat_lock:
+                    c["analysis_errors"] += 1
+                    c["spans_dropped"] += len(a.spans)
+                continue
+            release = []
+            for sid in a.spool:
+                left = self._spool_refs.get(sid, 1) - 1
+                if left <= 0:
+                    self._spool_refs.pop(sid, None)
+                    release.append(sid)
+                else:
+                    self._spool_refs[sid] = left
+            records.append((rec, release))
+            with self._stat_lock:
+                c["traces_completed"] += 1
+                if not rec.complete:
+                    c["traces_incomplete"] += 1
+                c["spans_orphan"] += rec.orphan_spans
+                c["spans_in_cycles"] += rec.cycle_spans
+                c["spans_clock_skew"] += rec.skewed_spans
+        if not records:
+            return 0
+        try:
+            self.store.write_traces([r for r, _ in records], [s for _, rel in records for s in rel])
+        except Exception:
+            log.exception("storing %d traces failed; will retry", len(records))
+            with self._stat_lock:
+                c["store_errors"] += 1
+            limit = self.config.max_buffered_traces
+            if len(records) > limit:  # bounded: the oldest beyond the bound are lost, and counted
+                lost = records[: len(records) - limit]
+                records = records[len(records) - limit:]
+                with self._stat_lock:
+                    c["spans_dropped"] += sum(r.n_spans for r, _ in lost)
+            self._unwritten = records
+            return 0
+        with self._stat_lock:
+            c["traces_stored"] += len(records)
+            c["spans_stored"] += sum(r.n_spans for r, _ in records)
+        for rec, _ in records:
+            self._notify(rec)
+        return len(records)
+
+    def _notify(self, rec: TraceRecord) -> None:
+        if not self._listeners:
+            return
+        ct = CompletedTrace(rec.trace_id, rec.entry, rec.start_unix_nano, rec.duration_ms, rec.complete,
+                            {n: f[LAT] for n, f in rec.nodes.items()}, rec.n_spans)
+        for cb in list(self._listeners):
+            try:
+                cb(ct)
+            except Exception:
+                log.exception("trace listener %r failed", cb)
+                with self._stat_lock:
+                    self._c["listener_errors"] += 1
+
+    def _run(self) -> None:
+        interval = self.config.tick_interval_s
+        while not self._closed:
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("pipeline tick failed")
+                with self._stat_lock:
+                    self._c["store_errors"] += 1
+                time.sleep(interval)
+
+    # ------------------------------------------------------------------ introspection / shutdown
+    def stats(self) -> dict[str, int]:
+        """Counters (see README): received/accepted/rejected/refused/dropped spans, traces completed/evicted, ...
+        plus the current ``queued_spans``, ``buffered_spans`` and ``buffered_traces``."""
+        with self._stat_lock:
+            out = dict(self._c)
+        out["queued_spans"] = self._queued_spans
+        out["buffered_spans"] = self._assembler.buffered_spans
+        out["buffered_traces"] = self._assembler.buffered_traces
+        return out
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the worker and (by default) store every buffered trace. The store stays open (caller owns it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if flush:
+            self.flush()

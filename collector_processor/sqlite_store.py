@@ -1,0 +1,483 @@
+"""Embedded durable store: SQLite in WAL mode in the data dir (stdlib sqlite3, no server).
+
+One writer connection guarded by a lock (all writes are short transactions, batched with executemany);
+readers use one connection per thread, which WAL lets run concurrently with the writer.
+
+Durability: the pipeline appends every accepted OTLP request to the ``spool`` table (one row per request)
+before the client is answered, and deletes spool rows in the same transaction that stores the traces they
+fed; after a restart the pipeline replays what is left. With ``synchronous=NORMAL`` (default) a committed
+transaction survives a process crash; ``synchronous="FULL"`` also survives power loss, at some speed cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collector_processor.graph import CallGraph, NodeInfo, infer_structure
+from collector_processor.store import NodeFeatures, OutlierMark, TraceFeatures
+from collector_processor.trace_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, TraceRecord
+
+DB_FILE = "whyslow.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_unix_nano INTEGER NOT NULL,
+    payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY,
+    node TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS traces (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL UNIQUE,
+    entry_id INTEGER NOT NULL,
+    start_unix_nano INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    complete INTEGER NOT NULL,
+    n_spans INTEGER NOT NULL,
+    stored_unix_nano INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS traces_entry_start ON traces(entry_id, start_unix_nano);
+CREATE INDEX IF NOT EXISTS traces_start ON traces(start_unix_nano);
+CREATE TABLE IF NOT EXISTS node_features (
+    trace_row INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    latency_ms REAL NOT NULL,
+    own_ms REAL NOT NULL,
+    gap_ms REAL NOT NULL,
+    count INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    start_offset_ms REAL NOT NULL,
+    PRIMARY KEY (trace_row, node_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS graph_nodes (
+    entry_id INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    traces INTEGER NOT NULL,
+    overlapping INTEGER NOT NULL,
+    sequential INTEGER NOT NULL,
+    PRIMARY KEY (entry_id, node_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS graph_edges (
+    entry_id INTEGER NOT NULL,
+    caller_id INTEGER NOT NULL,
+    callee_id INTEGER NOT NULL,
+    traces INTEGER NOT NULL,
+    PRIMARY KEY (entry_id, caller_id, callee_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outliers (
+    trace_id TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    marked_unix_nano INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS explanations (
+    trace_id TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created_unix_nano INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    entry TEXT PRIMARY KEY,
+    blob BLOB NOT NULL,
+    meta TEXT NOT NULL,
+    saved_unix_nano INTEGER NOT NULL);
+"""
+
+
+class SqliteStore:
+    """The SQLite implementation of :class:`collector_processor.store.Store`."""
+
+    def __init__(self, data_dir: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.data_dir / DB_FILE
+        self._synchronous = synchronous.upper()
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+        self._w = self._connect()
+        self._w.executescript(_SCHEMA)
+        self._node_ids: dict[str, int] = dict(
+            (n, i) for i, n in self._w.execute("SELECT id, node FROM nodes"))
+        self._next_trace_row = (self._w.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={self._synchronous}")
+        con.execute("PRAGMA busy_timeout=30000")
+        return con
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._connect()
+            con.execute("PRAGMA query_only=1")
+            self._local.con = con
+            with self._lock:
+                self._readers.append(con)
+        return con
+
+    # ---------------------------------------------------------------- writing (pipeline)
+    def _node_id(self, node: str) -> int:
+        """Interned id of a node name (call with the writer lock held, inside a transaction)."""
+        i = self._node_ids.get(node)
+        if i is None:
+            i = self._w.execute("INSERT INTO nodes(node) VALUES (?) ON CONFLICT(node) DO UPDATE SET node=node "
+                                "RETURNING id", (node,)).fetchone()[0]
+            self._node_ids[node] = i
+        return i
+
+    def spool_append(self, payload: bytes) -> int:
+        """Durably keep one accepted request until the traces it feeds are stored; returns its spool id."""
+        with self._lock:
+            cur = self._w.execute("INSERT INTO spool(received_unix_nano, payload) VALUES (?, ?)",
+                                  (time.time_ns(), payload))
+            return int(cur.lastrowid)
+
+    def spool_pending(self) -> Iterator[tuple[int, bytes]]:
+        """Spooled requests whose traces were not stored yet (replayed after a restart)."""
+        con = self._reader()
+        last = 0
+        while True:
+            rows = con.execute("SELECT id, payload FROM spool WHERE id > ? ORDER BY id LIMIT 64", (last,)).fetchall()
+            if not rows:
+                return
+            for i, payload in rows:
+                yield int(i), bytes(payload)
+            last = rows[-1][0]
+
+    def write_traces(self, records: Iterable[TraceRecord], release_spool: Iterable[int] = ()) -> None:
+        """Store completed traces (features + graph evidence) and release their spool rows atomically.
+        A trace id stored before (re-opened by late spans) is replaced."""
+        records = list(records)
+        release = [(int(i),) for i in release_spool]
+        if not records and not release:
+            return
+        now = time.time_ns()
+        with self._lock:
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                if records:
+                    ids = [r.trace_id for r in records]
+                    old = []
+                    for k in range(0, len(ids), 500):
+                        chunk = ids[k:k + 500]
+                        old += w.execute(f"SELECT id FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})",
+                                         chunk).fetchall()
+                    if old:
+                        w.executemany("DELETE FROM node_features WHERE trace_row = ?", old)
+                        w.executemany("DELETE FROM traces WHERE id = ?", old)
+                    trace_rows = []
+                    feature_rows = []
+                    gnodes: dict[tuple[int, int], list] = {}
+                    gedges: dict[tuple[int, int, int], int] = {}
+                    node_id = self._node_id
+                    row = self._next_trace_row
+                    seen_ids: dict[str, int] = {}
+                    for r in records:
+                        if r.trace_id in seen_ids:  # same trace twice in one batch: keep the later one
+                            feature_rows = [f for f in feature_rows if f[0] != seen_ids[r.trace_id]]
+                            trace_rows = [t for t in trace_rows if t[0] != seen_ids[r.trace_id]]
+                        seen_ids[r.trace_id] = row
+                        eid = node_id(r.entry)
+                        trace_rows.append((row, r.trace_id, eid, r.start_unix_nano, r.duration_ms,
+                                           int(r.complete), r.n_spans, now))
+                        for node, f in r.nodes.items():
+                            nid = node_id(node)
+                            feature_rows.append((row, nid, f[LAT], f[OWN], f[GAP], f[COUNT], int(f[ERR]), f[FIRST]))
+                            key = (eid, nid)
+                            g = gnodes.get(key)
+                            pv = r.parallel.get(node)
+                            if g is None:
+                                svc, op, kind = r.node_info[node]
+                                gnodes[key] = [svc, op, kind, 1, pv[0] if pv else 0, pv[1] if pv else 0]
+                            else:
+                                g[3] += 1
+                                if pv:
+                                    g[4] += pv[0]
+                                    g[5] += pv[1]
+                        for a, b in r.edges:
+                            k3 = (eid, node_id(a), node_id(b))
+                            gedges[k3] = gedges.get(k3, 0) + 1
+                        row += 1
+                    w.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?)", trace_rows)
+                    w.executemany("INSERT INTO node_features VALUES (?,?,?,?,?,?,?,?)", feature_rows)
+                    w.executemany(
+                        "INSERT INTO graph_nodes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(entry_id, node_id) DO UPDATE SET "
+                        "traces = traces + excluded.traces, overlapping = overlapping + excluded.overlapping, "
+                        "sequential = sequential + excluded.sequential",
+                        [(e, n, *g) for (e, n), g in gnodes.items()])
+                    w.executemany(
+                        "INSERT INTO graph_edges VALUES (?,?,?,?) ON CONFLICT(entry_id, caller_id, callee_id) "
+                        "DO UPDATE SET traces = traces + excluded.traces",
+                        [(*k, c) for k, c in gedges.items()])
+                if release:
+                    w.executemany("DELETE FROM spool WHERE id = ?", release)
+                w.execute("COMMIT")
+                if records:
+                    self._next_trace_row = row
+            except BaseException:
+                w.execute("ROLLBACK")
+                self._node_ids = dict((n, i) for i, n in self._w.execute("SELECT id, node FROM nodes"))
+                raise
+
+    # ---------------------------------------------------------------- reading (backend)
+    def _entry_id(self, con: sqlite3.Connection, entry: str) -> int | None:
+        row = con.execute("SELECT id FROM nodes WHERE node = ?", (entry,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def entry_points(self) -> list[str]:
+        """Entry point node ids (root span types), most traces first."""
+        con = self._reader()
+        rows = con.execute("SELECT n.node, COUNT(*) c FROM traces t JOIN nodes n ON n.id = t.entry_id "
+                           "GROUP BY t.entry_id ORDER BY c DESC, n.node").fetchall()
+        return [r[0] for r in rows]
+
+    def graph(self, entry: str) -> CallGraph:
+        """The call graph learned for an entry point (empty when unknown). Edges closing a cycle between span
+        types (recursive calls) are dropped so that the causal graph stays acyclic."""
+        con = self._reader()
+        cg = CallGraph(entry=entry)
+        eid = self._entry_id(con, entry)
+        if eid is None:
+            return cg
+        names = dict(con.execute("SELECT id, node FROM nodes").fetchall())
+        edges = [(names[a], names[b]) for a, b in con.execute(
+            "SELECT caller_id, callee_id FROM graph_edges WHERE entry_id = ? ORDER BY traces DESC, caller_id, callee_id",
+            (eid,))]
+        edges = _acyclic(entry, edges)
+        callers = {a for a, _ in edges}
+        for nid, svc, op, kind, _traces, over, seq in con.execute(
+                "SELECT node_id, service, operation, kind, traces, overlapping, sequential FROM graph_nodes "
+                "WHERE entry_id = ? ORDER BY node_id", (eid,)):
+            node = names[nid]
+            cg.nodes[node] = NodeInfo(svc, op, kind, infer_structure(node in callers, over, seq))
+        cg.call_edges = sorted(edges)
+        cg.traces = int(con.execute("SELECT COUNT(*) FROM traces WHERE entry_id = ?", (eid,)).fetchone()[0])
+        return cg
+
+    def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
+                 limit: int | None = None, exclude_outliers: bool = False,
+                 complete_only: bool = False) -> pd.DataFrame:
+        """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
+        ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest."""
+        con = self._reader()
+        cg = self.graph(entry)
+        columns = list(cg.nodes)
+        eid = self._entry_id(con, entry)
+        empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
+        empty.index.name = "trace_id"
+        if eid is None:
+            return empty
+        where = ["t.entry_id = ?"]
+        args: list[Any] = [eid]
+        if since_unix_nano is not None:
+            where.append("t.start_unix_nano >= ?")
+            args.append(int(since_unix_nano))
+        if until_unix_nano is not None:
+            where.append("t.start_unix_nano < ?")
+            args.append(int(until_unix_nano))
+        if exclude_outliers:
+            where.append("t.trace_id NOT IN (SELECT trace_id FROM outliers)")
+        if complete_only:
+            where.append("t.complete = 1")
+        sel = (f"SELECT t.id, t.trace_id, t.start_unix_nano, t.duration_ms FROM traces t WHERE {' AND '.join(where)} "
+               "ORDER BY t.start_unix_nano DESC, t.id DESC")
+        if limit is not None:
+            sel += f" LIMIT {int(limit)}"
+        traces = con.execute(sel, args).fetchall()
+        if not traces:
+            return empty
+        traces.reverse()
+        rows_of = {t[0]: k for k, t in enumerate(traces)}
+        col_of = {self._node_name_to_id(con, c): j for j, c in enumerate(columns)}
+        mat = np.zeros((len(traces), len(columns)), dtype=float)
+        feats = con.execute(
+            f"SELECT f.trace_row, f.node_id, f.latency_ms FROM node_features f JOIN ({sel}) t ON t.id = f.trace_row",
+            args).fetchall()
+        if feats:
+            arr = np.array(feats, dtype=float)
+            r = np.fromiter((rows_of[int(x)] for x in arr[:, 0]), dtype=np.int64, count=len(arr))
+            c = np.fromiter((col_of.get(int(x), -1) for x in arr[:, 1]), dtype=np.int64, count=len(arr))
+            ok = c >= 0
+            mat[r[ok], c[ok]] = arr[ok, 2]
+        df = pd.DataFrame(mat, columns=columns, index=pd.Index([t[1] for t in traces], name="trace_id"))
+        df["__start_unix_nano"] = np.array([t[2] for t in traces], dtype=np.int64)
+        df["__duration_ms"] = np.array([t[3] for t in traces], dtype=float)
+        return df
+
+    def _node_name_to_id(self, con: sqlite3.Connection, node: str) -> int:
+        i = self._node_ids.get(node)
+        if i is None:
+            row = con.execute("SELECT id FROM nodes WHERE node = ?", (node,)).fetchone()
+            i = -1 if row is None else int(row[0])
+        return i
+
+    def trace_features(self, trace_id: str) -> TraceFeatures | None:
+        """All stored features of one trace, or None when it is unknown."""
+        con = self._reader()
+        t = con.execute("SELECT t.id, n.node, t.start_unix_nano, t.duration_ms, t.complete, t.n_spans FROM traces t "
+                        "JOIN nodes n ON n.id = t.entry_id WHERE t.trace_id = ?", (str(trace_id).lower(),)).fetchone()
+        if t is None:
+            return None
+        tf = TraceFeatures(trace_id=str(trace_id).lower(), entry=t[1], start_unix_nano=int(t[2]),
+                           duration_ms=float(t[3]), complete=bool(t[4]), n_spans=int(t[5]))
+        for node, lat, own, gap, cnt, err, first in con.execute(
+                "SELECT n.node, f.latency_ms, f.own_ms, f.gap_ms, f.count, f.error, f.start_offset_ms "
+                "FROM node_features f JOIN nodes n ON n.id = f.node_id WHERE f.trace_row = ? ORDER BY n.node", (t[0],)):
+            tf.nodes[node] = NodeFeatures(float(lat), float(own), float(gap), int(cnt), bool(err), float(first))
+        return tf
+
+    def mark_outlier(self, trace_id: str, score: float) -> None:
+        with self._lock:
+            self._w.execute("INSERT INTO outliers VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
+                            "score = excluded.score, marked_unix_nano = excluded.marked_unix_nano",
+                            (str(trace_id).lower(), float(score), time.time_ns()))
+
+    def outliers(self, from_unix_nano: int | None = None, to_unix_nano: int | None = None,
+                 entry: str | None = None, min_score: float | None = None,
+                 limit: int | None = None) -> list[OutlierMark]:
+        """Marked outliers (joined with their trace), newest first."""
+        con = self._reader()
+        where, args = ["1=1"], []
+        if from_unix_nano is not None:
+            where.append("t.start_unix_nano >= ?")
+            args.append(int(from_unix_nano))
+        if to_unix_nano is not None:
+            where.append("t.start_unix_nano < ?")
+            args.append(int(to_unix_nano))
+        if entry is not None:
+            where.append("n.node = ?")
+            args.append(entry)
+        if min_score is not None:
+            where.append("o.score >= ?")
+            args.append(float(min_score))
+        sql = ("SELECT o.trace_id, o.score, n.node, t.start_unix_nano, t.duration_ms FROM outliers o "
+               "JOIN traces t ON t.trace_id = o.trace_id JOIN nodes n ON n.id = t.entry_id "
+               f"WHERE {' AND '.join(where)} ORDER BY t.start_unix_nano DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [OutlierMark(r[0], float(r[1]), r[2], int(r[3]), float(r[4])) for r in con.execute(sql, args)]
+
+    def save_explanation(self, trace_id: str, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload, allow_nan=False, default=_json_default)
+        with self._lock:
+            self._w.execute("INSERT INTO explanations VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
+                            "payload = excluded.payload, created_unix_nano = excluded.created_unix_nano",
+                            (str(trace_id).lower(), text, time.time_ns()))
+
+    def explanation(self, trace_id: str) -> dict[str, Any] | None:
+        row = self._reader().execute("SELECT payload FROM explanations WHERE trace_id = ?",
+                                     (str(trace_id).lower(),)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_model(self, entry: str, blob: bytes, meta: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._w.execute("INSERT INTO models VALUES (?,?,?,?) ON CONFLICT(entry) DO UPDATE SET blob = excluded.blob, "
+                            "meta = excluded.meta, saved_unix_nano = excluded.saved_unix_nano",
+                            (entry, bytes(blob), json.dumps(meta or {}, default=_json_default), time.time_ns()))
+
+    def load_model(self, entry: str) -> tuple[bytes, dict[str, Any]] | None:
+        row = self._reader().execute("SELECT blob, meta FROM models WHERE entry = ?", (entry,)).fetchone()
+        return None if row is None else (bytes(row[0]), json.loads(row[1]))
+
+    def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:
+        """Delete traces (with their features, outlier marks, explanations) older than ``max_age_s`` (by start
+        time) and beyond the newest ``max_rows``; returns how many traces were deleted."""
+        with self._lock:
+            w = self._w
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                doomed: list[tuple[int, str]] = []
+                if max_age_s is not None:
+                    cutoff = time.time_ns() - int(max_age_s * 1e9)
+                    doomed += w.execute("SELECT id, trace_id FROM traces WHERE start_unix_nano < ?", (cutoff,)).fetchall()
+                if max_rows is not None:
+                    doomed += w.execute("SELECT id, trace_id FROM traces ORDER BY start_unix_nano DESC, id DESC "
+                                        "LIMIT -1 OFFSET ?", (max(int(max_rows), 0),)).fetchall()
+                doomed = list(dict.fromkeys(doomed))
+                w.executemany("DELETE FROM node_features WHERE trace_row = ?", [(d[0],) for d in doomed])
+                w.executemany("DELETE FROM traces WHERE id = ?", [(d[0],) for d in doomed])
+                w.executemany("DELETE FROM outliers WHERE trace_id = ?", [(d[1],) for d in doomed])
+                w.executemany("DELETE FROM explanations WHERE trace_id = ?", [(d[1],) for d in doomed])
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+            return len(doomed)
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables (for stats and tests)."""
+        con = self._reader()
+        return {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("traces", "node_features", "graph_nodes", "graph_edges", "spool", "outliers",
+                          "explanations", "models")}
+
+    def close(self) -> None:
+        """Close every connection (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for con in self._readers:
+                try:
+                    con.close()
+                except sqlite3.ProgrammingError:
+                    pass  # a reader created in another thread; sqlite closes it when that thread's object dies
+            self._w.close()
+
+
+def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop the edges that close a cycle (depth-first from the entry, most frequent edges first)."""
+    out: dict[str, list[str]] = {}
+    for a, b in edges:
+        if a != b:
+            out.setdefault(a, []).append(b)
+    kept: list[tuple[str, str]] = []
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    starts = [entry] + [a for a, _ in edges]
+    for s in starts:
+        if s in state:
+            continue
+        state[s] = 1
+        stack = [(s, iter(out.get(s, ())))]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+                continue
+            st = state.get(nxt)
+            if st == 1:
+                continue  # back edge: would close a cycle
+            kept.append((node, nxt))
+            if st is None:
+                state[nxt] = 1
+                stack.append((nxt, iter(out.get(nxt, ()))))
+    return kept
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def open_store(data_dir: str | Path, synchronous: str = "NORMAL") -> SqliteStore:
+    """Open (creating if needed) the SQLite store in ``data_dir``."""
+    return SqliteStore(data_dir, synchronous=synchronous)
