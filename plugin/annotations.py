@@ -1,0 +1,149 @@
+"""Push explained outliers to Grafana as annotations (POST /api/annotations, service-account token).
+
+A bounded queue and one sender thread: `submit` never blocks (a full queue drops and counts);
+failed requests are retried with exponential backoff; the token is sent only in the Authorization
+header and never appears in logs or exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from plugin.explain import summary_text, top_contributors
+
+log = logging.getLogger("whyslow.annotations")
+
+
+def annotation_body(payload: dict[str, Any], dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
+    """Grafana's POST /api/annotations body for one explained outlier."""
+    top = top_contributors(payload, 3)
+    tags = ["whyslow"]
+    if top:
+        tags.append(f"root-cause:{top[0]['service']}")
+    tags.append(f"entry:{payload['entry']}")
+    body: dict[str, Any] = {
+        "time": int(payload.get("time_ms") or int(time.time() * 1000)),
+        "tags": tags,
+        "text": f"Slow trace {payload['trace_id']}: {summary_text(payload)}",
+    }
+    end_ms = body["time"] + int(round(payload.get("target_latency_ms") or 0))
+    if end_ms > body["time"]:
+        body["timeEnd"] = end_ms
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    if panel_id is not None:
+        body["panelId"] = int(panel_id)
+    return body
+
+
+class AnnotationPusher:
+    """Background sender of Grafana annotations with retry and exponential backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        dashboard_uid: str | None = None,
+        panel_id: int | None = None,
+        queue_size: int = 1000,
+        retries: int = 5,
+        metrics: Any = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        timeout_s: float = 5.0,
+    ):
+        self.endpoint = url.rstrip("/") + "/api/annotations"
+        self._token = token
+        self.dashboard_uid = dashboard_uid
+        self.panel_id = panel_id
+        self.retries = retries
+        self.metrics = metrics
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.timeout_s = timeout_s
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counts = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+
+    def __repr__(self) -> str:  # never show the token
+        return f"AnnotationPusher({self.endpoint!r})"
+
+    def submit(self, payload: dict[str, Any]) -> bool:
+        """Queue an explained outlier; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(annotation_body(payload, self.dashboard_uid, self.panel_id))
+            return True
+        except queue.Full:
+            self._count("dropped")
+            return False
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="whyslow-annotations", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send what is queued (bounded by timeout), then stop."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+        if self._thread is not None:
+            self._thread.join(max(0.5, deadline - time.monotonic()))
+            self._thread = None
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        if self.metrics is not None:
+            self.metrics.annotations.labels(outcome).inc()
+
+    def _run(self) -> None:
+        while True:
+            body = self._queue.get()
+            if body is None:
+                return
+            self._send(body)
+
+    def _send(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    response.read()
+                self._count("sent")
+                return
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                reason = f"HTTP {status}"
+                retryable = status == 429 or status >= 500
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                reason = type(exc).__name__ if not isinstance(exc, urllib.error.URLError) else "connection failed"
+                retryable = True
+            if not retryable or attempt == self.retries or self._stop.is_set():
+                log.warning("annotation to %s failed (%s); giving up", self.endpoint, reason)
+                self._count("failed")
+                return
+            self._count("retried")
+            log.info("annotation to %s failed (%s); retrying in %.1fs", self.endpoint, reason, delay)
+            if self._stop.wait(delay):
+                log.warning("annotation to %s not sent: shutting down", self.endpoint)
+                self._count("failed")
+                return
+            delay = min(delay * 2, self.max_backoff_s)

@@ -1,0 +1,121 @@
+"""`whyslow serve`: OTLP receivers, model lifecycle, detector, REST and gRPC APIs in one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from plugin.config import FIELDS, ConfigError, build_config
+
+HELP = {
+    "data_dir": "data directory (SQLite store, models) [./whyslow-data]",
+    "otlp_grpc": "OTLP/gRPC receiver address [127.0.0.1:4317]",
+    "otlp_http": "OTLP/HTTP receiver address [127.0.0.1:4318]",
+    "http": "REST API, Grafana JSON data source and web UI address [127.0.0.1:8080]",
+    "grpc": "gRPC query API address [127.0.0.1:50051]",
+    "min_traces": "traces of an entry point needed before its first model [100]",
+    "window": "recent normal traces each model is fitted on [2000]",
+    "refit_interval_s": "seconds between background refits [300]",
+    "mechanisms": "causal mechanisms: structural (sum/max from the call graph), auto, linear, nonlinear",
+    "threshold": "IT outlier score (nats) above which a trace is explained automatically [5 = 1 in 148]",
+    "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",
+    "intervals": "bootstrap resamples for contribution intervals of automatic explanations [0]",
+    "trace_timeout_s": "seconds without new spans after which a trace is complete [5]",
+    "retention_max_age_s": "drop stored traces older than this [604800]",
+    "retention_max_rows": "keep at most this many stored traces [1000000]",
+    "auth_token": "bearer token required by REST and gRPC (prefer --auth-token-file or the env var)",
+    "auth_token_file": "file holding the bearer token",
+    "cors_origins": "comma-separated origins allowed by CORS (off by default)",
+    "grafana_url": "Grafana base URL to push annotations to (off when unset)",
+    "grafana_token": "Grafana service-account token (prefer --grafana-token-file or the env var)",
+    "grafana_token_file": "file holding the Grafana service-account token",
+    "grafana_dashboard_uid": "dashboard UID for pushed annotations (organisation-wide when unset)",
+    "grafana_panel_id": "panel id for pushed annotations",
+    "annotation_queue": "annotations waiting to be sent before new ones are dropped (counted) [1000]",
+    "annotation_retries": "retries (exponential backoff) per annotation [5]",
+    "ui_dir": "directory of the panel's standalone page [grafana_panel/harness-dist]",
+    "log_level": "debug, info, warning or error [info]",
+}
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="run the whyslow service (OTLP in, explanations out over REST, gRPC and Grafana)",
+        description="Run the whyslow service. Settings: flag > WHYSLOW_<NAME> environment variable > "
+                    "--config YAML file > default.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML file of settings (keys as the flag names)")
+    for name in FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.split("_")[-1].upper(),
+                            help=HELP.get(name))
+    parser.set_defaults(func=run)
+
+
+class _Redact(logging.Filter):
+    """Belt and braces: no configured secret ever reaches a log line."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for s in self.secrets:
+                    message = message.replace(s, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(level: str, secrets: list[str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_Redact(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    for noisy in ("waitress", "werkzeug", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def run(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k in FIELDS or k == "config"}
+    try:
+        config = build_config(flags)
+    except ConfigError as exc:
+        print(f"whyslow serve: error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, [config.auth_token or "", config.grafana_token or ""])
+    from plugin.server import WhySlowServer
+
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: Any) -> None:
+        logging.getLogger("whyslow").info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    server = WhySlowServer(config)
+    try:
+        server.start()
+    except ConfigError as exc:
+        print(f"whyslow serve: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0:1]
+        print(f"whyslow serve: error: cannot start: {detail if isinstance(detail, str) else ''.join(detail)}",
+              file=sys.stderr)
+        return 1
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0

@@ -1,0 +1,251 @@
+"""Detector: score every completed trace's entry latency, explain the outliers on a background worker.
+
+`Detector.on_trace` is the collector Pipeline's listener: it only enqueues (never blocks ingestion).
+A scoring thread drains the queue in batches and scores each entry point's batch with one vectorised
+engine call; traces above the threshold go to a bounded explanation queue served by another thread, so
+a slow attribution never delays scoring. Explained outliers are published to the `OutlierHub`
+(gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+import rca_engine
+from plugin.explain import Explainer, _field
+from plugin.models import ModelManager, feature_matrix
+
+log = logging.getLogger("whyslow.detector")
+
+
+class Subscription:
+    """A bounded queue of explained outliers for one watcher; the oldest are dropped when it lags."""
+
+    def __init__(self, hub: OutlierHub, maxsize: int):
+        self.hub = hub
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize)
+        self.dropped = 0
+
+    def put(self, payload: dict[str, Any] | None) -> None:
+        while True:
+            try:
+                self.queue.put_nowait(payload)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def get(self, timeout: float) -> dict[str, Any] | None:
+        """Next payload; None on timeout or when the hub closes."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self)
+
+
+class OutlierHub:
+    """Fan-out of explained outliers to live watchers."""
+
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self.closed = threading.Event()
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        sub = Subscription(self, maxsize)
+        with self._lock:
+            self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.put(payload)
+
+    def close(self) -> None:
+        self.closed.set()
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.put(None)
+
+
+def trace_features_row(trace: Any) -> dict[str, float]:
+    """The feature row (node -> latency ms) of a CompletedTrace."""
+    row = _field(trace, "features", "row", "feature_row", "latency_ms", default={}) or {}
+    return {str(k): float(v) for k, v in dict(row).items()}
+
+
+class Detector:
+    """Scores completed traces and explains outliers automatically (two background threads)."""
+
+    def __init__(
+        self,
+        models: ModelManager,
+        explainer: Explainer,
+        config: Any,
+        metrics: Any,
+        hub: OutlierHub,
+        on_outlier: list[Callable[[dict[str, Any]], None]] | None = None,
+    ):
+        self.models = models
+        self.explainer = explainer
+        self.config = config
+        self.metrics = metrics
+        self.hub = hub
+        self.on_outlier = list(on_outlier or [])
+        self._traces: queue.Queue[Any] = queue.Queue()
+        self._explain: queue.Queue[tuple[str, float] | None] = queue.Queue(maxsize=config.explain_queue)
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._pending = 0
+        self._pending_lock = threading.Condition()
+        self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
+                         "explain_dropped": 0, "unscored_learning": 0}
+
+    # --- listener (collector thread) -------------------------------------------------------------
+    def on_trace(self, trace: Any) -> None:
+        """Pipeline listener: enqueue only."""
+        with self._pending_lock:
+            self._pending += 1
+        self._traces.put(trace)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stopping.clear()
+        for target, name in ((self._score_loop, "whyslow-score"), (self._explain_loop, "whyslow-explain")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every enqueued trace is scored and every queued outlier explained."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._pending_lock.wait(left)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.drain(timeout)
+        self._stopping.set()
+        self._traces.put(None)
+        try:
+            self._explain.put(None, timeout=1.0)
+        except queue.Full:
+            pass
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        self._threads.clear()
+
+    def _done(self, n: int = 1) -> None:
+        with self._pending_lock:
+            self._pending -= n
+            self._pending_lock.notify_all()
+
+    # --- scoring ---------------------------------------------------------------------------------
+    def _score_loop(self) -> None:
+        while True:
+            item = self._traces.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 512:
+                try:
+                    nxt = self._traces.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._traces.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                self.score_batch(batch)
+            except Exception:  # noqa: BLE001 - never lose the thread
+                log.exception("scoring a batch of %d traces failed", len(batch))
+            finally:
+                self._done(len(batch))
+
+    def score_batch(self, batch: list[Any]) -> None:
+        """Score a batch (grouped per entry point, one vectorised engine call per group)."""
+        groups: dict[str, list[Any]] = defaultdict(list)
+        for trace in batch:
+            entry = str(_field(trace, "entry"))
+            groups[entry].append(trace)
+        for entry, traces in groups.items():
+            self.models.observe(entry, len(traces))
+            self.counters["traces"] += len(traces)
+            self.metrics.traces.labels(entry).inc(len(traces))
+            fitted = self.models.get(entry)
+            if fitted is None:
+                self.counters["unscored_learning"] += len(traces)
+                continue
+            frame = feature_matrix(pd.DataFrame([trace_features_row(t) for t in traces]), fitted.columns)
+            scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
+            self.counters["scored"] += len(traces)
+            self.metrics.scored.inc(len(traces))
+            for trace, score in zip(traces, scores, strict=True):
+                if score >= self.config.threshold:
+                    self.counters["outliers"] += 1
+                    self.metrics.outliers.labels(entry).inc()
+                    trace_id = str(_field(trace, "trace_id"))
+                    try:
+                        self.explainer.store.mark_outlier(trace_id, float(score))
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("cannot mark %s as outlier: %s", trace_id, exc)
+                    with self._pending_lock:
+                        self._pending += 1
+                    try:
+                        self._explain.put_nowait((trace_id, float(score)))
+                    except queue.Full:
+                        self._done()
+                        self.counters["explain_dropped"] += 1
+                        self.metrics.explain_dropped.inc()
+
+    # --- explaining ------------------------------------------------------------------------------
+    def _explain_loop(self) -> None:
+        while True:
+            item = self._explain.get()
+            if item is None:
+                return
+            trace_id, _score = item
+            try:
+                payload = self.explainer.explain(trace_id, intervals=self.config.intervals, trigger="auto")
+                self.counters["explained"] += 1
+                self.publish(payload)
+            except Exception as exc:  # noqa: BLE001
+                self.counters["explain_errors"] += 1
+                self.metrics.explain_errors.inc()
+                log.warning("explaining %s failed: %s", trace_id, exc)
+            finally:
+                self._done()
+
+    def publish(self, payload: dict[str, Any]) -> None:
+        self.hub.publish(payload)
+        for callback in self.on_outlier:
+            try:
+                callback(payload)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("outlier callback failed: %s", exc)

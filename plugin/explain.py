@@ -1,0 +1,229 @@
+"""Explanations: run the engine's attribution for one trace and shape the answer every API serves.
+
+The payload (a plain JSON-able dict, persisted with the trace via `store.save_explanation`) is the one
+documented as `Explanation` in /openapi.json; the JSON-datasource frames and the gRPC messages are built
+from it, so the three APIs always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import rca_engine
+from plugin.errors import NoModel, NotFound
+from plugin.models import FittedModel, ModelManager, feature_matrix
+
+log = logging.getLogger("whyslow.explain")
+
+PAYLOAD_VERSION = 1
+
+
+def _field(obj: Any, *names: str, default: Any = None) -> Any:
+    """First present attribute / key among `names` (the collector's record types are read by name)."""
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if not isinstance(obj, dict) and hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def trace_row(tf: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """(node -> latency ms, node -> own time ms) of one stored trace."""
+    nodes = _field(tf, "nodes")
+    if isinstance(nodes, dict) and nodes and not isinstance(next(iter(nodes.values())), (int, float)):
+        latency = {k: float(_field(v, "latency_ms", "latency", default=0.0) or 0.0) for k, v in nodes.items()}
+        own = {k: float(_field(v, "own_ms", "own_time_ms", "own", default=0.0) or 0.0) for k, v in nodes.items()}
+        return latency, own
+    latency = dict(_field(tf, "latency_ms", "latency", "latencies", "features", "row", default={}) or {})
+    own = dict(_field(tf, "own_ms", "own_time_ms", "own_time", "own", default={}) or {})
+    return {k: float(v) for k, v in latency.items()}, {k: float(v) for k, v in own.items()}
+
+
+class Explainer:
+    """Explains stored traces with the current model of their entry point; caches on-demand answers."""
+
+    def __init__(self, store: Any, models: ModelManager, config: Any, metrics: Any = None, cache_size: int = 512):
+        self.store = store
+        self.models = models
+        self.config = config
+        self.metrics = metrics
+        self._cache: OrderedDict[tuple[str, float, int], dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def trace(self, trace_id: str) -> Any:
+        tf = self.store.trace_features(trace_id)
+        if tf is None:
+            raise NotFound(f"trace {trace_id} is not stored (unknown, not yet complete, or expired)")
+        return tf
+
+    def model_for(self, entry: str) -> FittedModel:
+        fitted = self.models.get(entry)
+        if fitted is None:
+            seen = next((s.traces_seen for s in self.models.status() if s.entry == entry), 0)
+            raise NoModel(
+                f"no model for entry point {entry} yet: still learning what normal looks like "
+                f"({seen} of {self.config.min_traces} traces seen)"
+            )
+        return fitted
+
+    def stored(self, trace_id: str) -> dict[str, Any] | None:
+        try:
+            payload = self.store.explanation(trace_id)
+        except Exception as exc:  # noqa: BLE001 - a broken record is recomputed
+            log.warning("cannot read the stored explanation of %s: %s", trace_id, exc)
+            return None
+        if isinstance(payload, dict) and payload.get("version") == PAYLOAD_VERSION:
+            return payload
+        return None
+
+    def explain(self, trace_id: str, intervals: int = 0, trigger: str = "on_demand") -> dict[str, Any]:
+        """The explanation of a stored trace: persisted one if any, else computed now (and cached)."""
+        stored = self.stored(trace_id)
+        if stored is not None and (intervals == 0 or stored.get("intervals", 0) >= intervals):
+            return stored
+        tf = self.trace(trace_id)
+        entry = str(_field(tf, "entry"))
+        fitted = self.model_for(entry)
+        key = (trace_id, fitted.fitted_at, intervals)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        payload = self.compute(tf, trace_id, fitted, intervals, trigger)
+        if trigger == "auto" or payload["outlier_score"] >= self.config.threshold:
+            self.persist(trace_id, payload)
+        with self._lock:
+            self._cache[key] = payload
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return payload
+
+    def persist(self, trace_id: str, payload: dict[str, Any]) -> None:
+        try:
+            self.store.mark_outlier(trace_id, payload["outlier_score"])
+            self.store.save_explanation(trace_id, payload)
+        except Exception as exc:  # noqa: BLE001 - the answer is still served from memory
+            log.warning("could not persist the explanation of %s: %s", trace_id, exc)
+
+    def compute(
+        self, tf: Any, trace_id: str, fitted: FittedModel, intervals: int = 0, trigger: str = "on_demand"
+    ) -> dict[str, Any]:
+        """Run the attribution and build the payload."""
+        t0 = time.perf_counter()
+        latency, own = trace_row(tf)
+        entry = fitted.entry
+        sample = feature_matrix(pd.DataFrame([latency]), fitted.columns)
+        kwargs: dict[str, Any] = {}
+        if intervals:
+            kwargs["n_bootstrap"] = intervals
+        expl = rca_engine.attribute(fitted.model, target=entry, sample=sample.iloc[0], **kwargs)
+        seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.attribution_seconds.observe(seconds)
+            self.metrics.explained.labels(trigger).inc()
+        return build_payload(trace_id, tf, fitted, expl, latency, own, intervals, seconds, self.config.threshold)
+
+
+def build_payload(
+    trace_id: str,
+    tf: Any,
+    fitted: FittedModel,
+    expl: Any,
+    latency: dict[str, float],
+    own: dict[str, float],
+    intervals: int,
+    seconds: float,
+    threshold: float,
+) -> dict[str, Any]:
+    """Shape an engine explanation into the API's Explanation object (ranked contributions, graph)."""
+    entry = fitted.entry
+    score = _finite(expl.outlier_score) or 0.0
+    contributions = {str(k): _finite(v) or 0.0 for k, v in dict(expl.contributions).items()}
+    counterfactuals = {str(k): _finite(v) for k, v in dict(getattr(expl, "counterfactuals", {}) or {}).items()}
+    bounds = dict(getattr(expl, "intervals", {}) or {})
+    ranked = sorted(contributions, key=lambda n: (-contributions[n], n))
+    rows = []
+    for rank, node in enumerate(ranked, start=1):
+        meta = fitted.nodes.get(node)
+        lo_hi = bounds.get(node)
+        rows.append(
+            {
+                "rank": rank,
+                "node": node,
+                "service": meta.service if meta else node.partition(":")[0],
+                "operation": meta.operation if meta else node.partition(":")[2],
+                "kind": meta.kind if meta else "span",
+                "contribution": contributions[node],
+                "share": contributions[node] / score if score > 0 else 0.0,
+                "contribution_lo": _finite(lo_hi[0]) if lo_hi is not None else None,
+                "contribution_hi": _finite(lo_hi[1]) if lo_hi is not None else None,
+                "own_latency_ms": _finite(own.get(node)),
+                "node_latency_ms": _finite(latency.get(node, 0.0)),
+                "counterfactual_latency_ms": counterfactuals.get(node),
+            }
+        )
+    target_latency = _finite(latency.get(entry))
+    if target_latency is None:
+        target_latency = _finite(_field(tf, "duration_ms", "duration")) or 0.0
+    start_ns = _field(tf, "start_unix_nano", "start", default=0) or 0
+    return {
+        "version": PAYLOAD_VERSION,
+        "trace_id": trace_id,
+        "entry": entry,
+        "start_unix_nano": int(start_ns),
+        "time_ms": int(start_ns) // 1_000_000,
+        "target_latency_ms": target_latency,
+        "outlier_score": score,
+        "rarer_than": rarer_than(score),
+        "is_outlier": score >= threshold,
+        "threshold": threshold,
+        "model_traces": fitted.rows,
+        "model_fitted_at": fitted.fitted_at,
+        "intervals": int(intervals),
+        "attribution_seconds": seconds,
+        "contributions": rows,
+        "graph": [
+            {"source": a, "target": b, "source_contribution": contributions.get(a, 0.0)}
+            for a, b in fitted.causal_edges
+        ],
+    }
+
+
+def rarer_than(score: float) -> float:
+    """1 / tail probability of an IT score (capped so JSON stays finite)."""
+    return float(np.exp(min(float(score), 700.0)))
+
+
+def top_contributors(payload: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
+    return [c for c in payload.get("contributions", []) if c["contribution"] > 0][:n]
+
+
+def summary_text(payload: dict[str, Any], n: int = 3) -> str:
+    """One human line: target latency, rarity and the top contributors with their share."""
+    parts = [
+        f"{c['service']} {c['operation']} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"
+        for c in top_contributors(payload, n)
+    ]
+    head = (
+        f"{payload['entry']} took {payload['target_latency_ms']:.1f} ms "
+        f"(IT score {payload['outlier_score']:.1f}, rarer than 1 in {payload['rarer_than']:.0f})"
+    )
+    return head + (": " + "; ".join(parts) if parts else "")

@@ -1,0 +1,314 @@
+"""Model lifecycle per entry point: learn what normal looks like, refit in the background, persist.
+
+One `ModelManager` owns every entry point's `FittedModel`. Fitting happens on its own thread on a
+rolling window of recent normal traces (`store.features(entry, exclude_outliers=True, limit=window)`);
+queries keep using the previous model until the new one is ready (the swap is one reference assignment).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import rca_engine
+
+log = logging.getLogger("whyslow.models")
+
+META_PREFIX = "__"
+
+
+@dataclass
+class NodeMeta:
+    """What the API shows about a node of the causal graph."""
+
+    service: str
+    operation: str
+    kind: str
+
+
+@dataclass
+class FittedModel:
+    """An engine model plus the graph facts the APIs need; pickled into the store as is."""
+
+    entry: str
+    model: Any
+    nodes: dict[str, NodeMeta]
+    causal_edges: list[tuple[str, str]]
+    mechanisms: dict[str, str]
+    columns: list[str]
+    rows: int
+    fitted_at: float
+    fit_seconds: float
+    medians: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ModelStatus:
+    """Status of one entry point's model, shown by /api/v1/status."""
+
+    entry: str
+    state: str  # "learning" | "ready"
+    traces_seen: int
+    min_traces: int
+    fitted_at: float | None
+    rows: int
+    fit_seconds: float | None
+    fits: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Entry:
+    seen: int = 0
+    seen_at_fit: int = 0
+    fits: int = 0
+    last_error: str | None = None
+    last_attempt: float = 0.0
+    model: FittedModel | None = None
+
+
+def node_meta(info: Any, node: str) -> NodeMeta:
+    """NodeMeta from the collector's NodeInfo (attribute or mapping), with the id as fallback."""
+    def get(name: str, default: str) -> str:
+        value = info.get(name) if isinstance(info, dict) else getattr(info, name, None)
+        return str(value) if value not in (None, "") else default
+
+    service, _, operation = node.partition(":")
+    return NodeMeta(service=get("service", service), operation=get("operation", operation), kind=get("kind", "span"))
+
+
+def feature_matrix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The engine's input: exactly `columns` as float64, absent nodes 0 ms (as the collector writes them)."""
+    data = df.reindex(columns=columns, fill_value=0.0).astype("float64")
+    return data.fillna(0.0)
+
+
+class ModelManager:
+    """Fits, refits, persists and serves one model per entry point (thread-safe)."""
+
+    def __init__(self, store: Any, config: Any, metrics: Any = None):
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._fit_lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_retention = 0.0
+
+    # --- state -----------------------------------------------------------------------------------
+    def load(self) -> int:
+        """Load persisted models and count stored traces per entry point; returns models loaded."""
+        loaded = 0
+        for entry in self.store.entry_points():
+            state = self._entry(entry)
+            try:
+                stored = len(self.store.features(entry, limit=self.config.window))
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the others
+                log.warning("cannot count traces of %s: %s", entry, exc)
+                stored = 0
+            state.seen = max(state.seen, stored)
+            try:
+                record = self.store.load_model(entry)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cannot load the model of %s: %s", entry, exc)
+                record = None
+            blob = record[0] if isinstance(record, tuple) else record
+            if blob:
+                try:
+                    model = pickle.loads(blob)
+                except Exception as exc:  # noqa: BLE001 - an old or corrupt blob means: refit
+                    log.warning("ignoring the stored model of %s (%s); it will be refitted", entry, exc)
+                    continue
+                if isinstance(model, FittedModel):
+                    state.model = model
+                    state.seen_at_fit = state.seen
+                    loaded += 1
+        self._update_gauge()
+        return loaded
+
+    def _entry(self, entry: str) -> _Entry:
+        with self._lock:
+            state = self._entries.get(entry)
+            if state is None:
+                state = self._entries[entry] = _Entry()
+            return state
+
+    def observe(self, entry: str, count: int = 1) -> None:
+        """Count completed traces of an entry point; wakes the fitter when a first model becomes possible."""
+        state = self._entry(entry)
+        with self._lock:
+            state.seen += count
+            first = state.model is None and state.seen >= self.config.min_traces
+        if first:
+            self._wake.set()
+
+    def get(self, entry: str) -> FittedModel | None:
+        with self._lock:
+            state = self._entries.get(entry)
+            return state.model if state else None
+
+    def entries(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def status(self) -> list[ModelStatus]:
+        with self._lock:
+            items = sorted(self._entries.items())
+            return [
+                ModelStatus(
+                    entry=entry,
+                    state="ready" if s.model is not None else "learning",
+                    traces_seen=s.seen,
+                    min_traces=self.config.min_traces,
+                    fitted_at=s.model.fitted_at if s.model else None,
+                    rows=s.model.rows if s.model else 0,
+                    fit_seconds=s.model.fit_seconds if s.model else None,
+                    fits=s.fits,
+                    last_error=s.last_error,
+                )
+                for entry, s in items
+            ]
+
+    def _update_gauge(self) -> None:
+        if self.metrics is not None:
+            with self._lock:
+                ready = sum(1 for s in self._entries.values() if s.model is not None)
+            self.metrics.models.set(ready)
+
+    # --- fitting ---------------------------------------------------------------------------------
+    def due(self, now: float | None = None) -> list[str]:
+        """Entry points whose model should be (re)fitted now."""
+        now = time.time() if now is None else now
+        out = []
+        with self._lock:
+            for entry, s in self._entries.items():
+                if s.seen < self.config.min_traces:
+                    continue
+                if s.last_error and now - s.last_attempt < min(self.config.refit_interval_s, 30.0):
+                    continue  # back off after a failed fit
+                if s.model is None:
+                    out.append(entry)
+                    continue
+                new = s.seen - s.seen_at_fit
+                young = s.model.rows < self.config.window and s.seen >= 2 * max(s.model.rows, 1)
+                stale = now - s.model.fitted_at >= self.config.refit_interval_s and new > 0
+                if young or stale:
+                    out.append(entry)
+        return out
+
+    def fit(self, entry: str) -> FittedModel:
+        """Fit the entry point's model now (synchronously) and swap it in; raises on failure."""
+        state = self._entry(entry)
+        with self._fit_lock:
+            with self._lock:
+                seen = state.seen
+                state.last_attempt = time.time()
+            try:
+                fitted = self._fit(entry)
+            except Exception as exc:
+                with self._lock:
+                    state.last_error = str(exc) or type(exc).__name__
+                if self.metrics is not None:
+                    self.metrics.fits.labels("error").inc()
+                raise
+            try:
+                meta = {"rows": fitted.rows, "fitted_at": fitted.fitted_at, "fit_seconds": fitted.fit_seconds}
+                self.store.save_model(entry, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), meta)
+            except Exception as exc:  # noqa: BLE001 - serving the new model matters more than persisting it
+                log.warning("could not persist the model of %s: %s", entry, exc)
+            with self._lock:
+                state.model = fitted
+                state.seen_at_fit = seen
+                state.fits += 1
+                state.last_error = None
+            if self.metrics is not None:
+                self.metrics.fits.labels("ok").inc()
+                self.metrics.fit_seconds.observe(fitted.fit_seconds)
+            self._update_gauge()
+            log.info("model %s fitted on %d traces in %.2fs", entry, fitted.rows, fitted.fit_seconds)
+            return fitted
+
+    def _fit(self, entry: str) -> FittedModel:
+        t0 = time.perf_counter()
+        graph = self.store.graph(entry)
+        causal = graph.causal_graph()
+        frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window)
+        columns = [str(n) for n in causal.nodes]
+        if entry not in columns:
+            raise ValueError(f"entry point {entry!r} is not a node of its own call graph")
+        if len(frame) < self.config.min_traces:
+            raise ValueError(f"only {len(frame)} normal traces stored, need {self.config.min_traces}")
+        data = feature_matrix(frame, columns)
+        mech_choice = self.config.mechanisms
+        if mech_choice == "structural":
+            structure = dict(graph.mechanisms())
+            mechanisms: Any = {n: structure[n] for n in columns if n in structure}
+        else:
+            mechanisms = mech_choice
+        model = rca_engine.fit(causal, data, mechanisms=mechanisms)
+        nodes = {str(n): node_meta(info, str(n)) for n, info in graph.nodes.items()}
+        for n in columns:
+            nodes.setdefault(n, node_meta({}, n))
+        return FittedModel(
+            entry=entry,
+            model=model,
+            nodes=nodes,
+            causal_edges=[(str(a), str(b)) for a, b in causal.edges],
+            mechanisms=mechanisms if isinstance(mechanisms, dict) else {n: mechanisms for n in columns},
+            columns=columns,
+            rows=len(data),
+            fitted_at=time.time(),
+            fit_seconds=time.perf_counter() - t0,
+            medians={c: float(v) for c, v in zip(columns, np.median(data.to_numpy(), axis=0), strict=True)},
+        )
+
+    # --- background thread -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="whyslow-models", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=min(self.config.refit_interval_s, 5.0))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            for entry in self.due():
+                if self._stop.is_set():
+                    break
+                try:
+                    self.fit(entry)
+                except Exception as exc:  # noqa: BLE001 - keep the previous model, retry later
+                    log.warning("fitting %s failed: %s", entry, exc)
+            self._retention()
+
+    def _retention(self) -> None:
+        now = time.time()
+        if now - self._last_retention < 600:
+            return
+        self._last_retention = now
+        try:
+            self.store.retention(self.config.retention_max_age_s, self.config.retention_max_rows)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("retention failed: %s", exc)

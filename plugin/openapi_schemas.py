@@ -1,0 +1,203 @@
+"""JSON schemas (OpenAPI 3.1 components) of every body the REST API and the JSON-datasource protocol serve.
+
+`plugin.rest` builds /openapi.json from its route table plus these components; tests validate live
+responses against them with jsonschema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+NUM = {"type": "number"}
+NUM_OR_NULL = {"type": ["number", "null"]}
+STR = {"type": "string"}
+STR_OR_NULL = {"type": ["string", "null"]}
+INT = {"type": "integer"}
+
+
+def obj(props: dict[str, Any], required: list[str] | None = None, extra: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props, "required": required or list(props)}
+    if not extra:
+        out["additionalProperties"] = False
+    return out
+
+
+TRACE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": obj({"error": STR}, extra=False),
+    "Contribution": obj(
+        {
+            "rank": {"type": "integer", "minimum": 1},
+            "node": STR,
+            "service": STR,
+            "operation": STR,
+            "kind": STR,
+            "contribution": NUM,
+            "share": NUM,
+            "contribution_lo": NUM_OR_NULL,
+            "contribution_hi": NUM_OR_NULL,
+            "own_latency_ms": NUM_OR_NULL,
+            "node_latency_ms": NUM_OR_NULL,
+            "counterfactual_latency_ms": NUM_OR_NULL,
+        }
+    ),
+    "CausalEdge": obj({"source": STR, "target": STR, "source_contribution": NUM}),
+    "Explanation": obj(
+        {
+            "version": INT,
+            "trace_id": TRACE_ID,
+            "entry": STR,
+            "start_unix_nano": INT,
+            "time_ms": INT,
+            "target_latency_ms": NUM,
+            "outlier_score": NUM,
+            "rarer_than": NUM,
+            "is_outlier": {"type": "boolean"},
+            "threshold": NUM,
+            "model_traces": INT,
+            "model_fitted_at": NUM,
+            "intervals": INT,
+            "attribution_seconds": NUM,
+            "contributions": {"type": "array", "items": ref("Contribution")},
+            "graph": {"type": "array", "items": ref("CausalEdge")},
+        }
+    ),
+    "OutlierSummary": obj(
+        {
+            "trace_id": TRACE_ID,
+            "entry": STR,
+            "time_ms": INT,
+            "target_latency_ms": NUM,
+            "outlier_score": NUM,
+            "rarer_than": NUM,
+            "root_cause_node": STR_OR_NULL,
+            "root_cause_service": STR_OR_NULL,
+            "root_cause_share": NUM_OR_NULL,
+            "summary": STR,
+        }
+    ),
+    "OutlierList": obj({"outliers": {"type": "array", "items": ref("OutlierSummary")}}),
+    "NodeStats": {
+        "type": ["object", "null"],
+        "properties": {"traces": INT, "mean_ms": NUM, "p50_ms": NUM, "p95_ms": NUM, "p99_ms": NUM},
+        "required": ["traces", "mean_ms", "p50_ms", "p95_ms", "p99_ms"],
+    },
+    "GraphNode": obj(
+        {
+            "id": STR,
+            "service": STR,
+            "operation": STR,
+            "kind": STR,
+            "structure": STR_OR_NULL,
+            "mechanism": STR_OR_NULL,
+            "stats": ref("NodeStats"),
+        }
+    ),
+    "Graph": obj(
+        {
+            "entry": STR,
+            "traces": INT,
+            "model": {"type": "string", "enum": ["ready", "learning"]},
+            "nodes": {"type": "array", "items": ref("GraphNode")},
+            "call_edges": {"type": "array", "items": obj({"caller": STR, "callee": STR})},
+            "causal_edges": {"type": "array", "items": obj({"source": STR, "target": STR})},
+        }
+    ),
+    "ModelStatus": obj(
+        {
+            "entry": STR,
+            "state": {"type": "string", "enum": ["learning", "ready"]},
+            "traces_seen": INT,
+            "min_traces": INT,
+            "fitted_at": NUM_OR_NULL,
+            "rows": INT,
+            "fit_seconds": NUM_OR_NULL,
+            "fits": INT,
+            "last_error": STR_OR_NULL,
+        }
+    ),
+    "Status": obj(
+        {
+            "version": STR,
+            "uptime_s": NUM,
+            "threshold": NUM,
+            "threshold_rarer_than": NUM,
+            "min_traces": INT,
+            "models": {"type": "array", "items": ref("ModelStatus")},
+            "pipeline": {"type": "object", "additionalProperties": NUM},
+            "detector": {"type": "object", "additionalProperties": INT},
+            "annotations": {"type": ["object", "null"], "additionalProperties": INT},
+        }
+    ),
+    "Health": obj({"status": STR}),
+    # --- JSON-datasource protocol (simpod-json-datasource) ---
+    "DsTable": obj(
+        {
+            "type": {"const": "table"},
+            "refId": STR,
+            "columns": {
+                "type": "array",
+                "items": obj({"text": STR, "type": {"enum": ["string", "number", "time"]}}),
+            },
+            "rows": {"type": "array", "items": {"type": "array"}},
+        },
+        required=["type", "columns", "rows"],
+    ),
+    "DsQueryResponse": {"type": "array", "items": ref("DsTable")},
+    "DsQueryRequest": {
+        "type": "object",
+        "properties": {
+            "range": {"type": "object", "properties": {"from": STR, "to": STR}},
+            "targets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "target": STR,
+                        "refId": STR,
+                        "payload": {"type": ["object", "string", "null"]},
+                        "hide": {"type": "boolean"},
+                    },
+                },
+            },
+            "scopedVars": {"type": "object"},
+            "adhocFilters": {"type": "array"},
+        },
+    },
+    "DsMetric": obj(
+        {
+            "label": STR,
+            "value": STR,
+            "payloads": {
+                "type": "array",
+                "items": obj({"label": STR, "name": STR, "type": STR}, extra=True),
+            },
+        }
+    ),
+    "DsMetrics": {"type": "array", "items": ref("DsMetric")},
+    "DsOptions": {"type": "array", "items": obj({"label": STR, "value": STR})},
+    "DsVariable": {"type": "array", "items": obj({"__text": STR, "__value": STR})},
+    "DsTagKeys": {"type": "array", "items": obj({"type": STR, "text": STR})},
+    "DsTagValues": {"type": "array", "items": obj({"text": STR})},
+    "DsAnnotations": {
+        "type": "array",
+        "items": obj(
+            {
+                "annotation": {"type": ["object", "null"]},
+                "time": INT,
+                "timeEnd": INT,
+                "title": STR,
+                "text": STR,
+                "tags": {"type": "array", "items": STR},
+            }
+        ),
+    },
+    "DsSearch": {"type": "array", "items": STR},
+    "AnyObject": {"type": "object"},
+}

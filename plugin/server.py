@@ -1,0 +1,204 @@
+"""`WhySlowServer`: the whole backend in one object (what `whyslow serve` and `whyslow demo` run).
+
+    server = WhySlowServer(config).start()
+    server.ports   # {"otlp_grpc": ..., "otlp_http": ..., "http": ..., "grpc": ...} (bound ports)
+    server.stop()  # flushes every acknowledged span: traces completed, scored, explained, annotated
+
+Composition: collector Pipeline (+ OTLP receivers) -> Detector (listener) -> ModelManager / Explainer ->
+REST (Flask under waitress) + JSON datasource + gRPC API + Grafana annotation pusher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import collector_processor
+from plugin.annotations import AnnotationPusher
+from plugin.config import ServeConfig, parse_address
+from plugin.detector import Detector, OutlierHub
+from plugin.explain import Explainer
+from plugin.metrics import ServerMetrics
+from plugin.models import ModelManager
+from plugin.service import WhySlowService
+
+log = logging.getLogger("whyslow.server")
+
+
+def pipeline_config(config: ServeConfig) -> Any:
+    """The collector's pipeline configuration from ours (its config class when it has one)."""
+    cls = getattr(collector_processor, "PipelineConfig", None)
+    if cls is None:
+        return None
+    try:
+        return cls(trace_timeout_s=config.trace_timeout_s)
+    except TypeError:
+        return cls()
+
+
+class _HttpServer:
+    """waitress serving the Flask app on its own thread."""
+
+    def __init__(self, app: Any, address: str):
+        from waitress.server import create_server
+
+        host, port = parse_address(address, "http")
+        self.server = create_server(app, host=host, port=port, threads=8, ident="whyslow",
+                                    clear_untrusted_proxy_headers=True, channel_timeout=30)
+        self.port = int(self.server.effective_port)
+        self.thread = threading.Thread(target=self._run, name="whyslow-http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except Exception:  # noqa: BLE001 - raised while closing sockets from another thread
+            log.debug("http server loop ended", exc_info=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(self.server._map)
+        self.thread.join(5)
+
+
+class WhySlowServer:
+    """All parts of `whyslow serve`, started and stopped in order."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.ports: dict[str, int] = {}
+        self._ready = threading.Event()
+        self._stopped = False
+        self._lock = threading.Lock()
+        self.store: Any = None
+        self.pipeline: Any = None
+        self._receivers: list[Any] = []
+        self.grpc_api: Any = None
+        self.http: _HttpServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> WhySlowServer:
+        cfg = self.config
+        try:
+            self._start(cfg)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, cfg: ServeConfig) -> None:
+        from plugin.grpc_api import GrpcApi
+        from plugin.rest import create_app
+
+        self.metrics = ServerMetrics()
+        self.store = collector_processor.open_store(cfg.data_dir)
+        self.models = ModelManager(self.store, cfg, self.metrics)
+        loaded = self.models.load()
+        if loaded:
+            log.info("loaded %d persisted model(s) from %s", loaded, cfg.data_dir)
+        self.explainer = Explainer(self.store, self.models, cfg, self.metrics)
+        self.hub = OutlierHub()
+        self.annotations: AnnotationPusher | None = None
+        callbacks = []
+        if cfg.grafana_url:
+            self.annotations = AnnotationPusher(
+                cfg.grafana_url, cfg.grafana_token, cfg.grafana_dashboard_uid, cfg.grafana_panel_id,
+                queue_size=cfg.annotation_queue, retries=cfg.annotation_retries, metrics=self.metrics,
+            )
+            callbacks.append(self.annotations.submit)
+        self.detector = Detector(self.models, self.explainer, cfg, self.metrics, self.hub, callbacks)
+        self.pipeline = collector_processor.Pipeline(self.store, pipeline_config(cfg))
+        self.pipeline.add_listener(self.detector.on_trace)
+        self.metrics.watch_pipeline(self.pipeline.stats)
+        self.service = WhySlowService(self.store, self.models, self.explainer, cfg, self.pipeline,
+                                      self.detector, self.annotations)
+        # workers first, then the doors
+        if self.annotations is not None:
+            self.annotations.start()
+        self.detector.start()
+        self.models.start()
+        self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
+        self.http = _HttpServer(self.app, cfg.http)
+        self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token)
+        otlp_grpc = collector_processor.OtlpGrpcReceiver(self.pipeline, cfg.otlp_grpc)
+        otlp_http = collector_processor.OtlpHttpReceiver(self.pipeline, cfg.otlp_http)
+        for receiver in (otlp_grpc, otlp_http):
+            receiver.start()
+            self._receivers.append(receiver)
+        self.http.start()
+        self.grpc_api.start()
+        self.ports = {
+            "otlp_grpc": int(otlp_grpc.port),
+            "otlp_http": int(otlp_http.port),
+            "http": self.http.port,
+            "grpc": self.grpc_api.port,
+        }
+        self._ready.set()
+        log.info(
+            "whyslow serving: OTLP gRPC %s, OTLP HTTP %s, REST %s, gRPC %s (data in %s, auth %s)",
+            *(f"{parse_address(a)[0]}:{self.ports[k]}" for k, a in
+              (("otlp_grpc", cfg.otlp_grpc), ("otlp_http", cfg.otlp_http), ("http", cfg.http), ("grpc", cfg.grpc))),
+            cfg.data_dir, "on" if cfg.auth_token else "off",
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def url(self, name: str = "http") -> str:
+        """Base URL / target of a bound listener (http: http://host:port, others host:port)."""
+        address = getattr(self.config, name)
+        host = parse_address(address)[0]
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        target = f"{host}:{self.ports[name]}"
+        return f"http://{target}" if name in ("http", "otlp_http") else target
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: stop accepting spans, complete and score every buffered trace, explain the queued
+        outliers, send queued annotations, then close the APIs and the store."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._ready.clear()
+        t0 = time.monotonic()
+        for receiver in self._receivers:
+            _quietly(receiver.stop, 2.0)
+        if self.pipeline is not None:
+            _quietly(self.pipeline.flush)
+        if getattr(self, "detector", None) is not None:
+            if not self.detector.drain(timeout):
+                log.warning("shutdown: detector did not finish within %.0fs", timeout)
+            _quietly(self.detector.stop, 5.0)
+        if getattr(self, "models", None) is not None:
+            _quietly(self.models.stop, timeout)
+        if getattr(self, "annotations", None) is not None:
+            _quietly(self.annotations.stop, 10.0)
+        if getattr(self, "hub", None) is not None:
+            self.hub.close()
+        if self.grpc_api is not None:
+            _quietly(self.grpc_api.stop, 2.0)
+        if self.http is not None:
+            _quietly(self.http.stop)
+        if self.store is not None and hasattr(self.store, "close"):
+            _quietly(self.store.close)
+        log.info("whyslow stopped in %.1fs", time.monotonic() - t0)
+
+    def __enter__(self) -> WhySlowServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - shutdown continues with the other parts
+        log.warning("shutdown step %s failed: %s", getattr(fn, "__qualname__", fn), exc)

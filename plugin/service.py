@@ -1,0 +1,183 @@
+"""The internal service layer every API calls (REST, JSON datasource, gRPC): validated inputs in,
+plain JSON-able dicts out, `plugin.errors` exceptions for the API to map to its status codes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from plugin import validation
+from plugin.errors import InvalidArgument, NotFound
+from plugin.explain import Explainer, _field, rarer_than, summary_text, top_contributors
+from plugin.models import META_PREFIX, ModelManager, node_meta
+
+log = logging.getLogger("whyslow.service")
+
+VERSION = "0.1.0"
+
+
+def outlier_summary(payload: dict[str, Any]) -> dict[str, Any]:
+    """The list form of an explanation (GET /api/v1/outliers, the outliers table, gRPC OutlierSummary)."""
+    top = top_contributors(payload, 1)
+    return {
+        "trace_id": payload["trace_id"],
+        "entry": payload["entry"],
+        "time_ms": int(payload.get("time_ms") or 0),
+        "target_latency_ms": payload["target_latency_ms"],
+        "outlier_score": payload["outlier_score"],
+        "rarer_than": payload["rarer_than"],
+        "root_cause_node": top[0]["node"] if top else None,
+        "root_cause_service": top[0]["service"] if top else None,
+        "root_cause_share": top[0]["share"] if top else None,
+        "summary": summary_text(payload),
+    }
+
+
+class WhySlowService:
+    """Read side of the server: explanations, outliers, graphs and status."""
+
+    def __init__(
+        self,
+        store: Any,
+        models: ModelManager,
+        explainer: Explainer,
+        config: Any,
+        pipeline: Any = None,
+        detector: Any = None,
+        annotations: Any = None,
+    ):
+        self.store = store
+        self.models = models
+        self.explainer = explainer
+        self.config = config
+        self.pipeline = pipeline
+        self.detector = detector
+        self.annotations = annotations
+        self.started_at = time.time()
+
+    # --- explanations ----------------------------------------------------------------------------
+    def explain(self, trace_id: Any, intervals: Any = 0) -> dict[str, Any]:
+        tid = validation.trace_id(trace_id)
+        return self.explainer.explain(tid, intervals=validation.intervals(intervals))
+
+    def outliers(
+        self,
+        start: Any = None,
+        end: Any = None,
+        entry: Any = None,
+        min_score: Any = None,
+        limit: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Recent explained outliers, newest first."""
+        lo, hi = validation.time_range(start, end)
+        entry_id = validation.entry(entry)
+        floor = validation.score(min_score)
+        count = validation.limit(limit)
+        records = self.store.outliers(lo, hi, entry_id, floor, count)
+        out = []
+        for record in records:
+            trace_id = str(_field(record, "trace_id"))
+            payload = _field(record, "explanation", "payload")
+            if not isinstance(payload, dict) or "contributions" not in payload:
+                payload = self.explainer.stored(trace_id)
+            if payload is None:
+                continue  # detected, explanation still being computed
+            out.append(outlier_summary(payload))
+        out.sort(key=lambda o: (-o["time_ms"], o["trace_id"]))
+        return out[:count]
+
+    # --- graph -----------------------------------------------------------------------------------
+    def resolve_entry(self, entry: Any) -> str:
+        entry_id = validation.entry(entry)
+        known = self.entries()
+        if entry_id is None:
+            if len(known) == 1:
+                return known[0]
+            raise InvalidArgument(
+                "entry is required: one of " + ", ".join(known) if known else "no entry points seen yet"
+            )
+        if entry_id not in known:
+            raise NotFound(f"unknown entry point {entry_id}")
+        return entry_id
+
+    def entries(self) -> list[str]:
+        try:
+            stored = [str(e) for e in self.store.entry_points()]
+        except Exception:  # noqa: BLE001
+            stored = []
+        return sorted(set(stored) | set(self.models.entries()))
+
+    def graph(self, entry: Any) -> dict[str, Any]:
+        """Call graph, causal graph and per-node latency statistics of one entry point."""
+        entry_id = self.resolve_entry(entry)
+        graph = self.store.graph(entry_id)
+        fitted = self.models.get(entry_id)
+        frame = self.store.features(entry_id, limit=self.config.window)
+        cols = [c for c in frame.columns if not str(c).startswith(META_PREFIX)]
+        stats: dict[str, dict[str, float]] = {}
+        if len(frame):
+            values = frame[cols].to_numpy(dtype=float)
+            present = values > 0
+            q = np.percentile(values, [50, 95, 99], axis=0)
+            for i, col in enumerate(cols):
+                stats[str(col)] = {
+                    "traces": int(present[:, i].sum()),
+                    "mean_ms": float(values[:, i].mean()),
+                    "p50_ms": float(q[0, i]),
+                    "p95_ms": float(q[1, i]),
+                    "p99_ms": float(q[2, i]),
+                }
+        mechanisms = dict(graph.mechanisms())
+        nodes = []
+        for node, info in sorted(graph.nodes.items()):
+            meta = node_meta(info, str(node))
+            nodes.append(
+                {
+                    "id": str(node),
+                    "service": meta.service,
+                    "operation": meta.operation,
+                    "kind": meta.kind,
+                    "structure": _field(info, "structure"),
+                    "mechanism": (fitted.mechanisms.get(str(node)) if fitted else None) or mechanisms.get(node),
+                    "stats": stats.get(str(node)),
+                }
+            )
+        causal = graph.causal_graph()
+        return {
+            "entry": entry_id,
+            "traces": int(len(frame)),
+            "model": "ready" if fitted else "learning",
+            "nodes": nodes,
+            "call_edges": [{"caller": str(a), "callee": str(b)} for a, b in graph.call_edges],
+            "causal_edges": [{"source": str(a), "target": str(b)} for a, b in causal.edges],
+        }
+
+    # --- status ----------------------------------------------------------------------------------
+    def pipeline_stats(self) -> dict[str, Any]:
+        if self.pipeline is None:
+            return {}
+        try:
+            raw = self.pipeline.stats()
+        except Exception:  # noqa: BLE001
+            return {}
+        raw = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
+        return {str(k): v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "uptime_s": time.time() - self.started_at,
+            "threshold": self.config.threshold,
+            "threshold_rarer_than": rarer_than(self.config.threshold),
+            "min_traces": self.config.min_traces,
+            "models": [s.to_dict() for s in self.models.status()],
+            "pipeline": self.pipeline_stats(),
+            "detector": dict(self.detector.counters) if self.detector is not None else {},
+            "annotations": dict(self.annotations.counts) if self.annotations is not None else None,
+        }
+
+    def ready(self) -> bool:
+        return True

@@ -1,0 +1,108 @@
+"""Input validation shared by the REST, JSON-datasource and gRPC APIs (one place, one set of rules)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from plugin.errors import InvalidArgument
+
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+MAX_LIMIT = 1000
+MAX_INTERVALS = 200
+MAX_ENTRY_LEN = 512
+# unix-epoch bounds accepted for time filters: 1970 .. 2200
+_MAX_NS = 7_258_118_400 * 10**9
+
+
+def trace_id(value: Any) -> str:
+    """A W3C/OTLP trace id: 32 hex characters, not all zero; returned lower-case."""
+    if not isinstance(value, str) or not TRACE_ID.match(value):
+        raise InvalidArgument("trace id must be 32 hexadecimal characters")
+    if int(value, 16) == 0:
+        raise InvalidArgument("trace id must not be all zeros")
+    return value.lower()
+
+
+def int_in(value: Any, name: str, lo: int, hi: int, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be an integer")
+    try:
+        number = int(value) if not isinstance(value, float) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidArgument(f"{name} must be an integer")
+    if not lo <= number <= hi:
+        raise InvalidArgument(f"{name} must be between {lo} and {hi}")
+    return number
+
+
+def limit(value: Any, default: int = 100) -> int:
+    return int_in(value, "limit", 1, MAX_LIMIT, default)
+
+
+def intervals(value: Any) -> int:
+    return int_in(value, "intervals", 0, MAX_INTERVALS, 0)
+
+
+def score(value: Any, name: str = "min_score") -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{name} must be a number") from None
+    if not math.isfinite(number) or number < 0 or number > 1e6:
+        raise InvalidArgument(f"{name} must be a finite number >= 0")
+    return number
+
+
+def entry(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ENTRY_LEN or any(ord(c) < 32 for c in value):
+        raise InvalidArgument(f"entry must be a node id string of at most {MAX_ENTRY_LEN} printable characters")
+    return value
+
+
+def time_ns(value: Any, name: str) -> int | None:
+    """A time as unix milliseconds (number or digits) or an ISO 8601 / RFC 3339 string; returns unix ns."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be unix milliseconds or an ISO 8601 time")
+    ns: int | None = None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        ns = int(value * 1_000_000)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d{1,16}(\.\d+)?", text):
+            ns = int(float(text) * 1_000_000)
+        else:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=timezone.utc)
+                ns = int(parsed.timestamp() * 1_000_000) * 1000
+    if ns is None:
+        raise InvalidArgument(f"{name} must be unix milliseconds or an ISO 8601 time")
+    if not 0 <= ns <= _MAX_NS:
+        raise InvalidArgument(f"{name} is out of range")
+    return ns
+
+
+def time_range(start: Any, end: Any) -> tuple[int | None, int | None]:
+    lo, hi = time_ns(start, "from"), time_ns(end, "to")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidArgument("from must not be after to")
+    return lo, hi
