@@ -1,0 +1,75 @@
+"""Readable terminal explanation of one slow trace (the same content the panel shows).
+
+Input is the server's explanation object (``GET /api/v1/traces/{id}/rca``): ranked ``contributions`` with
+``service``, ``operation``, ``kind``, ``contribution`` (nats), ``share`` and ``counterfactual_latency_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+BAR_WIDTH = 28
+
+
+def display_name(service: str, names: Mapping[str, str]) -> str:
+    """Human name of a service (the demo's catalogue), else the service name itself."""
+    return names.get(service, service)
+
+
+def node_label(c: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """What a contribution row is about, in words: a service, a database query, or a network hop."""
+    who = display_name(str(c.get("service") or ""), names)
+    kind = c.get("kind")
+    op = str(c.get("operation") or "")
+    if kind == "call_gap":
+        return f"network → {who}"
+    if kind in ("db", "messaging"):
+        return f"{who} ({op})" if op else who
+    return f"{who} ({op})" if op else who
+
+
+def seconds(ms: float | None) -> str:
+    """Latency in ms shown in seconds (or ms when short)."""
+    if ms is None:
+        return "?"
+    return f"{ms / 1000:.2f} s" if abs(ms) >= 100 else f"{ms:.0f} ms"
+
+
+def top_cause(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The largest positive contribution of an explanation, or None."""
+    rows = [c for c in payload.get("contributions", []) if (c.get("contribution") or 0) > 0]
+    return max(rows, key=lambda c: c["contribution"]) if rows else None
+
+
+def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top: int = 5) -> str:
+    """Ranked bars of the top contributors with their share and the counterfactual latency of the entry."""
+    entry = str(payload.get("entry") or "")
+    entry_service = entry.partition(":")[0]
+    entry_name = display_name(entry_service, names)
+    latency = payload.get("target_latency_ms")
+    score = float(payload.get("outlier_score") or 0.0)
+    rarer = float(payload.get("rarer_than") or 1.0)
+    lines = [
+        f"Trace {payload.get('trace_id')}: {entry_name} ({entry.partition(':')[2]}) took {seconds(latency)}"
+        f" — IT outlier score {score:.1f} nats, rarer than 1 in {rarer:,.0f} normal requests"
+    ]
+    rows = [c for c in payload.get("contributions", []) if (c.get("contribution") or 0) > 0][:top]
+    if not rows:
+        lines.append("  no service contributed positively (the model sees nothing unusual)")
+        return "\n".join(lines)
+    biggest = max(float(c["contribution"]) for c in rows)
+    width = max(len(node_label(c, names)) for c in rows)
+    for i, c in enumerate(rows, start=1):
+        contribution = float(c["contribution"])
+        n = max(1, round(BAR_WIDTH * contribution / biggest)) if biggest > 0 else 0
+        bar = "█" * n + " " * (BAR_WIDTH - n)
+        share = float(c.get("share") or 0.0)
+        line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {100 * share:4.0f}%"
+        cf = c.get("counterfactual_latency_ms")
+        if cf is not None and latency is not None:
+            who = display_name(str(c.get("service") or ""), names)
+            what = "the network into " + who if c.get("kind") == "call_gap" else who
+            line += f"\n     {entry_name} would have taken {seconds(cf)} instead of {seconds(latency)} had {what} been normal"
+        lines.append(line)
+    return "\n".join(lines)
