@@ -37,3 +37,6 @@ class PipelineConfig:
     max_name_len: int = 200
     # structure inference: children overlapping more than this fraction of the shorter one run in parallel
     overlap_fraction: float = 0.1
+    # a root with a catch-all route (an API gateway's "/*") is named after the first endpoint it reached, so
+    # that every endpoint behind the gateway gets its own entry point and graph
+    qualify_catch_all_root: bool = True

@@ -202,7 +202,7 @@ class Pipeline:
         ov = self.config.overlap_fraction
         for a in done:
             try:
-                rec = analyse_trace(a.trace_id.hex(), a.spans, a.complete, ov)
+                rec = analyse_trace(a.trace_id.hex(), a.spans, a.complete, ov, self.config.qualify_catch_all_root)
             except Exception:
                 log.exception("analysing trace %s failed", a.trace_id.hex())
                 with self._stat_lock:

@@ -80,8 +80,19 @@ def _union_within(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
     return total
 
 
-def analyse_trace(trace_hex: str, spans: list[tuple], complete: bool, overlap_fraction: float = 0.1) -> TraceRecord:
-    """Build the per-node features and graph evidence of one trace (spans: decoded span tuples)."""
+def is_catch_all(op: str) -> bool:
+    """A root operation that names no endpoint (``/*``, ``/``, ``GET /**``): a gateway's catch-all route."""
+    route = op.rsplit(" ", 1)[-1]
+    return "*" in route or route == "/"
+
+
+def analyse_trace(trace_hex: str, spans: list[tuple], complete: bool, overlap_fraction: float = 0.1,
+                  qualify_catch_all_root: bool = True) -> TraceRecord:
+    """Build the per-node features and graph evidence of one trace (spans: decoded span tuples).
+
+    With ``qualify_catch_all_root``, a root whose operation is a catch-all route (an API gateway's ``/*``) is
+    named after the first endpoint it reached in another service (``/* -> /api/v1/orders``), so that each API
+    endpoint behind a gateway gets its own entry point and graph."""
     n = len(spans)
     index = {sp[SID]: i for i, sp in enumerate(spans)}
     children: list[list[int]] = [[] for _ in range(n)]
@@ -141,6 +152,17 @@ def analyse_trace(trace_hex: str, spans: list[tuple], complete: bool, overlap_fr
         rec.cycle_spans = detached - under_other_root
         rec.complete = False
 
+    root_name = None
+    rsp = spans[root]
+    if qualify_catch_all_root and is_catch_all(rsp[OP]):
+        first = None
+        for i in order:
+            sp = spans[i]
+            if sp[KIND] in _CALLEE_KINDS and sp[SERVICE] != rsp[SERVICE] and (first is None or sp[START] < first[START]):
+                first = sp
+        if first is not None:
+            root_name = (f"{rsp[SERVICE]}:{rsp[OP]} -> {first[OP]}", f"{rsp[OP]} -> {first[OP]}")
+
     node_of: list[str | None] = [None] * n
     nodes = rec.nodes
     info = rec.node_info
@@ -168,9 +190,13 @@ def analyse_trace(trace_hex: str, spans: list[tuple], complete: bool, overlap_fr
                 if node not in info:
                     info[node] = (sp[PEER], sp[OP], sp[PEER_KIND])
         if node is None:
-            node = f"{sp[SERVICE]}:{sp[OP]}"
-            if node not in info:
-                info[node] = (sp[SERVICE], sp[OP], "span")
+            if i == root and root_name is not None:
+                node = root_name[0]
+                info[node] = (sp[SERVICE], root_name[1], "span")
+            else:
+                node = f"{sp[SERVICE]}:{sp[OP]}"
+                if node not in info:
+                    info[node] = (sp[SERVICE], sp[OP], "span")
         node_of[i] = node
         p = parent_of[i]
         if p >= 0:
