@@ -122,12 +122,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype not in (PROTOBUF, JSON):
+            self.pipeline.count_request_error("requests_invalid")
             self.close_connection = True
             self._status(415, _GRPC_INVALID_ARGUMENT,
                          f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}")
             return
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
+            self.pipeline.count_request_error("requests_invalid")
             self.close_connection = True
             self._status(415, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}; use gzip",
                          ctype)
@@ -137,22 +139,34 @@ class _Handler(BaseHTTPRequestHandler):
             if encoding != "identity":
                 body = _decompress(body, encoding, limit)
         except _TooLarge as exc:
+            self.pipeline.count_request_error("requests_too_large")
             self.close_connection = True
             self._status(413, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
             return
         except LookupError as exc:
+            self.pipeline.count_request_error("requests_invalid")
             self.close_connection = True
             self._status(411, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
             return
         except DecodeFailure as exc:
+            self.pipeline.count_request_error("requests_invalid")
             self._status(400, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
             return
         except ValueError as exc:
+            self.pipeline.count_request_error("requests_invalid")
             self.close_connection = True
             self._status(400, _GRPC_INVALID_ARGUMENT, f"malformed request: {exc}", ctype)
             return
+        if ctype == JSON:
+            try:
+                payload = parse_json_request(body)
+            except DecodeFailure as exc:
+                self.pipeline.count_request_error("requests_invalid")
+                self._status(400, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+                return
+        else:
+            payload = body
         try:
-            payload = parse_json_request(body) if ctype == JSON else body
             batch = self.pipeline.accept(payload)
         except DecodeFailure as exc:
             self._status(400, _GRPC_INVALID_ARGUMENT, str(exc), ctype)

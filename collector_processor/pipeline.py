@@ -50,7 +50,7 @@ class CompletedTrace:
 
 
 _STAT_KEYS = (
-    "requests_received", "requests_invalid", "requests_refused",
+    "requests_received", "requests_invalid", "requests_too_large", "requests_refused",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
     "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_stored",
@@ -139,6 +139,12 @@ class Pipeline:
             c["spans_rejected"] += batch.rejected
             c["spans_unknown_service"] += batch.unknown_service
         return batch
+
+    def count_request_error(self, key: str) -> None:
+        """Count a request a receiver answered before decoding (``requests_invalid``, ``requests_too_large``)."""
+        with self._stat_lock:
+            self._c["requests_received"] += 1
+            self._c[key] += 1
 
     def _replay_spool(self) -> None:
         """Queue the spooled requests a previous process acknowledged but did not finish storing."""

@@ -1,0 +1,191 @@
+"""OTLP/HTTP receiver: OTLP/JSON with hex ids posted by hand, protobuf, gzip, and every error status."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+
+import grpc
+import pytest
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+from collector_processor import OtlpHttpReceiver
+from collector_processor.otlp_json import parse_json_request
+
+from .conftest import complete_all
+from .otlp_build import CLIENT, SERVER, T0, request
+
+TRACE_HEX = "5b8efff798038103d269b633813fc60c"
+ROOT_HEX = "eee19b7ec3c1b174"
+CHILD_HEX = "eee19b7ec3c1b173"
+
+
+def post(port: int, body: bytes, ctype: str = "application/x-protobuf", encoding: str | None = None,
+         path: str = "/v1/traces", method: str = "POST", headers: dict | None = None):
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    h = {"Content-Type": ctype}
+    if encoding:
+        h["Content-Encoding"] = encoding
+    h.update(headers or {})
+    con.request(method, path, body=body, headers=h)
+    r = con.getresponse()
+    data = r.read()
+    con.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def otlp_json_doc(trace=TRACE_HEX, root=ROOT_HEX, child=CHILD_HEX) -> dict:
+    return {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "web"}}]},
+        "scopeSpans": [{"scope": {"name": "manual"}, "spans": [
+            {"traceId": trace, "spanId": root, "name": "GET /home", "kind": 2,
+             "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 50_000_000),
+             "attributes": [{"key": "http.route", "value": {"stringValue": "/home"}},
+                            {"key": "http.request.method", "value": {"stringValue": "GET"}},
+                            {"key": "http.response.status_code", "value": {"intValue": "200"}}],
+             "status": {"code": 0}, "someFutureField": {"x": 1}},
+            {"traceId": trace, "spanId": child, "parentSpanId": root, "name": "SELECT users", "kind": 3,
+             "startTimeUnixNano": T0 + 10_000_000, "endTimeUnixNano": str(T0 + 30_000_000),
+             "attributes": [{"key": "db.system", "value": {"stringValue": "postgresql"}}],
+             "status": {"code": 2, "message": "timeout"}},
+        ]}]}]}
+
+
+def test_json_ids_are_hex_not_base64():
+    req = parse_json_request(json.dumps(otlp_json_doc()).encode())
+    sp = req.resource_spans[0].scope_spans[0].spans
+    assert sp[0].trace_id == bytes.fromhex(TRACE_HEX) and sp[0].span_id == bytes.fromhex(ROOT_HEX)
+    assert sp[1].parent_span_id == bytes.fromhex(ROOT_HEX)
+    assert sp[0].kind == SERVER and sp[1].kind == CLIENT and sp[1].status.code == 2
+    assert sp[1].start_time_unix_nano == T0 + 10_000_000
+
+
+def test_json_post_end_to_end(receivers, pipeline, store):
+    _, h = receivers
+    status, headers, body = post(h.port, json.dumps(otlp_json_doc()).encode(), "application/json; charset=utf-8")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {}
+    complete_all(pipeline)
+    tf = store.trace_features(TRACE_HEX)
+    assert tf is not None and tf.entry == "web:GET /home"
+    assert tf.nodes["postgresql:SELECT users"].latency_ms == 20.0 and tf.nodes["postgresql:SELECT users"].error
+    assert tf.nodes["web:GET /home"].own_ms == 30.0
+
+
+def test_json_gzip_and_partial_success(receivers, pipeline, store):
+    _, h = receivers
+    doc = otlp_json_doc()
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans.append(dict(spans[1], spanId="zz-not-hex"))
+    spans.append(dict(spans[1], spanId="00000000000000aa", endTimeUnixNano=str(T0)))  # ends before it starts
+    status, headers, body = post(h.port, gzip.compress(json.dumps(doc).encode()), "application/json", "gzip")
+    assert status == 200
+    ps = json.loads(body)["partialSuccess"]
+    assert ps["rejectedSpans"] == "2" and "invalid span_id" in ps["errorMessage"] and "timestamps" in ps["errorMessage"]
+    st = pipeline.stats()
+    assert (st["spans_received"], st["spans_accepted"], st["spans_rejected"]) == (4, 2, 2)
+    complete_all(pipeline)
+    assert store.trace_features(TRACE_HEX).n_spans == 2
+
+
+def _status_of(body: bytes, ctype: str) -> Status:
+    st = Status()
+    if ctype == "application/json":
+        st.code = json.loads(body).get("code", 0)
+        st.message = json.loads(body)["message"]
+    else:
+        st.ParseFromString(body)
+    return st
+
+
+@pytest.mark.parametrize("ctype", ["application/x-protobuf", "application/json"])
+def test_garbage_and_truncated_bodies_get_400(receivers, pipeline, ctype):
+    _, h = receivers
+    good = request([{"service": "a", "span": 1, "name": "x", "kind": SERVER, "start_ms": 0, "end_ms": 5}])
+    raw = good.SerializeToString()
+    bodies = [b"\xff\xfe garbage \x00\x01", raw[: len(raw) // 2]] if ctype.endswith("protobuf") else \
+        [b"{not json", b"[1,2]", json.dumps({"resourceSpans": "not a list"}).encode(),
+         json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"startTimeUnixNano": "soon"}]}]}]}).encode()]
+    for body in bodies:
+        status, headers, data = post(h.port, body, ctype)
+        assert status == 400, body
+        assert headers["Content-Type"] == ctype
+        assert _status_of(data, ctype).message
+    # the receiver still works and nothing else was lost
+    assert post(h.port, raw)[0] == 200
+    st = pipeline.stats()
+    assert st["requests_invalid"] == len(bodies) and st["requests_received"] == len(bodies) + 1
+    assert st["spans_accepted"] == 1
+
+
+def test_wrong_content_type_method_path(receivers):
+    _, h = receivers
+    assert post(h.port, b"{}", "text/plain")[0] == 415
+    assert post(h.port, b"{}", "application/x-protobuf", encoding="br")[0] == 415
+    assert post(h.port, b"", path="/v1/metrics")[0] == 404
+    assert post(h.port, b"", method="GET")[0] == 405
+
+
+def test_oversized_body_and_gzip_bomb_get_413(make_pipeline, store):
+    p = make_pipeline(max_recv_bytes=64 * 1024)
+    h = OtlpHttpReceiver(p, "127.0.0.1:0").start()
+    try:
+        status, _, data = post(h.port, b"\x00" * (65 * 1024))
+        assert status == 413 and b"exceeds" in data
+        bomb = gzip.compress(b"\x00" * (10 * 1024 * 1024))  # ~10 KiB that inflates to 10 MiB
+        assert len(bomb) < 64 * 1024
+        status, _, data = post(h.port, bomb, encoding="gzip")
+        assert status == 413
+        assert post(h.port, b"\x1f\x8b not gzip", encoding="gzip")[0] == 400
+        ok = request([{"service": "a", "span": 1, "name": "x", "kind": SERVER, "start_ms": 0, "end_ms": 5}])
+        assert post(h.port, gzip.compress(ok.SerializeToString()), encoding="gzip")[0] == 200
+        st = p.stats()
+        assert st["spans_accepted"] == 1 and st["requests_too_large"] == 2 and st["requests_invalid"] == 1
+    finally:
+        h.stop(0)
+
+
+def test_invalid_spans_partial_success_protobuf_and_grpc(receivers, pipeline, store):
+    g, h = receivers
+    huge = "x" * 1_000_000
+    spans = [
+        {"service": "a", "trace": 7, "span": 1, "name": "GET /", "kind": SERVER, "start_ms": 0, "end_ms": 10,
+         "attrs": {"http.route": huge, "comment": huge}},
+        {"service": "a", "trace": 7, "span": 2, "parent": 1, "name": "child", "start_ms": 1, "end_ms": 3},
+        {"service": "a", "trace": b"\x01" * 15, "span": 3, "name": "short trace id", "start_ms": 0, "end_ms": 1},
+        {"service": "a", "trace": 0, "span": 4, "name": "zero trace id", "start_ms": 0, "end_ms": 1},
+        {"service": "a", "trace": 7, "span": 0, "name": "zero span id", "start_ms": 0, "end_ms": 1},
+        {"service": "a", "trace": 7, "span": 5, "parent": b"\x01\x02", "name": "bad parent", "start_ms": 0, "end_ms": 1},
+        {"service": "a", "trace": 7, "span": 6, "parent": 1, "name": "negative", "start_ms": 5, "end_ms": 4},
+    ]
+    status, _, body = post(h.port, request(spans).SerializeToString())
+    assert status == 200
+    resp = ExportTraceServiceResponse.FromString(body)
+    assert resp.partial_success.rejected_spans == 5
+    assert "invalid trace_id" in resp.partial_success.error_message
+    # the same over gRPC
+    with grpc.insecure_channel(f"127.0.0.1:{g.port}") as ch:
+        resp = TraceServiceStub(ch).Export(request([dict(s, trace=8) if s["trace"] == 7 else s for s in spans]),
+                                          timeout=10)
+    assert resp.partial_success.rejected_spans == 5
+    st = pipeline.stats()
+    assert (st["spans_received"], st["spans_accepted"], st["spans_rejected"]) == (14, 4, 10)
+    complete_all(pipeline)
+    for t in ("00000000000000000000000000000007", "00000000000000000000000000000008"):
+        tf = store.trace_features(t)
+        assert tf.n_spans == 2 and tf.duration_ms == 10.0
+        assert tf.entry == "a:" + "x" * 200  # the huge http.route is truncated, not rejected
+
+
+def test_grpc_garbage_is_invalid_argument(receivers, pipeline):
+    g, _ = receivers
+    with grpc.insecure_channel(f"127.0.0.1:{g.port}") as ch:
+        call = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        with pytest.raises(grpc.RpcError) as ei:
+            call(b"\xff\xff\xff garbage", timeout=10)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid OTLP" in ei.value.details()
+    assert pipeline.stats()["requests_invalid"] == 1
