@@ -42,7 +42,7 @@ class ServeConfig:
     explain_queue: int = 1000
     intervals: int = 0
     # collector
-    trace_timeout_s: float = 5.0
+    trace_timeout_s: float = 2.0
     retention_max_age_s: float = 7 * 24 * 3600.0
     retention_max_rows: int = 1_000_000
     # security
@@ -74,7 +74,9 @@ class ServeConfig:
             raise ConfigError("mechanisms must be one of auto, structural, linear, nonlinear")
         _positive_number(self.threshold, "threshold")
         _positive_int(self.explain_queue, "explain_queue", minimum=1)
-        _positive_int(self.intervals, "intervals", minimum=0, maximum=1000)
+        _positive_int(self.intervals, "intervals", minimum=0, maximum=200)
+        if self.intervals == 1:
+            raise ConfigError("intervals must be 0 or between 2 and 200")
         _positive_number(self.trace_timeout_s, "trace_timeout_s")
         _positive_number(self.retention_max_age_s, "retention_max_age_s")
         _positive_int(self.retention_max_rows, "retention_max_rows", minimum=1000)

@@ -133,7 +133,7 @@ class Explainer:
         sample = feature_matrix(pd.DataFrame([latency]), fitted.columns)
         kwargs: dict[str, Any] = {}
         if intervals:
-            kwargs["n_bootstrap"] = intervals
+            kwargs["intervals"] = intervals
         expl = rca_engine.attribute(fitted.model, target=entry, sample=sample.iloc[0], **kwargs)
         seconds = time.perf_counter() - t0
         if self.metrics is not None:

@@ -28,20 +28,23 @@ class _PipelineCollector(Collector):
             "whyslow_spans", "Spans seen by the OTLP receivers, by outcome", labels=["outcome"]
         )
         traces = CounterMetricFamily("whyslow_pipeline_traces", "Traces assembled, by outcome", labels=["outcome"])
-        gauges = GaugeMetricFamily("whyslow_pipeline_state", "Pipeline gauges", labels=["name"])
+        events = CounterMetricFamily("whyslow_pipeline_events", "Other pipeline counters", labels=["name"])
+        gauges = GaugeMetricFamily("whyslow_pipeline_buffered", "Spans/traces waiting in the pipeline",
+                                   labels=["name"])
         for key, value in sorted(stats.items()):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            if key.startswith("spans_"):
+            if key.startswith(("queued_", "buffered_")):
+                gauges.add_metric([key], float(value))
+            elif key.startswith("spans_"):
                 spans.add_metric([key[len("spans_"):]], float(value))
-            elif key.endswith("_spans"):
-                spans.add_metric([key[: -len("_spans")]], float(value))
             elif key.startswith("traces_"):
                 traces.add_metric([key[len("traces_"):]], float(value))
             else:
-                gauges.add_metric([key], float(value))
+                events.add_metric([key], float(value))
         yield spans
         yield traces
+        yield events
         yield gauges
 
 

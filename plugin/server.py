@@ -28,14 +28,8 @@ log = logging.getLogger("whyslow.server")
 
 
 def pipeline_config(config: ServeConfig) -> Any:
-    """The collector's pipeline configuration from ours (its config class when it has one)."""
-    cls = getattr(collector_processor, "PipelineConfig", None)
-    if cls is None:
-        return None
-    try:
-        return cls(trace_timeout_s=config.trace_timeout_s)
-    except TypeError:
-        return cls()
+    """The collector's pipeline configuration from ours."""
+    return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
 
 
 class _HttpServer:
@@ -171,7 +165,7 @@ class WhySlowServer:
         for receiver in self._receivers:
             _quietly(receiver.stop, 2.0)
         if self.pipeline is not None:
-            _quietly(self.pipeline.flush)
+            _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
         if getattr(self, "detector", None) is not None:
             if not self.detector.drain(timeout):
                 log.warning("shutdown: detector did not finish within %.0fs", timeout)

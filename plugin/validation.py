@@ -47,7 +47,11 @@ def limit(value: Any, default: int = 100) -> int:
 
 
 def intervals(value: Any) -> int:
-    return int_in(value, "intervals", 0, MAX_INTERVALS, 0)
+    """Bootstrap resamples: 0 (none) or 2..MAX_INTERVALS."""
+    number = int_in(value, "intervals", 0, MAX_INTERVALS, 0)
+    if number == 1:
+        raise InvalidArgument(f"intervals must be 0 or between 2 and {MAX_INTERVALS}")
+    return number
 
 
 def score(value: Any, name: str = "min_score") -> float | None:

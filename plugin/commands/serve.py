@@ -24,7 +24,7 @@ HELP = {
     "threshold": "IT outlier score (nats) above which a trace is explained automatically [5 = 1 in 148]",
     "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",
     "intervals": "bootstrap resamples for contribution intervals of automatic explanations [0]",
-    "trace_timeout_s": "seconds without new spans after which a trace is complete [5]",
+    "trace_timeout_s": "seconds without new spans after which a trace is complete [2]",
     "retention_max_age_s": "drop stored traces older than this [604800]",
     "retention_max_rows": "keep at most this many stored traces [1000000]",
     "auth_token": "bearer token required by REST and gRPC (prefer --auth-token-file or the env var)",
