@@ -11,6 +11,7 @@ transaction survives a process crash; ``synchronous="FULL"`` also survives power
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -127,6 +128,21 @@ class SqliteStore:
             with self._lock:
                 self._readers.append(con)
         return con
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed state (WAL snapshot)."""
+        con = self._reader()
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            con.execute("BEGIN")
+        self._local.depth = depth + 1
+        try:
+            yield con
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                con.execute("COMMIT")
 
     # ---------------------------------------------------------------- writing (pipeline)
     def _node_id(self, node: str) -> int:
@@ -248,7 +264,10 @@ class SqliteStore:
     def graph(self, entry: str) -> CallGraph:
         """The call graph learned for an entry point (empty when unknown). Edges closing a cycle between span
         types (recursive calls) are dropped so that the causal graph stays acyclic."""
-        con = self._reader()
+        with self._snapshot() as con:
+            return self._graph(con, entry)
+
+    def _graph(self, con: sqlite3.Connection, entry: str) -> CallGraph:
         cg = CallGraph(entry=entry)
         eid = self._entry_id(con, entry)
         if eid is None:
@@ -273,8 +292,14 @@ class SqliteStore:
                  complete_only: bool = False) -> pd.DataFrame:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
         ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest."""
-        con = self._reader()
-        cg = self.graph(entry)
+        with self._snapshot() as con:
+            return self._features(con, entry, since_unix_nano, until_unix_nano, limit, exclude_outliers,
+                                  complete_only)
+
+    def _features(self, con: sqlite3.Connection, entry: str, since_unix_nano: int | None,
+                  until_unix_nano: int | None, limit: int | None, exclude_outliers: bool,
+                  complete_only: bool) -> pd.DataFrame:
+        cg = self._graph(con, entry)
         columns = list(cg.nodes)
         eid = self._entry_id(con, entry)
         empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
@@ -327,7 +352,10 @@ class SqliteStore:
 
     def trace_features(self, trace_id: str) -> TraceFeatures | None:
         """All stored features of one trace, or None when it is unknown."""
-        con = self._reader()
+        with self._snapshot() as con:
+            return self._trace_features(con, trace_id)
+
+    def _trace_features(self, con: sqlite3.Connection, trace_id: str) -> TraceFeatures | None:
         t = con.execute("SELECT t.id, n.node, t.start_unix_nano, t.duration_ms, t.complete, t.n_spans FROM traces t "
                         "JOIN nodes n ON n.id = t.entry_id WHERE t.trace_id = ?", (str(trace_id).lower(),)).fetchone()
         if t is None:
