@@ -1,1 +1,56 @@
-"""rca_engine."""
+"""rca_engine: causal structure-based root cause analysis of outliers (Budhathoki et al., ICML 2022).
+
+Fit an additive-noise structural causal model on a cause -> effect DAG, score outliers with information-theoretic
+scores and attribute an outlier of a target node to the noise of every upstream node with Shapley values.
+"""
+
+from .attribution import (
+    Attributor,
+    Explanation,
+    attribute,
+    attribute_many,
+    bootstrap_intervals,
+    outlier_scores,
+)
+from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
+from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
+from .mechanisms import (
+    MECHANISM_NAMES,
+    EmpiricalMechanism,
+    LinearMechanism,
+    MaxMechanism,
+    Mechanism,
+    NonlinearMechanism,
+    SumMechanism,
+)
+from .model import CausalModel, fit
+from .scoring import ITScorer
+
+__all__ = [
+    "MECHANISM_NAMES",
+    "Attributor",
+    "CausalModel",
+    "DataError",
+    "EmpiricalMechanism",
+    "Explanation",
+    "GraphError",
+    "ITScorer",
+    "LinearMechanism",
+    "MaxMechanism",
+    "Mechanism",
+    "MechanismError",
+    "NonlinearMechanism",
+    "NotEnoughDataError",
+    "RCAError",
+    "SumMechanism",
+    "UnknownNodeError",
+    "attribute",
+    "attribute_many",
+    "bootstrap_intervals",
+    "fit",
+    "graph_from_edges",
+    "invert_call_graph",
+    "outlier_scores",
+    "upstream_order",
+    "validate_graph",
+]

@@ -1,0 +1,352 @@
+"""Attribution of an outlier of a target node to the noise of each upstream node (Budhathoki et al., 2022).
+
+v(S) = log P(g(Y) >= g(x) | noises of S fixed at their reconstructed values, the others redrawn);
+a node's contribution is its Shapley value, and the contributions sum to v(N) - v(∅) = the IT score.
+All coalitions of a batch are evaluated in one pass through the graph in topological order: each node is
+computed once per distinct pattern of its own upstream coalition members (common random numbers: every
+coalition uses the same Monte-Carlo noise draws), and only the target's values are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from . import shapley
+from .errors import RCAError
+from .model import CausalModel, _fit_values
+from .scoring import ITScorer, check_options, coalition_log_prob, median_rank
+
+METHODS = ("auto", "exact", "permutation")
+MAX_EXACT_PLAYERS = 9
+_CHUNK_ELEMENTS = 2_000_000  # coalitions x samples per pass near the target (bounds memory)
+_SMALL_NODE_ELEMENTS = 500_000  # nodes with at most this many pattern x sample values are computed once
+
+
+@dataclass
+class Explanation:
+    """The attribution of one outlier (all numbers in nats unless said otherwise)."""
+
+    target: Hashable
+    target_value: float
+    outlier_score: float
+    contributions: dict[Hashable, float]
+    root_causes: list[Hashable]
+    counterfactuals: dict[Hashable, float]
+    intervals: dict[Hashable, tuple[float, float]] = field(default_factory=dict)
+    observed: dict[Hashable, float] = field(default_factory=dict)
+    method: str = "exact"
+    num_samples: int = 0
+    num_permutations: int = 0
+    tail: str = "fitted"
+    base: str = "median"
+    seed: int = 0
+
+    @property
+    def shares(self) -> dict[Hashable, float]:
+        """Contribution / outlier score per node."""
+        total = self.outlier_score if abs(self.outlier_score) > 1e-12 else 1.0
+        return {n: c / total for n, c in self.contributions.items()}
+
+    @property
+    def rarer_than(self) -> float:
+        """1 / tail probability of the target's value ('one in N')."""
+        return float(np.exp(self.outlier_score))
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict (node ids as strings)."""
+        return {
+            "target": str(self.target),
+            "target_value": self.target_value,
+            "outlier_score": self.outlier_score,
+            "rarer_than": self.rarer_than,
+            "contributions": {str(k): v for k, v in self.contributions.items()},
+            "shares": {str(k): v for k, v in self.shares.items()},
+            "root_causes": [str(n) for n in self.root_causes],
+            "counterfactuals": {str(k): v for k, v in self.counterfactuals.items()},
+            "intervals": {str(k): [lo, hi] for k, (lo, hi) in self.intervals.items()},
+            "observed": {str(k): v for k, v in self.observed.items()},
+            "method": self.method,
+            "num_samples": self.num_samples,
+            "num_permutations": self.num_permutations,
+            "tail": self.tail,
+            "base": self.base,
+            "seed": self.seed,
+        }
+
+
+def _pattern_ids(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first-occurrence index, inverse) of the distinct rows of a boolean matrix."""
+    if sub.shape[1] <= 62:
+        keys = sub.astype(np.int64) @ (np.int64(1) << np.arange(sub.shape[1], dtype=np.int64))
+    else:
+        packed = np.ascontiguousarray(np.packbits(sub, axis=1))
+        keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+class Attributor:
+    """Prepared attribution of outliers of one target: players, Monte-Carlo noise and scorer, reused per sample."""
+
+    def __init__(self, model: CausalModel, target: Hashable, *, num_samples: int = 3000, seed: int = 0,
+                 base: str = "median", tail: str = "fitted", dowhy_compatible: bool = False) -> None:
+        if dowhy_compatible:
+            base, tail = "median", "dowhy"
+        check_options(base, tail)
+        if int(num_samples) < 100:
+            raise RCAError(f"num_samples must be at least 100, got {num_samples}")
+        self.model = model
+        self.target = target
+        self.players = model.upstream(target)
+        self.num_samples = int(num_samples)
+        self.seed = seed
+        self.base, self.tail = base, tail
+        self.dowhy_compatible = dowhy_compatible
+        n = len(self.players)
+        pos = {v: j for j, v in enumerate(self.players)}
+        g = model.graph
+        self.parent_pos = [[pos[model.nodes[p]] for p in model.parent_idx[model.index[v]]] for v in self.players]
+        self.relevant = [np.array(sorted(pos[a] for a in nx.ancestors(g, v) | {v})) for v in self.players]
+        last_use = list(range(n))
+        for j, ps in enumerate(self.parent_pos):
+            for p in ps:
+                last_use[p] = max(last_use[p], j)
+        self.last_use = last_use
+        self.mechs = [model.mechanisms[v] for v in self.players]
+        self.small = [2 ** r.size * self.num_samples <= _SMALL_NODE_ELEMENTS for r in self.relevant]
+        self.pow2 = np.int64(1) << np.arange(62, dtype=np.int64)
+        rng = np.random.default_rng([seed, 11])
+        self.mc_noise = np.ascontiguousarray(model.draw_noise(self.num_samples, self.players, rng).T)  # players x M
+        if tail == "dowhy":  # DoWhy fits the scorer on the same Monte-Carlo samples it uses for the tail counts
+            self.mc_target = model.propagate(self.mc_noise.T, self.players)[:, -1]
+            self.scorer = ITScorer(base, tail).fit(self.mc_target)
+        else:
+            self.scorer = model.scorer(target, base, tail)
+        self.typical = np.array([m.typical_noise() for m in self.mechs])
+        self._rng = np.random.default_rng([seed, 13])
+
+    # -- the set function -------------------------------------------------------------------------------
+    def target_values(self, coal: np.ndarray, fixed: np.ndarray,
+                      cache: dict[int, np.ndarray]) -> Iterator[tuple[slice, np.ndarray]]:
+        """Target values (coalitions x M) with each coalition's members' noise fixed to ``fixed``, in chunks.
+
+        A node's values depend only on which of its own ancestors (and itself) are fixed. Nodes with few such
+        players ("small") are computed once per explanation for all their 2^r patterns (``cache``); the others
+        (near the target) once per distinct pattern within a chunk of coalitions, which bounds memory.
+        """
+        n, m, k = len(self.players), self.num_samples, coal.shape[0]
+        codes = {}
+        for j in range(n):
+            if self.small[j]:
+                self._small_values(j, fixed, cache)
+                codes[j] = coal[:, self.relevant[j]].astype(np.int64) @ self.pow2[: self.relevant[j].size]
+        if self.small[-1]:
+            yield slice(0, k), cache[n - 1][codes[n - 1]]
+            return
+        chunk = max(1, _CHUNK_ELEMENTS // m)
+        for s in range(0, k, chunk):
+            part = coal[s : s + chunk]
+            local: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for j in range(n):
+                if self.small[j]:
+                    continue
+                first, inverse = _pattern_ids(part[:, self.relevant[j]])
+                cols = []
+                for p in self.parent_pos[j]:
+                    if self.small[p]:
+                        cols.append(cache[p][codes[p][s + first]])
+                    else:
+                        pv, pinv = local[p]
+                        cols.append(pv[pinv[first]])
+                local[j] = (self._node_values(j, part[first, j], cols, fixed), inverse)
+                for p in self.parent_pos[j]:
+                    if not self.small[p] and self.last_use[p] == j:
+                        del local[p]
+            tv, tinv = local[n - 1]
+            yield slice(s, s + part.shape[0]), tv[tinv]
+
+    def _small_values(self, j: int, fixed: np.ndarray, cache: dict[int, np.ndarray]) -> None:
+        """Values of small node j for all 2^r patterns of its upstream players (bit order of ``relevant[j]``)."""
+        if j in cache:
+            return
+        rel = self.relevant[j]
+        pats = shapley.all_coalitions(rel.size)
+        where = {int(p): i for i, p in enumerate(rel)}
+        cols = []
+        for p in self.parent_pos[j]:
+            self._small_values(p, fixed, cache)
+            sub = pats[:, [where[int(q)] for q in self.relevant[p]]]
+            cols.append(cache[p][sub.astype(np.int64) @ self.pow2[: sub.shape[1]]])
+        cache[j] = self._node_values(j, pats[:, where[j]], cols, fixed)
+
+    def _node_values(self, j: int, is_fixed: np.ndarray, cols: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
+        noise = np.where(is_fixed[:, None], fixed[j], self.mc_noise[j][None, :])
+        return self.mechs[j].evaluate_columns(cols, noise)
+
+    def set_function(self, x_value: float, fixed: np.ndarray) -> shapley.SetFunction:
+        """v(S) for a batch of coalitions S, evaluated in memory-bounded chunks."""
+        a_arr, b_arr = self.scorer.thresholds(np.array([x_value]))
+        a = float(a_arr[0]) + 1e-9 * (1.0 + abs(float(a_arr[0]))) if np.isfinite(a_arr[0]) else float(a_arr[0])
+        b = float(b_arr[0]) - 1e-9 * (1.0 + abs(float(b_arr[0]))) if np.isfinite(b_arr[0]) else float(b_arr[0])
+        x_rank = float(median_rank(self.scorer.ref_, np.array([x_value]))[0]) if self.tail == "dowhy" else None
+        upper = x_value >= self.scorer.median_
+        cache: dict[int, np.ndarray] = {}
+
+        def value(coal: np.ndarray) -> np.ndarray:
+            out = np.empty(coal.shape[0])
+            for part, y in self.target_values(coal, fixed, cache):
+                out[part] = coalition_log_prob(y, self.scorer, a, b, x_rank, upper)
+            return out
+
+        return value
+
+    # -- one outlier --------------------------------------------------------------------------------------
+    def explain(self, values: np.ndarray, *, method: str = "auto", max_permutations: int = 1024,
+                tolerance: float = 0.01, num_permutations: int = 25) -> Explanation:
+        """Explanation of one outlier given the values of the players (in ``self.players`` order)."""
+        if method not in METHODS:
+            raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        n = len(self.players)
+        fixed = self.model.noise_of(values[None, :], self.players)[0]
+        x_value = float(values[-1])
+        value = self.set_function(x_value, fixed)
+        if self.tail == "dowhy":
+            v_empty = float(value(np.zeros((1, n), dtype=bool))[0])
+        else:
+            v_empty = float(self.scorer.log_tail(np.array([x_value]))[0])
+        v_full = 0.0
+        exact_limit = 5 if self.dowhy_compatible else MAX_EXACT_PLAYERS
+        use = method if method != "auto" else ("exact" if n <= exact_limit else "permutation")
+        perms_used = 0
+        if use == "exact":
+            if n > 20:
+                raise RCAError(f"exact Shapley over {n} players is too expensive; use method='permutation'")
+            phi = shapley.exact(value, n, v_empty, v_full)
+        elif self.dowhy_compatible:
+            seed = int(np.random.default_rng([self.seed, 17]).integers(np.iinfo(np.int32).max))
+            phi = shapley.halton_permutations(value, n, v_empty, v_full, num_permutations, seed)
+            perms_used = num_permutations
+        else:
+            rng = np.random.default_rng([self.seed, 19])
+            phi, perms_used = shapley.permutation(value, n, v_empty, v_full, rng, tolerance=tolerance,
+                                                  max_permutations=max_permutations)
+        contributions = {v: float(c) for v, c in zip(self.players, phi, strict=False)}
+        return Explanation(
+            target=self.target,
+            target_value=x_value,
+            outlier_score=float(-v_empty),
+            contributions=contributions,
+            root_causes=sorted(contributions, key=lambda k: -contributions[k]),
+            counterfactuals=self.counterfactuals(fixed),
+            observed={v: float(x) for v, x in zip(self.players, values, strict=False)},
+            method=use,
+            num_samples=self.num_samples,
+            num_permutations=perms_used,
+            tail=self.tail,
+            base=self.base,
+            seed=self.seed,
+        )
+
+    def counterfactuals(self, fixed: np.ndarray) -> dict[Hashable, float]:
+        """Target value had each node's noise been typical (its median), all other noises as observed."""
+        n = len(self.players)
+        noise = np.tile(fixed, (n, 1))
+        noise[np.arange(n), np.arange(n)] = self.typical
+        target = self.model.propagate(noise, self.players)[:, -1]
+        return {v: float(t) for v, t in zip(self.players, target, strict=False)}
+
+
+def _options(kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    prep_keys = {"num_samples", "seed", "base", "tail", "dowhy_compatible"}
+    prep = {k: v for k, v in kwargs.items() if k in prep_keys}
+    run = {k: v for k, v in kwargs.items() if k not in prep_keys}
+    return prep, run
+
+
+def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int = 3000,
+              method: str = "auto", tail: str = "fitted", base: str = "median", intervals: int = 0,
+              dowhy_compatible: bool = False, max_permutations: int = 1024, tolerance: float = 0.01,
+              confidence: float = 0.95, n_jobs: int | None = None) -> Explanation:
+    """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
+
+    ``method``: "exact" (all coalitions, default up to 11 players), "permutation" (antithetic sampling with a
+    stopping rule) or "auto". ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
+    ``intervals`` > 0: that many bootstrap refits give a ``confidence`` interval per contribution.
+    ``dowhy_compatible``: DoWhy 0.14's exact algorithm (counting, scorer fitted on the Monte-Carlo samples,
+    exact Shapley up to 5 players, 25 Halton permutations above).
+    """
+    if not isinstance(model, CausalModel):
+        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
+    att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
+                     dowhy_compatible=dowhy_compatible)
+    values = model.values_of(sample, att.players)
+    if values.shape[0] != 1:
+        raise RCAError(f"attribute() explains one sample, got {values.shape[0]} rows; use attribute_many()")
+    expl = att.explain(values[0], method=method, max_permutations=max_permutations, tolerance=tolerance)
+    if intervals:
+        expl.intervals = bootstrap_intervals(
+            model, target, values[0], att.players, int(intervals), confidence=confidence, n_jobs=n_jobs,
+            seed=seed, num_samples=num_samples, method=method, tail=tail, base=base,
+            dowhy_compatible=dowhy_compatible,
+        )
+    return expl
+
+
+def attribute_many(model: CausalModel, target: Hashable, samples: object, *, seed: int = 0, num_samples: int = 3000,
+                   method: str = "auto", tail: str = "fitted", base: str = "median",
+                   dowhy_compatible: bool = False, max_permutations: int = 1024,
+                   tolerance: float = 0.01) -> list[Explanation]:
+    """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once)."""
+    if not isinstance(model, CausalModel):
+        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
+    att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
+                     dowhy_compatible=dowhy_compatible)
+    values = model.values_of(samples, att.players)
+    return [att.explain(row, method=method, max_permutations=max_permutations, tolerance=tolerance) for row in values]
+
+
+def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray, players: list[Hashable],
+                        num: int, *, confidence: float = 0.95, n_jobs: int | None = None, seed: int = 0,
+                        **options: object) -> dict[Hashable, tuple[float, float]]:
+    """Percentile intervals of each contribution over ``num`` refits on resampled training rows."""
+    if num < 2:
+        raise RCAError(f"intervals needs at least 2 bootstrap refits, got {num}")
+    if not 0 < confidence < 1:
+        raise RCAError(f"confidence must be in (0, 1), got {confidence}")
+    # keep what 'auto' chose, so refits are comparable and fast
+    specs = {n: (s if not isinstance(s, str) or s != "auto" else model.mechanisms[n].name) for n, s in model.specs.items()}
+    specs = {n: ("auto" if s == "empirical" else s) for n, s in specs.items()}
+    sample = dict(zip(players, values, strict=False))
+
+    def one(b: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 23, b])
+        rows = rng.integers(0, model.n_rows, size=model.n_rows)
+        refit = _fit_values(model.graph, model.training[rows], specs, model.seed + b + 1, model.reference_size)
+        att = Attributor(refit, target, seed=seed + b + 1, **{k: v for k, v in options.items() if k != "method"})  # type: ignore[arg-type]
+        expl = att.explain(np.array([sample[p] for p in att.players]), method=str(options.get("method", "auto")))
+        return np.array([expl.contributions[p] for p in players])
+
+    workers = n_jobs or min(4, num)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        draws = np.array(list(pool.map(one, range(num))))
+    lo, hi = np.quantile(draws, [(1 - confidence) / 2, 1 - (1 - confidence) / 2], axis=0)
+    return {p: (float(lo[i]), float(hi[i])) for i, p in enumerate(players)}
+
+
+def outlier_scores(model: CausalModel, data: object, *, base: str = "median", tail: str = "fitted") -> pd.DataFrame:
+    """IT outlier score (nats) of every value in ``data`` against its node's fitted marginal, one column per node."""
+    if not isinstance(model, CausalModel):
+        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
+    cols = [c for c in model.nodes if isinstance(data, pd.DataFrame) and c in data.columns]
+    if isinstance(data, pd.DataFrame) and not cols:
+        raise RCAError("data has none of the model's node columns")
+    nodes = cols if cols else model.nodes
+    values = model.values_of(data, nodes)
+    index = data.index if isinstance(data, pd.DataFrame) else None
+    return pd.DataFrame({v: model.it_score(v, values[:, j], base, tail) for j, v in enumerate(nodes)}, index=index)

@@ -1,0 +1,81 @@
+"""Causal graph helpers: build the cause -> effect DAG, validate it and query ancestors."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+import networkx as nx
+
+from .errors import GraphError, UnknownNodeError
+
+
+def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable]]) -> nx.DiGraph:
+    """Causal graph of latencies from a caller -> callee call graph (callee latency causes caller latency).
+
+    Accepts an ``nx.DiGraph`` (node attributes are copied) or an iterable of ``(caller, callee)`` pairs.
+    """
+    if isinstance(call_graph, nx.DiGraph):
+        causal = nx.DiGraph()
+        causal.add_nodes_from(call_graph.nodes(data=True))
+        causal.add_edges_from((callee, caller, dict(data)) for caller, callee, data in call_graph.edges(data=True))
+    else:
+        causal = nx.DiGraph()
+        for edge in call_graph:
+            caller, callee = _pair(edge)
+            causal.add_edge(callee, caller)
+    validate_graph(causal)
+    return causal
+
+
+def graph_from_edges(edges: Iterable[tuple[Hashable, Hashable]], nodes: Iterable[Hashable] = ()) -> nx.DiGraph:
+    """Cause -> effect DAG from ``(cause, effect)`` pairs (plus isolated ``nodes``), validated."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    for edge in edges:
+        graph.add_edge(*_pair(edge))
+    validate_graph(graph)
+    return graph
+
+
+def _pair(edge: object) -> tuple[Hashable, Hashable]:
+    if not isinstance(edge, (tuple, list)) or len(edge) != 2:
+        raise GraphError(f"an edge must be a pair (source, target), got {edge!r}")
+    a, b = edge
+    if a is None or b is None or a == "" or b == "":
+        raise GraphError(f"an edge has an empty endpoint: {edge!r}")
+    return a, b
+
+
+def validate_graph(graph: object) -> nx.DiGraph:
+    """Check that ``graph`` is a non-empty directed acyclic graph; raise :class:`GraphError` naming a cycle."""
+    if not isinstance(graph, nx.DiGraph) or isinstance(graph, nx.MultiDiGraph):
+        raise GraphError(f"the causal graph must be a networkx.DiGraph (cause -> effect), got {type(graph).__name__}")
+    if graph.number_of_nodes() == 0:
+        raise GraphError("the causal graph has no nodes")
+    loops = list(nx.selfloop_edges(graph))
+    if loops:
+        raise GraphError(f"the causal graph has a self-loop on {loops[0][0]!r}")
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        path = " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}"
+        raise GraphError(f"the causal graph has a cycle: {path}")
+    return graph
+
+
+def require_node(graph: nx.DiGraph, node: Hashable, what: str = "node") -> None:
+    """Raise :class:`UnknownNodeError` when ``node`` is not in ``graph`` (lists a few known nodes)."""
+    if node not in graph:
+        known = ", ".join(repr(n) for n in list(graph.nodes)[:12])
+        more = "" if graph.number_of_nodes() <= 12 else ", ..."
+        raise UnknownNodeError(f"unknown {what} {node!r}; the graph's nodes are: {known}{more}")
+
+
+def ordered_parents(graph: nx.DiGraph, node: Hashable) -> list[Hashable]:
+    """Parents of ``node`` in a fixed order (the order they were added to the graph)."""
+    return list(graph.predecessors(node))
+
+
+def upstream_order(graph: nx.DiGraph, target: Hashable) -> list[Hashable]:
+    """Ancestors of ``target`` and ``target`` itself in topological order (the players of an attribution)."""
+    keep = nx.ancestors(graph, target) | {target}
+    return [n for n in nx.topological_sort(graph) if n in keep]

@@ -1,0 +1,117 @@
+"""Information-theoretic (IT) outlier scores: -log P(g(X) >= g(x)) for a base outlier score g.
+
+Base scores: ``median`` (DoWhy's MedianCDFQuantileScorer, g(x) = 1 - 2 min(P(X < x) + P(X = x)/2,
+P(X > x) + P(X = x)/2), a two-sided quantile) and ``zscore`` (g(x) = |x - mean| / std). For both, the event
+{g(X) >= g(x)} is {X <= a} ∪ {X >= b} for two thresholds, which is how the engine evaluates it on millions of
+Monte-Carlo values at once. Tail probabilities use :mod:`rca_engine.tails` (``fitted`` or DoWhy's ``dowhy``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tails
+from .errors import RCAError
+
+BASE_SCORES = ("median", "zscore")
+
+
+def check_options(base: str, tail: str) -> None:
+    """Raise :class:`RCAError` for an unknown base score or tail estimator."""
+    if base not in BASE_SCORES:
+        raise RCAError(f"unknown base score {base!r}; choose one of {', '.join(BASE_SCORES)}")
+    if tail not in tails.TAIL_METHODS:
+        raise RCAError(f"unknown tail estimator {tail!r}; choose one of {', '.join(tails.TAIL_METHODS)}")
+
+
+def median_rank(sorted_ref: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """DoWhy's two-sided rank min(#below + eq/2, #above + eq/2) (eq counts the value itself); g decreases in it."""
+    n = sorted_ref.shape[0]
+    left = np.searchsorted(sorted_ref, values, side="left")
+    right = np.searchsorted(sorted_ref, values, side="right")
+    half_eq = (right - left + 1) / 2.0
+    return np.minimum(left + half_eq, (n - right) + half_eq)
+
+
+class ITScorer:
+    """IT score of values of one variable against a reference sample of it (fit once, score many)."""
+
+    def __init__(self, base: str = "median", tail: str = "fitted") -> None:
+        check_options(base, tail)
+        self.base = base
+        self.tail = tail
+        self.ref_ = np.empty(0)
+
+    def fit(self, reference: np.ndarray) -> ITScorer:
+        ref = np.sort(np.asarray(reference, dtype=float).reshape(-1))
+        self.ref_ = ref
+        self.tail_ = tails.SortedTail(ref, self.tail)
+        self.median_ = float(np.median(ref))
+        self.mean_ = float(ref.mean())
+        self.std_ = float(ref.std()) or 1.0
+        self.ref_ranks_sorted_ = np.sort(median_rank(ref, ref))
+        return self
+
+    def thresholds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) such that {g(X) >= g(x)} = {X <= a} ∪ {X >= b} for each value of ``x``."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        if self.base == "zscore":
+            d = np.abs(x - self.mean_)
+            return self.mean_ - d, self.mean_ + d
+        upper = x >= self.median_
+        a = np.where(upper, -np.inf, x)
+        b = np.where(upper, x, np.inf)
+        if upper.any():  # the lower value with the same tail probability
+            a[upper] = self.tail_.lower_quantile(self.tail_.upper_log_prob(x[upper]))
+        if (~upper).any():
+            b[~upper] = self.tail_.upper_quantile(self.tail_.lower_log_prob(x[~upper]))
+        return a, b
+
+    def log_tail(self, x: np.ndarray) -> np.ndarray:
+        """log P(g(X) >= g(x)) under the reference distribution (<= 0)."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        n = self.ref_.size
+        if self.tail == "dowhy":
+            if self.base == "median":
+                count = np.searchsorted(self.ref_ranks_sorted_, median_rank(self.ref_, x), side="right")
+            else:
+                a, b = self.thresholds(x)
+                count = np.searchsorted(self.ref_, a, side="right") + (n - np.searchsorted(self.ref_, b, side="left"))
+            return np.asarray(np.log((count + 0.5) / (n + 0.5)), dtype=float)
+        if self.base == "median":
+            upper = x >= self.median_
+            lp = np.where(upper, self.tail_.upper_log_prob(x), self.tail_.lower_log_prob(x))
+            return np.asarray(np.minimum(lp + np.log(2.0), 0.0), dtype=float)
+        a, b = self.thresholds(x)
+        lp = np.logaddexp(self.tail_.lower_log_prob(a), self.tail_.upper_log_prob(b))
+        return np.asarray(np.minimum(lp, 0.0), dtype=float)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """IT scores (nats) of the values ``x``: -log P(g(X) >= g(x)); 0 for typical values."""
+        return -self.log_tail(x)
+
+
+def coalition_log_prob(
+    y: np.ndarray, scorer: ITScorer, a: float, b: float, x_rank: float | None = None, upper: bool = True
+) -> np.ndarray:
+    """log P(g(Y) >= g(x)) for each row of Monte-Carlo target values ``y`` (rows x samples).
+
+    ``dowhy`` tail: DoWhy's set function, counting with the two-sided rank of ``scorer`` (x_rank = rank of x).
+    ``fitted``: {Y <= a} ∪ {Y >= b}; counting + fitted tail on the outlier's side (``upper``: x above the
+    median), plain counting on the mirrored side (whose probability is negligible once the outlier's side is rare).
+    """
+    m = y.shape[1]
+    if scorer.tail == "dowhy":
+        if scorer.base == "median" and x_rank is not None:
+            hits = (median_rank(scorer.ref_, y) <= x_rank).sum(axis=1)
+        else:
+            hits = ((y <= a) | (y >= b)).sum(axis=1)
+        return np.asarray(np.log((hits + 0.5) / (m + 0.5)), dtype=float)
+    with np.errstate(divide="ignore"):
+        if upper:
+            lp_hi = tails.upper_log_prob(y, b)
+            lp_lo = np.log((y <= a).sum(axis=1) / m) if np.isfinite(a) else np.full(y.shape[0], -np.inf)
+        else:
+            lp_lo = tails.lower_log_prob(y, a)
+            lp_hi = np.log((y >= b).sum(axis=1) / m) if np.isfinite(b) else np.full(y.shape[0], -np.inf)
+    return np.asarray(np.minimum(np.logaddexp(lp_lo, lp_hi), 0.0), dtype=float)
