@@ -188,9 +188,12 @@ class GrpcApi:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server,
         )
-        self.port = self.server.add_insecure_port(address)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot bind the gRPC API to {address}")
+            raise OSError(f"cannot bind the gRPC API to {address} (address in use?)")
 
     def start(self) -> None:
         self.server.start()

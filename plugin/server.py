@@ -39,8 +39,11 @@ class _HttpServer:
         from waitress.server import create_server
 
         host, port = parse_address(address, "http")
-        self.server = create_server(app, host=host, port=port, threads=8, ident="whyslow",
-                                    clear_untrusted_proxy_headers=True, channel_timeout=30)
+        try:
+            self.server = create_server(app, host=host, port=port, threads=8, ident="whyslow",
+                                        clear_untrusted_proxy_headers=True, channel_timeout=30)
+        except OSError as exc:
+            raise OSError(f"cannot bind the REST API to {address} ({exc.strerror or exc})") from None
         self.port = int(self.server.effective_port)
         self.thread = threading.Thread(target=self._run, name="whyslow-http", daemon=True)
 
@@ -58,7 +61,8 @@ class _HttpServer:
 
         self.server.task_dispatcher.shutdown(timeout=5)
         wasyncore.close_all(self.server._map)
-        self.thread.join(5)
+        if self.thread.is_alive():
+            self.thread.join(5)
 
 
 class WhySlowServer:
@@ -122,8 +126,13 @@ class WhySlowServer:
         self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token)
         otlp_grpc = collector_processor.OtlpGrpcReceiver(self.pipeline, cfg.otlp_grpc)
         otlp_http = collector_processor.OtlpHttpReceiver(self.pipeline, cfg.otlp_http)
-        for receiver in (otlp_grpc, otlp_http):
-            receiver.start()
+        for receiver, what, address in ((otlp_grpc, "OTLP gRPC receiver", cfg.otlp_grpc),
+                                        (otlp_http, "OTLP HTTP receiver", cfg.otlp_http)):
+            try:
+                receiver.start()
+            except (OSError, RuntimeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "address in use?"
+                raise OSError(f"cannot bind the {what} to {address} ({reason})") from None
             self._receivers.append(receiver)
         self.http.start()
         self.grpc_api.start()

@@ -1,0 +1,97 @@
+"""In-process `WhySlowServer` (the API `whyslow demo` uses): bound ports, web UI, CORS, graceful shutdown
+that keeps every acknowledged span."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+from plugin.config import ServeConfig
+from plugin.rest import DEFAULT_UI_DIR
+from plugin.server import WhySlowServer
+from tests.serve_helpers import ServeProcess
+from tests.traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
+
+
+def _config(tmp_path, **kw) -> ServeConfig:
+    return ServeConfig(data_dir=str(tmp_path / "data"), otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0",
+                       http="127.0.0.1:0", grpc="127.0.0.1:0", **kw).validate()
+
+
+def _get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_in_process_server_ui_and_cors(tmp_path):
+    ui = tmp_path / "ui"
+    ui.mkdir()
+    (ui / "index.html").write_text("<html><body>whyslow panel page</body></html>")
+    (ui / "app.js").write_text("console.log('panel')")
+    with WhySlowServer(_config(tmp_path, ui_dir=str(ui), cors_origins=["http://localhost:3000"])) as server:
+        assert server.ready and all(port > 0 for port in server.ports.values())
+        assert len(set(server.ports.values())) == 4
+        base = server.url("http")
+        status, headers, body = _get(base + "/ui/")
+        assert status == 200 and b"whyslow panel page" in body
+        status, headers, body = _get(base + "/ui/app.js")
+        assert status == 200 and body == b"console.log('panel')"
+        assert _get(base + "/ui/../secret")[0] == 404
+        status, headers, _ = _get(base + "/healthz", {"Origin": "http://localhost:3000"})
+        assert headers.get("Access-Control-Allow-Origin") == "http://localhost:3000"
+        status, headers, _ = _get(base + "/healthz", {"Origin": "http://evil.example"})
+        assert "Access-Control-Allow-Origin" not in headers
+    assert not server.ready
+
+
+def test_ui_not_built_page_and_cors_off(tmp_path):
+    with WhySlowServer(_config(tmp_path)) as server:
+        base = server.url("http")
+        status, headers, body = _get(base + "/ui/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        if (DEFAULT_UI_DIR / "index.html").is_file():
+            assert body == (DEFAULT_UI_DIR / "index.html").read_bytes()
+        else:
+            assert b"make panel" in body
+        status, headers, _ = _get(base + "/healthz", {"Origin": "http://localhost:3000"})
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_sigterm_keeps_every_acknowledged_span(tmp_path):
+    """Traces still buffered (long trace timeout) when SIGTERM arrives are completed and stored."""
+    settings = dict(min_traces=100, trace_timeout_s=600)
+    with ServeProcess(tmp_path / "data", **settings) as srv:
+        traffic = ShopTraffic(srv.otlp_grpc, seed=3)
+        traffic.send(25)
+        traffic.close()
+
+        def accepted() -> bool:
+            text = srv.get("/metrics")[1]
+            return f'whyslow_spans_total{{outcome="accepted"}} {25 * SPANS_PER_TRACE}.0' in text
+
+        srv.wait_for(accepted, timeout=30)
+        assert srv.get("/api/v1/status")[1]["pipeline"]["traces_stored"] == 0  # all still buffered
+    assert srv.returncode == 0
+    with ServeProcess(tmp_path / "data", **settings) as again:
+        status, graph = again.get("/api/v1/graph?entry=" + quote(ENTRY))
+        assert status == 200 and graph["traces"] == 25
+        status, st = again.get("/api/v1/status")
+        assert st["models"][0]["traces_seen"] == 25
+
+
+def test_openapi_served_in_process(tmp_path):
+    with WhySlowServer(_config(tmp_path, auth_token="tok-123")) as server:
+        status, _, body = _get(server.url("http") + "/openapi.json")
+        assert status == 200 and json.loads(body)["info"]["title"] == "whyslow API"
+        assert _get(server.url("http") + "/api/v1/status")[0] == 401
+        status, _, body = _get(server.url("http") + "/api/v1/status", {"Authorization": "Bearer tok-123"})
+        assert status == 200 and json.loads(body)["models"] == []
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 10
