@@ -18,13 +18,17 @@ export function formatLatency(ms: number | null | undefined, unit: LatencyUnit):
   return `${trimmed(ms, Math.abs(ms) >= 100 ? 0 : Math.abs(ms) >= 10 ? 1 : 2)} ms`;
 }
 
+const SUPERSCRIPT = '⁰¹²³⁴⁵⁶⁷⁸⁹';
+
 /** "1 in 12,400" style: rounded to 3 significant digits so it reads at a glance. */
 export function formatRarity(rarerThan: number | null | undefined): string | null {
   if (rarerThan === null || rarerThan === undefined || !Number.isFinite(rarerThan) || rarerThan < 1) {
     return null;
   }
   if (rarerThan >= 1e9) {
-    return `1 in ${rarerThan.toExponential(1).replace('e+', ' × 10^')}`;
+    const [mantissa, exponent] = rarerThan.toExponential(1).split('e+');
+    const power = `10${exponent.replace(/\d/g, (d) => SUPERSCRIPT[Number(d)])}`;
+    return mantissa === '1.0' ? `1 in ${power}` : `1 in ${mantissa} × ${power}`;
   }
   const digits = Math.max(0, Math.floor(Math.log10(rarerThan)) - 2);
   const rounded = Math.round(rarerThan / 10 ** digits) * 10 ** digits;

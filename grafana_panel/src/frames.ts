@@ -110,6 +110,17 @@ export function parseGraph(frame: DataFrame): CausalEdge[] {
   return out;
 }
 
+/** The message of an error table ({error: string}) the backend answers for a target it cannot serve. */
+export function frameError(frames: DataFrame[]): string | null {
+  for (const frame of frames) {
+    const field = frame.fields.find((f) => f.name === 'error');
+    if (field && frame.fields.length === 1 && frame.length > 0) {
+      return String(field.values[0] ?? 'error');
+    }
+  }
+  return null;
+}
+
 /** The explanation carried by a query result; parts that are absent stay empty. */
 export function parseExplanation(series: DataFrame[]): Explanation {
   const explanation: Explanation = { summary: null, contributions: [], edges: [] };

@@ -1,6 +1,7 @@
 /** Which of the panel's states a query result is in (loading, error, no trace, ..., ok). */
 import { DataQueryError, LoadingState, PanelData } from '@grafana/data';
 
+import { frameError } from './frames';
 import { Explanation } from './types';
 
 export type ViewKind = 'loading' | 'error' | 'no_trace' | 'unknown_trace' | 'learning' | 'not_outlier' | 'no_data' | 'ok';
@@ -27,6 +28,10 @@ export function viewState(data: PanelData, explanation: Explanation): ViewState 
     return { kind: 'loading', message: 'Explaining this trace…' };
   }
   if (!summary) {
+    const backendError = frameError(data.series);
+    if (backendError) {
+      return { kind: 'error', message: backendError };
+    }
     if (data.series.length === 0) {
       return { kind: 'no_trace', message: '' };
     }

@@ -212,3 +212,11 @@ describe('RootCausePanel states', () => {
     expect(screen.getByTestId('whyslow-panel')).toHaveAttribute('data-status', 'ok');
   });
 });
+
+describe('RootCausePanel backend error tables', () => {
+  it('shows the message of an {error} table', () => {
+    render(<RootCausePanel {...panelProps(panelData([toDataFrame({ columns: [{ text: 'error' }], rows: [["unknown target 'x'"]] })]))} />);
+    expect(screen.getByTestId('whyslow-state')).toHaveAttribute('data-state', 'error');
+    expect(screen.getByTestId('whyslow-state-message')).toHaveTextContent("unknown target 'x'");
+  });
+});

@@ -17,7 +17,10 @@ describe('format', () => {
     expect(formatRarity(123456)).toBe('1 in 123,000');
     expect(formatRarity(0.5)).toBeNull();
     expect(formatRarity(null)).toBeNull();
-    expect(formatRarity(3e12)).toBe('1 in 3.0 × 10^12');
+    expect(formatRarity(3e12)).toBe('1 in 3.0 × 10¹²');
+    expect(formatRarity(Math.exp(700))).toBe('1 in 10³⁰⁴');
+    expect(formatRarity(2.5e15)).toBe('1 in 2.5 × 10¹⁵');
+    expect(formatRarity(1e20)).toBe('1 in 10²⁰');
   });
 
   it('shares and nats', () => {

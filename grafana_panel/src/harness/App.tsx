@@ -16,12 +16,15 @@ import React, { useEffect, useMemo, useRef, useState } from 'react';
 import { RootCausePanel } from '../components/RootCausePanel';
 import { formatLatency, formatNats } from '../format';
 import { defaultOptions, PanelOptions } from '../types';
+import { frameError } from '../frames';
 import { OutlierRow, parseOutliers } from './outliers';
 import { QueryError, runQuery } from './query';
 
 export interface UrlState {
   traceId: string;
   theme: 'light' | 'dark';
+  /** Bootstrap resamples for contribution intervals (0: the server's default). */
+  intervals: number;
 }
 
 const TRACE_ID = /^[0-9a-fA-F]{1,64}$/;
@@ -32,7 +35,8 @@ const OUTLIER_REFRESH_MS = 15000;
 export function readUrl(search: string): UrlState {
   const params = new URLSearchParams(search);
   const theme = params.get('theme') === 'light' ? 'light' : 'dark';
-  return { traceId: (params.get('traceId') ?? params.get('var-traceId') ?? '').trim(), theme };
+  const intervals = Math.max(0, Math.min(200, Math.floor(Number(params.get('intervals')) || 0)));
+  return { traceId: (params.get('traceId') ?? params.get('var-traceId') ?? '').trim(), theme, intervals };
 }
 
 export function writeUrl(pathname: string, state: UrlState): string {
@@ -41,6 +45,9 @@ export function writeUrl(pathname: string, state: UrlState): string {
     params.set('traceId', state.traceId);
   }
   params.set('theme', state.theme);
+  if (state.intervals > 0) {
+    params.set('intervals', String(state.intervals));
+  }
   return `${pathname}?${params.toString()}`;
 }
 
@@ -61,7 +68,7 @@ function failed(e: unknown, timeRange: TimeRange): PanelData {
 }
 
 /** Explanation frames for the trace in the URL, as PanelData. */
-function useExplanation(traceId: string): PanelData {
+function useExplanation(traceId: string, intervals: number): PanelData {
   const [data, setData] = useState<PanelData>(() => ({ state: LoadingState.NotStarted, series: [], timeRange: getDefaultTimeRange() }));
   useEffect(() => {
     const timeRange = lastWindow();
@@ -75,7 +82,7 @@ function useExplanation(traceId: string): PanelData {
     }
     const abort = new AbortController();
     setData((d) => ({ ...d, state: LoadingState.Loading, series: [], errors: undefined, timeRange }));
-    runQuery(QUERY_URL, 'rca', { traceId }, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal)
+    runQuery(QUERY_URL, 'rca', intervals > 0 ? { traceId, intervals } : { traceId }, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal)
       .then((series) => setData({ state: LoadingState.Done, series, timeRange }))
       .catch((e) => {
         if ((e as Error).name !== 'AbortError') {
@@ -83,7 +90,7 @@ function useExplanation(traceId: string): PanelData {
         }
       });
     return () => abort.abort();
-  }, [traceId]);
+  }, [traceId, intervals]);
   return data;
 }
 
@@ -94,7 +101,7 @@ function useOutliers(): { rows: OutlierRow[]; error: string } {
     const load = () => {
       const range = lastWindow();
       runQuery(QUERY_URL, 'outliers', {}, { from: range.from.toDate(), to: range.to.toDate() }, abort.signal)
-        .then((frames) => setState({ rows: parseOutliers(frames), error: '' }))
+        .then((frames) => setState({ rows: parseOutliers(frames), error: frameError(frames) ?? '' }))
         .catch((e) => {
           if ((e as Error).name !== 'AbortError') {
             setState((s) => ({ rows: s.rows, error: (e as Error).message }));
@@ -133,7 +140,7 @@ const fieldConfig: FieldConfigSource = { defaults: {}, overrides: [] };
 
 export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }> = ({ url, navigate }) => {
   const styles = useStyles2(getStyles);
-  const data = useExplanation(url.traceId);
+  const data = useExplanation(url.traceId, url.intervals);
   const outliers = useOutliers();
   const [options, setOptions] = useState<PanelOptions>(defaultOptions);
   const [draft, setDraft] = useState(url.traceId);

@@ -40,7 +40,7 @@ export function parseOutliers(frames: DataFrame[]): OutlierRow[] {
     const time = pick(frame, ['time', 'Time', 'start', 'start_time', 'timestamp']);
     const latency = pick(frame, ['target_latency_ms', 'duration_ms', 'latency_ms']);
     const score = pick(frame, ['outlier_score', 'score']);
-    const cause = pick(frame, ['root_cause', 'top_cause', 'top_service']);
+    const cause = pick(frame, ['root_cause_service', 'root_cause']);
     for (let i = 0; i < frame.length; i++) {
       const traceId = String(id.values[i] ?? '');
       if (!traceId) {
