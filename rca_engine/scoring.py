@@ -33,6 +33,42 @@ def median_rank(sorted_ref: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.minimum(left + half_eq, (n - right) + half_eq)
 
 
+def rank_event_bounds(sorted_ref: np.ndarray, x_rank: float) -> tuple[float, bool, float, bool]:
+    """{v : median_rank(v) <= x_rank} as (lo, lo_strict, hi, hi_strict): v < lo (or <=) or v > hi (or >=).
+
+    The rank is unimodal over the ordered 'slots' (gap before the first distinct value, the value, the next
+    gap, ...), so the event is a prefix and a suffix of slots; counting then needs two comparisons per value
+    instead of two binary searches.
+    """
+    n = sorted_ref.size
+    uniq, counts = np.unique(sorted_ref, return_counts=True)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    point_rank = np.minimum(start + (counts + 1) / 2.0, n - start - counts + (counts + 1) / 2.0)
+    gap_start = np.concatenate([start, [n]])
+    gap_rank = np.minimum(gap_start + 0.5, n - gap_start + 0.5)
+    slots = np.empty(2 * uniq.size + 1)
+    slots[0::2], slots[1::2] = gap_rank, point_rank
+    ok = slots <= x_rank + 1e-12
+    if ok.all():
+        return np.inf, False, -np.inf, False
+    first_bad = int(np.argmin(ok))  # slots [0, first_bad) qualify
+    last_bad = int(slots.size - 1 - np.argmin(ok[::-1]))  # slots (last_bad, end] qualify
+
+    def bound(slot: int, lower: bool) -> tuple[float, bool]:
+        # lower: event v in slots [0, slot] -> v < uniq[k] if slot is gap k, v <= uniq[k] if point k
+        if slot < 0 or slot >= slots.size:
+            return (-np.inf if lower else np.inf), True
+        k, is_gap = divmod(slot, 2)[0], slot % 2 == 0
+        if lower:
+            return (float(uniq[k]), True) if is_gap else (float(uniq[k]), False)
+        # upper: event v in slots [slot, end]: gap k -> v > uniq[k-1]; point k -> v >= uniq[k]
+        return (float(uniq[k - 1]), True) if is_gap else (float(uniq[k]), False)
+
+    lo, lo_strict = bound(first_bad - 1, True)
+    hi, hi_strict = bound(last_bad + 1, False)
+    return lo, lo_strict, hi, hi_strict
+
+
 class ITScorer:
     """IT score of values of one variable against a reference sample of it (fit once, score many)."""
 
@@ -103,7 +139,10 @@ def coalition_log_prob(
     m = y.shape[1]
     if scorer.tail == "dowhy":
         if scorer.base == "median" and x_rank is not None:
-            hits = (median_rank(scorer.ref_, y) <= x_rank).sum(axis=1)
+            lo, lo_strict, hi, hi_strict = rank_event_bounds(scorer.ref_, x_rank)
+            below = (y < lo) if lo_strict else (y <= lo)
+            above = (y > hi) if hi_strict else (y >= hi)
+            hits = (below | above).sum(axis=1)
         else:
             hits = ((y <= a) | (y >= b)).sum(axis=1)
         return np.asarray(np.log((hits + 0.5) / (m + 0.5)), dtype=float)
