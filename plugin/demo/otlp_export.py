@@ -127,20 +127,28 @@ class SpanSender:
         return spans
 
     def flush(self) -> int:
-        """Export every pending span in chunks; returns how many were sent, raises :class:`ExportError`
-        (with the count not accepted) when the receiver refuses a chunk."""
+        """Export every pending span, whole traces per request (a trace is never split across requests, so the
+        receiver sees it complete); returns how many spans were sent, raises :class:`ExportError` (with the
+        count not accepted) when the receiver refuses a request."""
         spans = self._collect.take()
+        by_trace: dict[int, list[ReadableSpan]] = {}
+        for span in spans:
+            by_trace.setdefault(span.context.trace_id, []).append(span)
         sent = 0
-        for i in range(0, len(spans), CHUNK):
-            chunk = spans[i : i + CHUNK]
-            if self.exporter.export(chunk) is not SpanExportResult.SUCCESS:
-                raise ExportError(
-                    f"the OTLP receiver did not accept {len(spans) - sent} of {len(spans)} spans "
-                    f"({self.sent_spans + sent} accepted so far)"
-                )
-            sent += len(chunk)
+        chunk: list[ReadableSpan] = []
+        groups = list(by_trace.values())
+        for i, group in enumerate(groups):
+            chunk.extend(group)
+            if len(chunk) >= CHUNK or i == len(groups) - 1:
+                if self.exporter.export(chunk) is not SpanExportResult.SUCCESS:
+                    raise ExportError(
+                        f"the OTLP receiver did not accept {len(spans) - sent} of {len(spans)} spans "
+                        f"({self.sent_spans + sent} accepted so far)"
+                    )
+                sent += len(chunk)
+                chunk = []
         self.sent_spans += sent
-        self.sent_traces += sum(1 for s in spans if s.parent is None)
+        self.sent_traces += len(by_trace)
         return sent
 
     def close(self) -> None:

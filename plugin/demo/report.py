@@ -65,7 +65,10 @@ def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top
         n = max(1, round(BAR_WIDTH * contribution / biggest)) if biggest > 0 else 0
         bar = "█" * n + " " * (BAR_WIDTH - n)
         share = float(c.get("share") or 0.0)
-        line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {100 * share:4.0f}%"
+        # share of the outlier score; shown only when it is a proportion (contributions that overshoot the
+        # score, offset by negative ones, would read as nonsense percentages)
+        pct = f"{100 * share:4.0f}%" if 0.0 <= share <= 1.05 else ""
+        line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {pct}".rstrip()
         cf = c.get("counterfactual_latency_ms")
         if cf is not None and latency is not None:
             who = display_name(str(c.get("service") or ""), names)

@@ -32,7 +32,7 @@ class DemoOptions:
 
     seed: int = 7
     warmup_traces: int = 600
-    fault_traces: int = 30
+    fault_traces: int = 10
     rate: float = 20.0  # simulated requests per second
     explain: int = 3  # how many of the slowest detected traces to explain
     timeout_s: float = 120.0  # per waiting step
@@ -117,11 +117,19 @@ class DemoRun:
     def wait_processed(self, what: str) -> None:
         """Until the server has scored every trace sent so far and explained every outlier it found."""
 
+        last: list[dict[str, Any]] = []
+
         def done() -> bool:
+            # The detector counts a batch's traces before it counts that batch's outliers: require the same
+            # settled counters on two polls in a row.
             c = self.detector_counters()
             traces = int(c.get("traces", 0))
+            scored = int(c.get("scored", 0)) + int(c.get("unscored_learning", 0))
             handled = int(c.get("explained", 0)) + int(c.get("explain_errors", 0)) + int(c.get("explain_dropped", 0))
-            return traces >= self.sent_traces and handled >= int(c.get("outliers", 0))
+            settled = traces >= self.sent_traces and scored >= traces and handled >= int(c.get("outliers", 0))
+            stable = settled and bool(last) and last[-1] == c
+            last[:] = [c]
+            return stable
 
         self._wait(what, done)
 
