@@ -1,0 +1,174 @@
+"""Collector throughput: spans/s from a real OTLP gRPC client through receive -> assemble -> call graph and
+features -> SQLite store, on one core, next to the raw protobuf parse rate of the same requests (the limit).
+
+The collector (receiver threads + pipeline worker + SQLite) runs in this process pinned to one CPU; the client
+runs in another process pinned to another CPU, sending pre-serialised requests with a few requests in flight.
+Stages measured on the same requests: (1) protobuf parse only, (2) parse + span decoding, (3) the whole
+pipeline in-process without the network, (4) end to end over gRPC until every span is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import struct
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from benchmarks.collector_workload import make_requests
+from benchmarks.common import command_line, markdown_table, write_result
+
+METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _pin(cpu: int) -> int | None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    target = cpus[cpu % len(cpus)]
+    os.sched_setaffinity(0, {target})
+    return target
+
+
+def _client(port: int, path: str, inflight: int, cpu: int, ready) -> None:
+    """Separate process: send every request of the file (length-prefixed blobs) over one gRPC channel."""
+    import grpc
+
+    _pin(cpu)
+    blobs = []
+    with open(path, "rb") as f:
+        while head := f.read(4):
+            blobs.append(f.read(struct.unpack("<I", head)[0]))
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 256 << 20)])
+    export = ch.unary_unary(METHOD)
+    ready.wait()
+    pending = []
+    for b in blobs:
+        pending.append(export.future(b, timeout=120))
+        if len(pending) >= inflight:
+            pending.pop(0).result()
+    for p in pending:
+        p.result()
+    ch.close()
+
+
+def _count(payloads: list[bytes]) -> int:
+    return sum(len(ss.spans) for p in payloads for rs in ExportTraceServiceRequest.FromString(p).resource_spans
+               for ss in rs.scope_spans)
+
+
+def bench_parse(payloads: list[bytes]) -> float:
+    t = time.perf_counter()
+    for p in payloads:
+        ExportTraceServiceRequest.FromString(p)
+    return time.perf_counter() - t
+
+
+def bench_decode(payloads: list[bytes]) -> float:
+    from collector_processor.otlp_decode import SpanDecoder, parse_request
+
+    dec = SpanDecoder()
+    t = time.perf_counter()
+    for p in payloads:
+        dec.decode(parse_request(p))
+    return time.perf_counter() - t
+
+
+def bench_inprocess(payloads: list[bytes]) -> float:
+    import collector_processor as cp
+
+    with tempfile.TemporaryDirectory() as d:
+        store = cp.open_store(d)
+        pipe = cp.Pipeline(store, cp.PipelineConfig(background=False))
+        t = time.perf_counter()
+        for k, p in enumerate(payloads):
+            pipe.accept(p)
+            if k % 8 == 7:
+                pipe.tick(time.monotonic() + 10)
+        pipe.flush()
+        dt = time.perf_counter() - t
+        pipe.close()
+        store.close()
+    return dt
+
+
+def bench_grpc(payloads: list[bytes], n_spans: int, inflight: int) -> tuple[float, dict]:
+    import collector_processor as cp
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "requests.bin"
+        with open(path, "wb") as f:
+            for p in payloads:
+                f.write(struct.pack("<I", len(p)))
+                f.write(p)
+        store = cp.open_store(Path(d) / "data")
+        # short idle time: a trace of the workload is complete when its request arrived
+        pipe = cp.Pipeline(store, cp.PipelineConfig(trace_timeout_s=0.2, tick_interval_s=0.05))
+        rx = cp.OtlpGrpcReceiver(pipe, "127.0.0.1:0").start()
+        ctx = mp.get_context("spawn")
+        ready = ctx.Event()
+        proc = ctx.Process(target=_client, args=(rx.port, str(path), inflight, 1, ready))
+        proc.start()
+        time.sleep(2.0)  # client process start-up and file read
+        t = time.perf_counter()
+        ready.set()
+        deadline = t + 600
+        while pipe.stats()["spans_stored"] < n_spans and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        dt = time.perf_counter() - t
+        proc.join(60)
+        stats = pipe.stats()
+        rx.stop(1)
+        pipe.close()
+        store.close()
+    return dt, stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=400_000, help="spans in the workload")
+    ap.add_argument("--batch", type=int, default=2048, help="spans per OTLP request")
+    ap.add_argument("--inflight", type=int, default=4, help="requests in flight from the client")
+    ap.add_argument("--quick", action="store_true", help="100k spans")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.spans = 100_000
+    cpu = _pin(0)
+    payloads = make_requests(args.spans, args.batch)
+    n = _count(payloads)
+    mb = sum(map(len, payloads)) / 1e6
+    rows = []
+    t_parse = bench_parse(payloads)
+    rows.append(("protobuf parse only (upb), the limit", f"{n / t_parse:,.0f}"))
+    t_dec = bench_decode(payloads)
+    rows.append(("parse + decode (validate, read the needed fields, name spans)", f"{n / t_dec:,.0f}"))
+    t_in = bench_inprocess(payloads)
+    rows.append(("whole pipeline in-process (decode, spool, assemble, graph+features, store)", f"{n / t_in:,.0f}"))
+    t_e2e, stats = bench_grpc(payloads, n, args.inflight)
+    rows.append(("**end to end over OTLP/gRPC**, until every span is stored", f"**{n / t_e2e:,.0f}**"))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    body = (
+        f"Workload: {n:,} spans in {len(payloads)} requests of ~{args.batch} spans ({mb:.0f} MB protobuf), traces "
+        f"of 26 spans (server/client pairs with HTTP semantic-convention attributes, database calls), "
+        f"{args.inflight} requests in flight. Collector pinned to CPU {cpu} (one core); client in another "
+        "process on another CPU.\n\n"
+        + markdown_table(["stage", "spans/s (one core)"], rows)
+        + f"\n\nEnd-to-end counters: received {stats['spans_received']:,}, accepted {stats['spans_accepted']:,}, "
+        f"refused (retryable) {stats['spans_refused']:,}, dropped {stats['spans_dropped']:,}, stored "
+        f"{stats['spans_stored']:,}, traces stored {stats['traces_stored']:,}. Peak RSS of the collector "
+        f"process (including the workload held in memory): {rss:,.0f} MiB.\n"
+    )
+    write_result("collector_throughput", "Collector throughput (OTLP spans/s, one core)",
+                 command_line("benchmarks.collector_throughput", argv), body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
