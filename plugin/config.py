@@ -38,7 +38,7 @@ class ServeConfig:
     refit_interval_s: float = 300.0
     mechanisms: str = "structural"
     # detector
-    threshold: float = 5.0
+    threshold: float = 9.21  # ln(10000): rarer than 1 in 10,000 requests of the entry point
     explain_queue: int = 1000
     intervals: int = 0
     # collector

@@ -21,7 +21,7 @@ HELP = {
     "window": "recent normal traces each model is fitted on [2000]",
     "refit_interval_s": "seconds between background refits [300]",
     "mechanisms": "causal mechanisms: structural (sum/max from the call graph), auto, linear, nonlinear",
-    "threshold": "IT outlier score (nats) above which a trace is explained automatically [5 = 1 in 148]",
+    "threshold": "IT outlier score (nats) above which a trace is explained automatically [9.21 = rarer than 1 in 10,000]",
     "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",
     "intervals": "bootstrap resamples for contribution intervals of automatic explanations [0]",
     "trace_timeout_s": "seconds without new spans after which a trace is complete [2]",

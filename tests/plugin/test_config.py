@@ -97,3 +97,12 @@ def test_cli_reports_busy_port_in_one_line(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("whyslow serve: error: cannot start:")
+
+
+def test_readme_documents_every_setting():
+    import dataclasses
+
+    text = (ROOT / "plugin" / "README.md").read_text()
+    for f in dataclasses.fields(ServeConfig):
+        row = f"| `{f.name}` | `--{f.name.replace('_', '-')}` | `WHYSLOW_{f.name.upper()}` |"
+        assert row in text, f.name
