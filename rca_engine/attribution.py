@@ -207,8 +207,8 @@ class Attributor:
         return value
 
     # -- one outlier --------------------------------------------------------------------------------------
-    def explain(self, values: np.ndarray, *, method: str = "auto", max_permutations: int = 1024,
-                tolerance: float = 0.01, num_permutations: int = 25) -> Explanation:
+    def explain(self, values: np.ndarray, *, method: str = "auto", max_permutations: int = 256,
+                tolerance: float = 0.02, num_permutations: int = 25) -> Explanation:
         """Explanation of one outlier given the values of the players (in ``self.players`` order)."""
         if method not in METHODS:
             raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -271,7 +271,7 @@ def _options(kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, ob
 
 def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int = 3000,
               method: str = "auto", tail: str = "fitted", base: str = "median", intervals: int = 0,
-              dowhy_compatible: bool = False, max_permutations: int = 1024, tolerance: float = 0.01,
+              dowhy_compatible: bool = False, max_permutations: int = 256, tolerance: float = 0.02,
               confidence: float = 0.95, n_jobs: int | None = None) -> Explanation:
     """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
 
@@ -300,8 +300,8 @@ def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int
 
 def attribute_many(model: CausalModel, target: Hashable, samples: object, *, seed: int = 0, num_samples: int = 3000,
                    method: str = "auto", tail: str = "fitted", base: str = "median",
-                   dowhy_compatible: bool = False, max_permutations: int = 1024,
-                   tolerance: float = 0.01) -> list[Explanation]:
+                   dowhy_compatible: bool = False, max_permutations: int = 256,
+                   tolerance: float = 0.02) -> list[Explanation]:
     """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once)."""
     if not isinstance(model, CausalModel):
         raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
