@@ -22,6 +22,11 @@ from plugin.demo.site import Site
 BATCH = 100
 
 
+def _touches(trace: SimTrace, service: str) -> bool:
+    """Whether a simulated request went through ``service`` (its spans, or a call to it)."""
+    return any(s.service == service or s.attributes.get("peer.service") == service for s in trace.spans())
+
+
 class DemoError(RuntimeError):
     """A step of the demo could not be completed (message for the user)."""
 
@@ -180,9 +185,12 @@ class DemoRun:
         detected = [o for o in outliers if o.get("trace_id") in self.faulty_ids]
         result.detected_faulty = len(detected)
         false_alarms = len(outliers) - len(detected)
+        touched = sum(1 for t in self.faulty_ids.values() if _touches(t, fault.service))
+        reach = "" if touched == len(self.faulty_ids) else (
+            f" ({touched} of them went through {display_name(fault.service, self.names)})")
         self.say(f"3. whyslow flagged {len(outliers)} slow requests as outliers: {len(detected)} of the "
-                 f"{len(self.faulty_ids)} faulty ones" + (f" and {false_alarms} normal ones." if false_alarms
-                                                           else "."))
+                 f"{len(self.faulty_ids)} requests sent during the fault{reach}"
+                 + (f", and {false_alarms} normal ones." if false_alarms else "."))
         slowest = sorted(outliers, key=lambda o: -float(o.get("target_latency_ms") or 0.0))[: self.options.explain]
         if not slowest:
             result.verdict = (f"VERDICT: FAIL no outlier detected after injecting {fault.name} "
