@@ -13,7 +13,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from collector_processor.config import PipelineConfig
-from collector_processor.otlp_decode import PID, SID
+from collector_processor.otlp_decode import PID, SID, ZERO8
 
 
 class _Buf:
@@ -79,7 +79,7 @@ class TraceAssembler:
                 continue
             buf.spans[sid] = sp
             added += 1
-            if not sp[PID]:
+            if sp[PID] == ZERO8:
                 buf.has_root = True
         for tid, buf in touched.items():
             buf.last = now

@@ -39,3 +39,9 @@ def operation_of(name: str, route: str | None, method: str | None, rpc_service: 
     if rpc_service and rpc_method:
         return normalise_operation(f"{rpc_service}/{rpc_method}", max_len)
     return normalise_operation(name, max_len)
+
+
+def is_catch_all(op: str) -> bool:
+    """A root operation that names no endpoint (``/*``, ``/``, ``GET /**``): a gateway's catch-all route."""
+    route = op.rsplit(" ", 1)[-1]
+    return "*" in route or route == "/"

@@ -2,7 +2,10 @@
 
 Touching every attribute costs 2-4x the protobuf parse, so only spans whose kind makes them part of a
 call (SERVER/CLIENT/PRODUCER/CONSUMER) have their attributes scanned, and only for a handful of keys.
-A span is a plain tuple (indices below): one tuple per span is the only per-span Python object made.
+A span is a plain tuple (indices below): one tuple per span is the only per-span Python object made. Its
+span type (service, operation) and, for CLIENT/PRODUCER spans that name their peer, its leaf type
+(peer, operation, db|messaging) are interned to ints (see span_types.py), cached per distinct name and
+attributes so the regexes run once per distinct name.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector_processor.naming import UNKNOWN_SERVICE, operation_of
+from collector_processor.span_types import SpanTypes
 
-# span tuple layout
-TID, SID, PID, SERVICE, OP, KIND, START, END, ERROR, PEER, PEER_KIND = range(11)
+# span tuple layout: trace id (16 bytes), span id (8 bytes), parent span id (8 bytes, zeros for a root),
+# span type id, leaf type id (-1: none), kind, start, end (ns), error flag
+TID, SID, PID, TYPE, LEAF, KIND, START, END, ERROR = range(9)
 
 KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
 STATUS_ERROR = 2
 _ZERO16 = bytes(16)
-_ZERO8 = bytes(8)
+ZERO8 = bytes(8)
 
 _WANTED = frozenset({
     "http.route", "http.method", "http.request.method", "rpc.service", "rpc.method",
@@ -61,29 +66,38 @@ def parse_request(payload: bytes) -> ExportTraceServiceRequest:
 
 
 class SpanDecoder:
-    """Converts requests to span tuples; caches operation naming (regexes run once per distinct name)."""
+    """Converts requests to span tuples, interning span types in ``types``."""
 
-    def __init__(self, max_name_len: int = 200, cache_size: int = 50_000) -> None:
+    def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000) -> None:
+        self.types = types if types is not None else SpanTypes()
         self.max_name_len = max_name_len
-        self._cache: dict[tuple, str] = {}
+        self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
 
-    def _op(self, key: tuple) -> str:
-        op = self._cache.get(key)
-        if op is None:
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            op = operation_of(*key, max_len=self.max_name_len)
-            self._cache[key] = op
-        return op
+    def _typed(self, key: tuple, service: str, name: str, attrs: dict | None, kind: int) -> tuple[int, int]:
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        a = attrs or {}
+        op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
+                          a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
+        type_id = self.types.intern(service, op)
+        leaf_id = -1
+        if kind == KIND_CLIENT or kind == KIND_PRODUCER:
+            peer, leaf_kind = _peer_of(a, kind)
+            if peer is not None and leaf_kind is not None:
+                leaf_id = self.types.intern(peer, op, leaf_kind)
+        out = (type_id, leaf_id)
+        self._cache[key] = out
+        return out
 
     def decode(self, req: ExportTraceServiceRequest) -> DecodedBatch:
         out = DecodedBatch()
         spans = out.spans
         append = spans.append
         reasons = out.reasons
-        op_cache = self._cache
+        cache = self._cache
         max_len = self.max_name_len
+        wanted = _WANTED
         for rs in req.resource_spans:
             service = None
             for kv in rs.resource.attributes:
@@ -104,44 +118,34 @@ class SpanDecoder:
                     if len(tid) != 16 or tid == _ZERO16:
                         reasons["invalid trace_id (must be 16 non-zero bytes)"] += 1
                         continue
-                    if len(sid) != 8 or sid == _ZERO8:
+                    if len(sid) != 8 or sid == ZERO8:
                         reasons["invalid span_id (must be 8 non-zero bytes)"] += 1
                         continue
-                    if pid:
-                        if len(pid) != 8:
-                            reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
-                            continue
-                        if pid == _ZERO8:
-                            pid = b""
+                    if not pid:
+                        pid = ZERO8
+                    elif len(pid) != 8:
+                        reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
+                        continue
                     if start <= 0 or end < start:
                         reasons["invalid timestamps (start missing or end before start)"] += 1
                         continue
                     kind = sp.kind
                     name = sp.name
-                    peer = peer_kind = None
-                    if kind == KIND_INTERNAL or kind == KIND_UNSPECIFIED:
-                        key = (name, None, None, None, None)
+                    if kind <= KIND_INTERNAL:
+                        key = (service, name)
+                        attrs = None
                     else:
                         attrs = {}
                         for kv in sp.attributes:
                             k = kv.key
-                            if k in _WANTED:
+                            if k in wanted:
                                 attrs[k] = kv.value.string_value[:max_len]
-                        if attrs:
-                            key = (name, attrs.get("http.route"),
-                                   attrs.get("http.request.method") or attrs.get("http.method"),
-                                   attrs.get("rpc.service"), attrs.get("rpc.method"))
-                            if kind != KIND_SERVER and kind != KIND_CONSUMER:
-                                peer, peer_kind = _peer_of(attrs, kind)
-                        else:
-                            key = (name, None, None, None, None)
-                        if peer is None and kind == KIND_PRODUCER:
-                            peer_kind = "messaging"
-                    op = op_cache.get(key)
-                    if op is None:
-                        op = self._op(key)
-                    append((tid, sid, pid, service, op, kind, start, end,
-                            sp.status.code == STATUS_ERROR, peer, peer_kind))
+                        key = (service, name, kind, *attrs.items()) if attrs else (service, name, kind)
+                    typed = cache.get(key)
+                    if typed is None:
+                        typed = self._typed(key, service, name, attrs, kind)
+                    append((tid, sid, pid, typed[0], typed[1], kind, start, end,
+                            sp.status.code == STATUS_ERROR))
                 if unknown:
                     out.unknown_service += len(spans) - n_before
                 out.received += len(ss.spans)

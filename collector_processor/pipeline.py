@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector_processor.assembly import Assembled, TraceAssembler
+from collector_processor.batch_analysis import AnalysedBatch, BatchAnalyser
 from collector_processor.config import PipelineConfig
 from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDecoder, parse_request
+from collector_processor.span_types import SpanTypes
 from collector_processor.store import Store
-from collector_processor.trace_analysis import LAT, TraceRecord, analyse_trace
 
 log = logging.getLogger("whyslow.collector")
 
@@ -67,7 +68,9 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
         self._stat_lock = threading.Lock()
-        self._decoder = SpanDecoder(self.config.max_name_len)
+        self.types = SpanTypes()
+        self._decoder = SpanDecoder(self.types, self.config.max_name_len)
+        self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
         self._queued_spans = 0
         self._qlock = threading.Lock()
@@ -75,7 +78,7 @@ class Pipeline:
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
-        self._unwritten: list[tuple[TraceRecord, list[int]]] = []
+        self._unwritten: list[tuple[AnalysedBatch, list[int]]] = []
         self._listeners: list[Callable[[CompletedTrace], None]] = []
         self._closed = False
         self._replay_spool()
@@ -153,14 +156,14 @@ class Pipeline:
             try:
                 batch = self._decoder.decode(parse_request(payload))
             except DecodeFailure:
-                self.store.write_traces([], [spool_id])
+                self.store.write_batch(None, [spool_id])
                 continue
             if batch.spans:
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
                 self._queued_spans += len(batch.spans)
                 replayed += len(batch.spans)
             else:
-                self.store.write_traces([], [spool_id])
+                self.store.write_batch(None, [spool_id])
         self._c["spans_replayed"] += replayed
 
     # ------------------------------------------------------------------ worker
@@ -202,70 +205,73 @@ class Pipeline:
         return evicted
 
     def _finish(self, done: list[Assembled], now: float) -> int:
-        records: list[tuple[TraceRecord, list[int]]] = list(self._unwritten)
-        self._unwritten = []
         c = self._c
-        ov = self.config.overlap_fraction
-        for a in done:
+        pending = self._unwritten
+        self._unwritten = []
+        if done:
             try:
-                rec = analyse_trace(a.trace_id.hex(), a.spans, a.complete, ov, self.config.qualify_catch_all_root)
-            except Exception:
-                log.exception("analysing trace %s failed", a.trace_id.hex())
+                batch = self._analyser.analyse(done)
+            except Exception:  # a bug must not kill the worker; the spool keeps the spans for a restart
+                log.exception("analysing %d traces failed", len(done))
                 with self._stat_lock:
                     c["analysis_errors"] += 1
-                    c["spans_dropped"] += len(a.spans)
-                continue
+                    c["spans_dropped"] += sum(len(a.spans) for a in done)
+                return 0
             release = []
-            for sid in a.spool:
-                left = self._spool_refs.get(sid, 1) - 1
-                if left <= 0:
-                    self._spool_refs.pop(sid, None)
-                    release.append(sid)
-                else:
-                    self._spool_refs[sid] = left
-            records.append((rec, release))
+            refs = self._spool_refs
+            for a in done:
+                for sid in a.spool:
+                    left = refs.get(sid, 1) - 1
+                    if left <= 0:
+                        refs.pop(sid, None)
+                        release.append(sid)
+                    else:
+                        refs[sid] = left
+            pending.append((batch, release))
             with self._stat_lock:
-                c["traces_completed"] += 1
-                if not rec.complete:
-                    c["traces_incomplete"] += 1
-                c["spans_orphan"] += rec.orphan_spans
-                c["spans_in_cycles"] += rec.cycle_spans
-                c["spans_clock_skew"] += rec.skewed_spans
-        if not records:
-            return 0
-        try:
-            self.store.write_traces([r for r, _ in records], [s for _, rel in records for s in rel])
-        except Exception:
-            log.exception("storing %d traces failed; will retry", len(records))
-            with self._stat_lock:
-                c["store_errors"] += 1
-            limit = self.config.max_buffered_traces
-            if len(records) > limit:  # bounded: the oldest beyond the bound are lost, and counted
-                lost = records[: len(records) - limit]
-                records = records[len(records) - limit:]
+                c["traces_completed"] += len(batch)
+                c["traces_incomplete"] += int((~batch.complete).sum())
+                c["spans_orphan"] += batch.orphan_spans
+                c["spans_in_cycles"] += batch.cycle_spans
+                c["spans_clock_skew"] += batch.skewed_spans
+        stored = 0
+        for k, (batch, release) in enumerate(pending):
+            try:
+                self.store.write_batch(batch, release)
+            except Exception:
+                log.exception("storing %d traces failed; will retry", len(batch))
                 with self._stat_lock:
-                    c["spans_dropped"] += sum(r.n_spans for r, _ in lost)
-            self._unwritten = records
-            return 0
-        with self._stat_lock:
-            c["traces_stored"] += len(records)
-            c["spans_stored"] += sum(r.n_spans for r, _ in records)
-        for rec, _ in records:
-            self._notify(rec)
-        return len(records)
+                    c["store_errors"] += 1
+                rest = pending[k:]
+                # bounded: beyond max_buffered_traces waiting traces, the oldest are lost (and counted)
+                while len(rest) > 1 and sum(len(b) for b, _ in rest) > self.config.max_buffered_traces:
+                    lost, _ = rest.pop(0)
+                    with self._stat_lock:
+                        c["spans_dropped"] += int(lost.n_spans.sum())
+                self._unwritten = rest
+                break
+            with self._stat_lock:
+                c["traces_stored"] += len(batch)
+                c["spans_stored"] += int(batch.n_spans.sum())
+            stored += len(batch)
+            self._notify(batch)
+        return stored
 
-    def _notify(self, rec: TraceRecord) -> None:
+    def _notify(self, batch: AnalysedBatch) -> None:
         if not self._listeners:
             return
-        ct = CompletedTrace(rec.trace_id, rec.entry, rec.start_unix_nano, rec.duration_ms, rec.complete,
-                            {n: f[LAT] for n, f in rec.nodes.items()}, rec.n_spans)
-        for cb in list(self._listeners):
-            try:
-                cb(ct)
-            except Exception:
-                log.exception("trace listener %r failed", cb)
-                with self._stat_lock:
-                    self._c["listener_errors"] += 1
+        b = batch.bounds()
+        for k in range(len(batch)):
+            ct = CompletedTrace(batch.trace_ids[k], batch.entries[k], int(batch.start[k]),
+                                float(batch.duration_ms[k]), bool(batch.complete[k]), batch.row(k, b),
+                                int(batch.n_spans[k]))
+            for cb in list(self._listeners):
+                try:
+                    cb(ct)
+                except Exception:
+                    log.exception("trace listener %r failed", cb)
+                    with self._stat_lock:
+                        self._c["listener_errors"] += 1
 
     def _run(self) -> None:
         interval = self.config.tick_interval_s

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collector_processor.batch_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
 from collector_processor.graph import CallGraph, NodeInfo, infer_structure
 from collector_processor.store import NodeFeatures, OutlierMark, TraceFeatures
-from collector_processor.trace_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, TraceRecord
 
 DB_FILE = "whyslow.sqlite3"
 
@@ -48,16 +48,10 @@ CREATE TABLE IF NOT EXISTS traces (
     stored_unix_nano INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS traces_entry_start ON traces(entry_id, start_unix_nano);
 CREATE INDEX IF NOT EXISTS traces_start ON traces(start_unix_nano);
-CREATE TABLE IF NOT EXISTS node_features (
-    trace_row INTEGER NOT NULL,
-    node_id INTEGER NOT NULL,
-    latency_ms REAL NOT NULL,
-    own_ms REAL NOT NULL,
-    gap_ms REAL NOT NULL,
-    count INTEGER NOT NULL,
-    error INTEGER NOT NULL,
-    start_offset_ms REAL NOT NULL,
-    PRIMARY KEY (trace_row, node_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trace_nodes (
+    trace_row INTEGER PRIMARY KEY,
+    node_ids BLOB NOT NULL,
+    feature_values BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS graph_nodes (
     entry_id INTEGER NOT NULL,
     node_id INTEGER NOT NULL,
@@ -173,81 +167,67 @@ class SqliteStore:
                 yield int(i), bytes(payload)
             last = rows[-1][0]
 
-    def write_traces(self, records: Iterable[TraceRecord], release_spool: Iterable[int] = ()) -> None:
-        """Store completed traces (features + graph evidence) and release their spool rows atomically.
-        A trace id stored before (re-opened by late spans) is replaced."""
-        records = list(records)
+    def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> None:
+        """Store a batch of completed traces (features + graph evidence) and release their spool rows in one
+        transaction. A trace id stored before (re-opened by late spans) is replaced."""
         release = [(int(i),) for i in release_spool]
-        if not records and not release:
+        if (batch is None or not len(batch)) and not release:
             return
         now = time.time_ns()
         with self._lock:
             w = self._w
             w.execute("BEGIN IMMEDIATE")
             try:
-                if records:
-                    ids = [r.trace_id for r in records]
-                    old = []
-                    for k in range(0, len(ids), 500):
-                        chunk = ids[k:k + 500]
-                        old += w.execute(f"SELECT id FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})",
-                                         chunk).fetchall()
-                    if old:
-                        w.executemany("DELETE FROM node_features WHERE trace_row = ?", old)
-                        w.executemany("DELETE FROM traces WHERE id = ?", old)
-                    trace_rows = []
-                    feature_rows = []
-                    gnodes: dict[tuple[int, int], list] = {}
-                    gedges: dict[tuple[int, int, int], int] = {}
-                    node_id = self._node_id
-                    row = self._next_trace_row
-                    seen_ids: dict[str, int] = {}
-                    for r in records:
-                        if r.trace_id in seen_ids:  # same trace twice in one batch: keep the later one
-                            feature_rows = [f for f in feature_rows if f[0] != seen_ids[r.trace_id]]
-                            trace_rows = [t for t in trace_rows if t[0] != seen_ids[r.trace_id]]
-                        seen_ids[r.trace_id] = row
-                        eid = node_id(r.entry)
-                        trace_rows.append((row, r.trace_id, eid, r.start_unix_nano, r.duration_ms,
-                                           int(r.complete), r.n_spans, now))
-                        for node, f in r.nodes.items():
-                            nid = node_id(node)
-                            feature_rows.append((row, nid, f[LAT], f[OWN], f[GAP], f[COUNT], int(f[ERR]), f[FIRST]))
-                            key = (eid, nid)
-                            g = gnodes.get(key)
-                            pv = r.parallel.get(node)
-                            if g is None:
-                                svc, op, kind = r.node_info[node]
-                                gnodes[key] = [svc, op, kind, 1, pv[0] if pv else 0, pv[1] if pv else 0]
-                            else:
-                                g[3] += 1
-                                if pv:
-                                    g[4] += pv[0]
-                                    g[5] += pv[1]
-                        for a, b in r.edges:
-                            k3 = (eid, node_id(a), node_id(b))
-                            gedges[k3] = gedges.get(k3, 0) + 1
-                        row += 1
-                    w.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?)", trace_rows)
-                    w.executemany("INSERT INTO node_features VALUES (?,?,?,?,?,?,?,?)", feature_rows)
-                    w.executemany(
-                        "INSERT INTO graph_nodes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(entry_id, node_id) DO UPDATE SET "
-                        "traces = traces + excluded.traces, overlapping = overlapping + excluded.overlapping, "
-                        "sequential = sequential + excluded.sequential",
-                        [(e, n, *g) for (e, n), g in gnodes.items()])
-                    w.executemany(
-                        "INSERT INTO graph_edges VALUES (?,?,?,?) ON CONFLICT(entry_id, caller_id, callee_id) "
-                        "DO UPDATE SET traces = traces + excluded.traces",
-                        [(*k, c) for k, c in gedges.items()])
+                row = self._next_trace_row
+                if batch is not None and len(batch):
+                    row = self._write(w, batch, row, now)
                 if release:
                     w.executemany("DELETE FROM spool WHERE id = ?", release)
                 w.execute("COMMIT")
-                if records:
-                    self._next_trace_row = row
+                self._next_trace_row = row
             except BaseException:
                 w.execute("ROLLBACK")
                 self._node_ids = dict((n, i) for i, n in self._w.execute("SELECT id, node FROM nodes"))
                 raise
+
+    def _write(self, w: sqlite3.Connection, b: AnalysedBatch, row: int, now: int) -> int:
+        ids = b.trace_ids
+        last: dict[str, int] = {}
+        for k, t in enumerate(ids):  # the same trace twice in one batch: the later one wins
+            last[t] = k
+        old = []
+        for k in range(0, len(ids), 500):
+            chunk = ids[k:k + 500]
+            old += w.execute(f"SELECT id FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        if old:
+            w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", old)
+            w.executemany("DELETE FROM traces WHERE id = ?", old)
+        node_id = self._node_id
+        nid = np.array([node_id(n) for n in b.f_node], dtype=np.int32)
+        bounds = b.bounds()
+        vals = b.values
+        trace_rows = []
+        blob_rows = []
+        start, dur, complete, nsp = b.start.tolist(), b.duration_ms.tolist(), b.complete.tolist(), b.n_spans.tolist()
+        for k, t in enumerate(ids):
+            if last[t] != k:
+                continue
+            lo, hi = bounds[k], bounds[k + 1]
+            trace_rows.append((row, t, node_id(b.entries[k]), start[k], dur[k], int(complete[k]), nsp[k], now))
+            blob_rows.append((row, nid[lo:hi].tobytes(), vals[lo:hi].tobytes()))
+            row += 1
+        w.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?)", trace_rows)
+        w.executemany("INSERT INTO trace_nodes VALUES (?,?,?)", blob_rows)
+        w.executemany(
+            "INSERT INTO graph_nodes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(entry_id, node_id) DO UPDATE SET "
+            "traces = traces + excluded.traces, overlapping = overlapping + excluded.overlapping, "
+            "sequential = sequential + excluded.sequential",
+            [(node_id(e), node_id(nd), *b.node_info[nd], g[0], g[1], g[2]) for (e, nd), g in b.graph_nodes.items()])
+        w.executemany(
+            "INSERT INTO graph_edges VALUES (?,?,?,?) ON CONFLICT(entry_id, caller_id, callee_id) "
+            "DO UPDATE SET traces = traces + excluded.traces",
+            [(node_id(e), node_id(a), node_id(c), cnt) for (e, a, c), cnt in b.graph_edges.items()])
+        return row
 
     # ---------------------------------------------------------------- reading (backend)
     def _entry_id(self, con: sqlite3.Connection, entry: str) -> int | None:
@@ -326,18 +306,22 @@ class SqliteStore:
         if not traces:
             return empty
         traces.reverse()
-        rows_of = {t[0]: k for k, t in enumerate(traces)}
-        col_of = {self._node_name_to_id(con, c): j for j, c in enumerate(columns)}
+        col_ids = np.array([self._node_name_to_id(con, c) for c in columns], dtype=np.int64)
+        lut = np.full(int(max(col_ids.max(initial=0), 0)) + 1, -1, dtype=np.int64)
+        ok = col_ids >= 0
+        lut[col_ids[ok]] = np.flatnonzero(ok)
         mat = np.zeros((len(traces), len(columns)), dtype=float)
-        feats = con.execute(
-            f"SELECT f.trace_row, f.node_id, f.latency_ms FROM node_features f JOIN ({sel}) t ON t.id = f.trace_row",
-            args).fetchall()
-        if feats:
-            arr = np.array(feats, dtype=float)
-            r = np.fromiter((rows_of[int(x)] for x in arr[:, 0]), dtype=np.int64, count=len(arr))
-            c = np.fromiter((col_of.get(int(x), -1) for x in arr[:, 1]), dtype=np.int64, count=len(arr))
-            ok = c >= 0
-            mat[r[ok], c[ok]] = arr[ok, 2]
+        row_of = {t[0]: k for k, t in enumerate(traces)}
+        for trace_row, ids_blob, vals_blob in con.execute(
+                f"SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f JOIN ({sel}) t "
+                "ON t.id = f.trace_row", args):
+            ids = np.frombuffer(ids_blob, dtype=np.int32)
+            lat = np.frombuffer(vals_blob, dtype=np.float64).reshape(-1, 6)[:, LAT]
+            inside = ids < len(lut)
+            cols = np.full(len(ids), -1, dtype=np.int64)
+            cols[inside] = lut[ids[inside]]
+            keep = cols >= 0
+            mat[row_of[trace_row], cols[keep]] = lat[keep]
         df = pd.DataFrame(mat, columns=columns, index=pd.Index([t[1] for t in traces], name="trace_id"))
         df["__start_unix_nano"] = np.array([t[2] for t in traces], dtype=np.int64)
         df["__duration_ms"] = np.array([t[3] for t in traces], dtype=float)
@@ -362,10 +346,14 @@ class SqliteStore:
             return None
         tf = TraceFeatures(trace_id=str(trace_id).lower(), entry=t[1], start_unix_nano=int(t[2]),
                            duration_ms=float(t[3]), complete=bool(t[4]), n_spans=int(t[5]))
-        for node, lat, own, gap, cnt, err, first in con.execute(
-                "SELECT n.node, f.latency_ms, f.own_ms, f.gap_ms, f.count, f.error, f.start_offset_ms "
-                "FROM node_features f JOIN nodes n ON n.id = f.node_id WHERE f.trace_row = ? ORDER BY n.node", (t[0],)):
-            tf.nodes[node] = NodeFeatures(float(lat), float(own), float(gap), int(cnt), bool(err), float(first))
+        blob = con.execute("SELECT node_ids, feature_values FROM trace_nodes WHERE trace_row = ?", (t[0],)).fetchone()
+        if blob is not None:
+            ids = np.frombuffer(blob[0], dtype=np.int32).tolist()
+            vals = np.frombuffer(blob[1], dtype=np.float64).reshape(-1, 6).tolist()
+            names = dict(con.execute(f"SELECT id, node FROM nodes WHERE id IN ({','.join('?' * len(ids))})",
+                                     ids).fetchall()) if ids else {}
+            for i, v in sorted(zip(ids, vals, strict=True), key=lambda x: names[x[0]]):
+                tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST])
         return tf
 
     def mark_outlier(self, trace_id: str, score: float) -> None:
@@ -436,7 +424,7 @@ class SqliteStore:
                     doomed += w.execute("SELECT id, trace_id FROM traces ORDER BY start_unix_nano DESC, id DESC "
                                         "LIMIT -1 OFFSET ?", (max(int(max_rows), 0),)).fetchall()
                 doomed = list(dict.fromkeys(doomed))
-                w.executemany("DELETE FROM node_features WHERE trace_row = ?", [(d[0],) for d in doomed])
+                w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", [(d[0],) for d in doomed])
                 w.executemany("DELETE FROM traces WHERE id = ?", [(d[0],) for d in doomed])
                 w.executemany("DELETE FROM outliers WHERE trace_id = ?", [(d[1],) for d in doomed])
                 w.executemany("DELETE FROM explanations WHERE trace_id = ?", [(d[1],) for d in doomed])
@@ -450,7 +438,7 @@ class SqliteStore:
         """Row counts of the main tables (for stats and tests)."""
         con = self._reader()
         return {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                for t in ("traces", "node_features", "graph_nodes", "graph_edges", "spool", "outliers",
+                for t in ("traces", "trace_nodes", "graph_nodes", "graph_edges", "spool", "outliers",
                           "explanations", "models")}
 
     def close(self) -> None:

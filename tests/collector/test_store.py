@@ -72,7 +72,7 @@ def test_retention_by_rows_and_age(filled):
     assert filled.explanation(tid(1)) is None and filled.outliers() == []
     # the traces started in 2023 (T0): all are older than a day
     assert filled.retention(max_age_s=86400) == 3
-    assert filled.counts()["traces"] == 0 and filled.counts()["node_features"] == 0
+    assert filled.counts()["traces"] == 0 and filled.counts()["trace_nodes"] == 0
 
 
 def test_concurrent_readers_and_writer(pipeline, store):

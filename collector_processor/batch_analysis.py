@@ -1,0 +1,288 @@
+"""Completed traces -> call-graph evidence and per-node features, for a whole batch of traces at once (numpy).
+
+Span -> node (node ids in docs/ARCHITECTURE.md):
+- a CLIENT/PRODUCER span with a SERVER/CONSUMER child is a *call node* ``net:{callee_service}:{callee_op}``
+  (kind ``call_gap``, service = callee; the earliest such child names it): its latency is the client span's
+  duration (gap + server time), its own time is the gap (network, queueing, sidecar), its cause the server span;
+- a CLIENT/PRODUCER span without such a child that names its peer (peer.service, db.*, messaging.system) is a
+  leaf ``{peer}:{op}`` (kind ``db`` / ``messaging``);
+- every other span is ``{service}:{op}`` (kind ``span``); a catch-all root (a gateway's ``/*``) is named after
+  the first endpoint it reached in another service: ``{service}:/* -> /api/orders``.
+Tree: each trace's root is its earliest parentless span (else its earliest orphan, else its earliest span);
+spans not reachable from it (under a missing parent or a second root: *orphans*; in a parent cycle: *cycles*)
+are counted, make the trace incomplete and do not enter the features.
+Per (trace, node): latency = total duration of its spans, count, own = duration minus the union of the child
+intervals clipped to the span (clock-skewed children are clipped and counted), gap = own for call nodes, error
+flag, first start offset. Structure evidence per node: consecutive children (by start) of one span that
+overlap by more than ``overlap_fraction`` of the shorter are parallel pairs, else sequential pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from collector_processor.assembly import Assembled
+from collector_processor.otlp_decode import (
+    END,
+    ERROR,
+    KIND,
+    KIND_CLIENT,
+    KIND_CONSUMER,
+    KIND_PRODUCER,
+    KIND_SERVER,
+    LEAF,
+    PID,
+    SID,
+    START,
+    TYPE,
+)
+from collector_processor.span_types import SpanTypes
+
+# columns of AnalysedBatch.values
+LAT, OWN, GAP, COUNT, ERR, FIRST = range(6)
+
+
+@dataclass
+class AnalysedBatch:
+    """Everything the store keeps about a batch of completed traces (features in long form, by trace)."""
+
+    trace_ids: list[str]
+    entries: list[str]                 # entry node per trace
+    start: np.ndarray                  # root start (ns) per trace
+    duration_ms: np.ndarray            # root duration per trace
+    complete: np.ndarray               # bool per trace
+    n_spans: np.ndarray                # spans per trace
+    f_trace: np.ndarray                # feature rows: trace ordinal (sorted)
+    f_node: list[str]                  # feature rows: node id
+    values: np.ndarray                 # feature rows: (latency, own, gap, count, error, first offset) ms
+    node_info: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # node -> (service, op, kind)
+    graph_nodes: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (entry, node) -> [traces, par, seq]
+    graph_edges: dict[tuple[str, str, str], int] = field(default_factory=dict)   # (entry, caller, callee) -> traces
+    orphan_spans: int = 0
+    cycle_spans: int = 0
+    skewed_spans: int = 0
+
+    def __len__(self) -> int:
+        return len(self.trace_ids)
+
+    def bounds(self) -> np.ndarray:
+        """Feature-row offsets: rows of trace k are ``bounds[k]:bounds[k+1]``."""
+        return np.searchsorted(self.f_trace, np.arange(len(self.trace_ids) + 1))
+
+    def row(self, k: int, b: np.ndarray | None = None) -> dict[str, float]:
+        """Node -> latency (ms) of trace k."""
+        b = self.bounds() if b is None else b
+        return {self.f_node[i]: float(self.values[i, LAT]) for i in range(b[k], b[k + 1])}
+
+
+def _firsts(group: np.ndarray) -> np.ndarray:
+    """Positions where a sorted group array starts a new group."""
+    if len(group) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+
+
+class BatchAnalyser:
+    """Turns assembled traces into an :class:`AnalysedBatch` (see the module docstring)."""
+
+    def __init__(self, types: SpanTypes, overlap_fraction: float = 0.1, qualify_catch_all_root: bool = True) -> None:
+        self.types = types
+        self.overlap_fraction = overlap_fraction
+        self.qualify = qualify_catch_all_root
+        self._names: dict[int, str] = {}
+
+    def node_name(self, code: int) -> str:
+        """Node id of a node code (type id * 2 + 1 for call nodes)."""
+        name = self._names.get(code)
+        if name is None:
+            t, call = divmod(code, 2)
+            svc, op = self.types.service[t], self.types.operation[t]
+            name = f"net:{svc}:{op}" if call else f"{svc}:{op}"
+            self._names[code] = name
+        return name
+
+    def node_meta(self, code: int) -> tuple[str, str, str]:
+        t, call = divmod(code, 2)
+        return self.types.service[t], self.types.operation[t], ("call_gap" if call else self.types.kind[t])
+
+    def analyse(self, done: list[Assembled]) -> AnalysedBatch:
+        T = len(done)
+        sizes = np.fromiter((len(a.spans) for a in done), dtype=np.int64, count=T)
+        spans = [sp for a in done for sp in a.spans]
+        n = len(spans)
+        cols = list(zip(*spans, strict=True))
+        tr = np.repeat(np.arange(T, dtype=np.int64), sizes)
+        sid = np.frombuffer(b"".join(cols[SID]), dtype=">u8").astype(np.uint64)
+        pid = np.frombuffer(b"".join(cols[PID]), dtype=">u8").astype(np.uint64)
+        typ = np.array(cols[TYPE], dtype=np.int64)
+        leaf = np.array(cols[LEAF], dtype=np.int64)
+        kind = np.array(cols[KIND], dtype=np.int64)
+        start = np.array(cols[START], dtype=np.int64)
+        end = np.array(cols[END], dtype=np.int64)
+        err = np.array(cols[ERROR], dtype=bool)
+        dur = end - start
+        idx = np.arange(n, dtype=np.int64)
+
+        # ---- parent links, resolved within each trace
+        has_link = pid != 0
+        uniq = np.unique(sid)
+        K = len(uniq)
+        ppos = np.minimum(np.searchsorted(uniq, pid), K - 1)
+        key = tr * K + np.searchsorted(uniq, sid)
+        order = np.argsort(key, kind="stable")
+        skey = key[order]
+        pkey = tr * K + ppos
+        j = np.minimum(np.searchsorted(skey, pkey), n - 1)
+        hit = has_link & (uniq[ppos] == pid) & (skey[j] == pkey)
+        par = np.where(hit, order[j], -1)
+        top = ~hit  # parentless spans and orphans (parent never arrived)
+        orphan = has_link & ~hit
+
+        # ---- the root of each trace
+        cls = np.where(~has_link, 0, np.where(orphan, 1, 2))
+        o = np.lexsort((-end, start, cls, tr))
+        root = o[_firsts(tr[o])]
+        has_root = np.bincount(tr[~has_link], minlength=T) > 0
+
+        # ---- reachability from the root (pointer jumping; cycles never reach a top)
+        anc = np.where(top, idx, par)
+        anc[root] = root
+        for _ in range(64):
+            nxt = anc[anc]
+            if np.array_equal(nxt, anc):
+                break
+            anc = nxt
+        reach = anc == root[tr]
+        detached = ~reach
+        under_top = detached & top[anc]
+        in_cycle = detached & ~under_top
+        det_per_trace = np.bincount(tr[detached], minlength=T)
+        complete = np.fromiter((a.complete for a in done), dtype=bool, count=T) & has_root & (det_per_trace == 0)
+
+        # ---- call pairs: a CLIENT/PRODUCER parent and its earliest SERVER/CONSUMER child
+        is_callee = (kind == KIND_SERVER) | (kind == KIND_CONSUMER)
+        is_caller = (kind == KIND_CLIENT) | (kind == KIND_PRODUCER)
+        child = reach & (par >= 0)
+        child[root] = False
+        pc = np.flatnonzero(child & is_callee & is_caller[np.maximum(par, 0)])
+        callee_of = np.full(n, -1, dtype=np.int64)
+        if len(pc):
+            o2 = np.lexsort((start[pc], par[pc]))
+            first = pc[o2][_firsts(par[pc][o2])]
+            callee_of[par[first]] = first
+        is_call = callee_of >= 0
+        code = typ * 2
+        code[is_call] = typ[callee_of[is_call]] * 2 + 1
+        leaf_node = ~is_call & is_caller & (leaf >= 0)
+        code[leaf_node] = leaf[leaf_node] * 2
+
+        # ---- catch-all roots named after the first endpoint they reached
+        if self.qualify:
+            svc_of, catch_all = self.types.arrays()
+            rtyp = typ[root]
+            q = catch_all[rtyp]
+            if q.any():
+                cand = np.flatnonzero(reach & is_callee & (svc_of[typ] != svc_of[rtyp[tr]]) & q[tr])
+                if len(cand):
+                    o3 = np.lexsort((start[cand], tr[cand]))
+                    firsts = cand[o3][_firsts(tr[cand][o3])]
+                    types = self.types
+                    for f in firsts.tolist():
+                        r = int(root[tr[f]])
+                        rt = int(typ[r])
+                        qt = types.intern(types.service[rt],
+                                          f"{types.operation[rt]} -> {types.operation[int(typ[f])]}")
+                        code[r] = qt * 2
+
+        # ---- own time: duration minus the union of the child intervals clipped to the parent
+        c_idx = np.flatnonzero(child)
+        p = par[c_idx]
+        ps_, pe_ = start[p], end[p]
+        cs = np.clip(start[c_idx], ps_, pe_)
+        ce = np.clip(end[c_idx], ps_, pe_)
+        skew = (start[c_idx] < ps_) | (end[c_idx] > pe_)
+        o4 = np.lexsort((cs, p))
+        p_s, cs_s, ce_s, c_s = p[o4], cs[o4], ce[o4], c_idx[o4]
+        firsts4 = np.zeros(len(p_s), dtype=bool)
+        firsts4[_firsts(p_s)] = True
+        if len(p_s):
+            runmax = pd.Series(ce_s).groupby(p_s).cummax().to_numpy()
+            prev = np.roll(runmax, 1)
+            prev[firsts4] = cs_s[firsts4]
+        else:
+            prev = cs_s
+        contrib = np.maximum(0, ce_s - np.maximum(cs_s, prev))
+        busy = np.bincount(p_s, weights=contrib, minlength=n)
+        own = dur - busy
+        # structure evidence: each child after the first vs the running end of its earlier siblings
+        later = ~firsts4
+        cdur = (ce_s - cs_s).astype(np.float64)
+        prev_dur = np.roll(cdur, 1)
+        overlap = (prev - cs_s).astype(np.float64)
+        parallel = later & (overlap > 0) & (overlap > self.overlap_fraction * np.minimum(cdur, prev_dur))
+        sequential = later & ~parallel
+
+        # ---- aggregate per (trace, node)
+        R = np.flatnonzero(reach)
+        nodes_u, ninv = np.unique(code[R], return_inverse=True)
+        NU = len(nodes_u)
+        tkey = tr[R] * NU + ninv
+        uk, kinv = np.unique(tkey, return_inverse=True)
+        m = len(uk)
+        vals = np.zeros((m, 6), dtype=np.float64)
+        vals[:, LAT] = np.bincount(kinv, weights=dur[R], minlength=m) / 1e6
+        vals[:, OWN] = np.bincount(kinv, weights=own[R], minlength=m) / 1e6
+        f_trace = uk // NU
+        f_code = nodes_u[uk % NU]
+        vals[:, GAP] = np.where(f_code % 2 == 1, vals[:, OWN], 0.0)
+        vals[:, COUNT] = np.bincount(kinv, minlength=m)
+        vals[:, ERR] = np.bincount(kinv, weights=err[R], minlength=m) > 0
+        firststart = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(firststart, kinv, start[R])
+        vals[:, FIRST] = (firststart - start[root][f_trace]) / 1e6
+
+        # ---- names, graph evidence
+        names = [self.node_name(int(c)) for c in nodes_u.tolist()]
+        f_node = [names[i] for i in (uk % NU).tolist()]
+        entry_code = code[root]
+        entries = [self.node_name(int(c)) for c in entry_code.tolist()]
+        info = {names[i]: self.node_meta(int(c)) for i, c in enumerate(nodes_u.tolist())}
+        ent_of_row = [entries[t] for t in f_trace.tolist()]
+        gnodes: dict[tuple[str, str], list[int]] = {}
+        for e, nd in zip(ent_of_row, f_node, strict=True):
+            g = gnodes.get((e, nd))
+            if g is None:
+                gnodes[(e, nd)] = [1, 0, 0]
+            else:
+                g[0] += 1
+        # parallel / sequential pairs per (trace, parent node)
+        if len(p_s):
+            pnode = np.searchsorted(nodes_u, code[p_s])
+            pk = tr[p_s] * NU + pnode
+            for flag, col in ((parallel, 1), (sequential, 2)):
+                if flag.any():
+                    kk, cnt = np.unique(pk[flag], return_counts=True)
+                    for k_, c_ in zip(kk.tolist(), cnt.tolist(), strict=True):
+                        t_, nd_ = divmod(k_, NU)
+                        gnodes[(entries[t_], names[nd_])][col] += c_
+            # call edges, once per trace
+            cnode = np.searchsorted(nodes_u, code[c_s])
+            ek = np.unique((tr[p_s] * NU + pnode) * NU + cnode)
+            gedges: dict[tuple[str, str, str], int] = {}
+            for k_ in ek.tolist():
+                t_, rest = divmod(k_, NU * NU)
+                a_, b_ = divmod(rest, NU)
+                key3 = (entries[t_], names[a_], names[b_])
+                gedges[key3] = gedges.get(key3, 0) + 1
+        else:
+            gedges = {}
+        rs = root
+        return AnalysedBatch(
+            trace_ids=[a.trace_id.hex() for a in done], entries=entries, start=start[rs],
+            duration_ms=dur[rs] / 1e6, complete=complete, n_spans=sizes, f_trace=f_trace, f_node=f_node,
+            values=vals, node_info=info, graph_nodes=gnodes, graph_edges=gedges,
+            orphan_spans=int(under_top.sum()), cycle_spans=int(in_cycle.sum()),
+            skewed_spans=int(skew[np.isin(c_idx, R)].sum()) if len(c_idx) else 0)

@@ -1,0 +1,56 @@
+"""Interned span types: every (service, operation, kind) gets a small integer id at decode time, so that the
+hot path carries ints and the batch analysis works on numpy arrays."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from collector_processor.naming import is_catch_all
+
+
+class SpanTypes:
+    """Append-only registry id -> (service, operation, kind); ``kind`` is ``span`` | ``db`` | ``messaging``.
+    Thread-safe: interning takes a lock only for a new type."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str, str], int] = {}
+        self.service: list[str] = []
+        self.operation: list[str] = []
+        self.kind: list[str] = []
+        self._svc_ids: dict[str, int] = {}
+        self._svc_of: list[int] = []
+        self._catch_all: list[bool] = []
+        self._lock = threading.Lock()
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+    def intern(self, service: str, operation: str, kind: str = "span") -> int:
+        key = (service, operation, kind)
+        i = self._ids.get(key)
+        if i is not None:
+            return i
+        with self._lock:
+            i = self._ids.get(key)
+            if i is None:
+                i = len(self.service)
+                self.service.append(service)
+                self.operation.append(operation)
+                self.kind.append(kind)
+                self._svc_of.append(self._svc_ids.setdefault(service, len(self._svc_ids)))
+                self._catch_all.append(is_catch_all(operation))
+                self._ids[key] = i
+                self._arrays = None
+        return i
+
+    def __len__(self) -> int:
+        return len(self.service)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(service index per type, catch-all root flag per type) as numpy arrays."""
+        arr = self._arrays
+        n = len(self._svc_of)
+        if arr is None or len(arr[0]) != n:
+            arr = (np.array(self._svc_of[:n], dtype=np.int64), np.array(self._catch_all[:n], dtype=bool))
+            self._arrays = arr
+        return arr
