@@ -95,3 +95,48 @@ def test_openapi_served_in_process(tmp_path):
         assert status == 200 and json.loads(body)["models"] == []
         t0 = time.monotonic()
     assert time.monotonic() - t0 < 10
+
+
+def _wait(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_refit_in_background_excludes_outliers_and_keeps_serving(tmp_path):
+    """The model is refitted when the data doubled, on normal traces only; queries never wait for it."""
+    cfg = _config(tmp_path, min_traces=50, window=1000, refit_interval_s=3600, trace_timeout_s=0.2, threshold=9.21)
+    with WhySlowServer(cfg) as server:
+        traffic = ShopTraffic(server.url("otlp_grpc"), seed=21)
+        try:
+            traffic.send(60)
+            first = _wait(lambda: next((m for m in server.models.status() if m.state == "ready"), None))
+            assert first.fits == 1 and first.rows == 60
+            slow = traffic.send(4, slow="postgresql", slow_ms=300.0)
+            _wait(lambda: len(server.service.outliers()) == 4)
+            traffic.send(60)
+            second = _wait(lambda: next((m for m in server.models.status() if m.fits == 2), None))
+        finally:
+            traffic.close()
+        # refitted on the 120 normal traces: the 4 detected outliers were excluded from training
+        assert second.rows == 120 and second.fitted_at > first.fitted_at
+        for s in slow:
+            expl = server.service.explain(s.trace_id)
+            assert expl["contributions"][0]["service"] == "postgresql"
+            assert expl["model_traces"] == 60  # persisted with the model that explained it
+
+
+def test_bootstrap_intervals_on_demand(shop):
+    s = shop.slow["payments"][0]
+    status, expl = shop.srv.get(f"/api/v1/traces/{s.trace_id}/rca?intervals=4")
+    assert status == 200 and expl["intervals"] == 4
+    top = expl["contributions"][0]
+    assert top["service"] == "payments"
+    for c in expl["contributions"]:
+        assert c["contribution_lo"] is not None and c["contribution_lo"] <= c["contribution_hi"]
+    status, again = shop.srv.get(f"/api/v1/traces/{s.trace_id}/rca?intervals=4")
+    assert again == expl  # cached
