@@ -47,7 +47,7 @@ export function formatNats(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) {
     return '—';
   }
-  return trimmed(value, Math.abs(value) >= 10 ? 1 : 2);
+  return trimmed(value, Math.abs(value) >= 1000 ? 0 : Math.abs(value) >= 10 ? 1 : 2);
 }
 
 /** Human label of a node kind. */

@@ -63,6 +63,14 @@ describe('RootCausePanel with an explanation', () => {
     expect(screen.getByTestId('whyslow-verdict')).toHaveTextContent('would have taken 612 ms');
   });
 
+  it('says "more than all" when the top share exceeds the score', () => {
+    const tables = okTables();
+    const share = tables[1].columns.findIndex((c) => c.text === 'share');
+    tables[1].rows[0][share] = 2.36;
+    renderPanel(tables);
+    expect(screen.getByTestId('whyslow-verdict')).toHaveTextContent('explains more than all of how unusual this request is (236% of the score');
+  });
+
   it('labels each bar with own latency and the counterfactual latency', () => {
     renderPanel(okTables());
     const first = bars()[0];

@@ -29,5 +29,6 @@ describe('format', () => {
     expect(formatShare(null)).toBe('');
     expect(formatNats(6.1234)).toBe('6.12');
     expect(formatNats(12.345)).toBe('12.3');
+    expect(formatNats(17343.8)).toBe('17,344');
   });
 });

@@ -32,6 +32,9 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
   }
   if (state.kind === 'not_outlier' && summary) {
     const rarity = formatRarity(summary.rarerThan);
+    const detail =
+      state.message ||
+      `Outlier score ${formatNats(summary.outlierScore)} nats${rarity && (summary.rarerThan ?? 0) >= 2 ? ` (${rarity})` : ''}.`;
     return (
       <div className={styles.root} style={{ width, height }} data-testid="whyslow-panel" data-status="not_outlier">
         <div className={styles.normal} data-testid="whyslow-state" data-state="not_outlier" role="status">
@@ -39,10 +42,9 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
           <div className={styles.normalTitle}>Not an outlier</div>
           <div className={styles.normalBody}>
             <NodeName node={summary.entry} /> took <strong>{formatLatency(summary.targetLatencyMs, opts.units)}</strong>, within
-            what is normal for it (outlier score {formatNats(summary.outlierScore)} nats
-            {rarity ? `, ${rarity} requests are at least this slow` : ''}). There is no slowness to explain.
+            what is normal for it. There is no slowness to explain.
           </div>
-          {state.message && <div className={styles.normalBody}>{state.message}</div>}
+          <div className={styles.normalDetail}>{detail}</div>
         </div>
       </div>
     );
@@ -115,5 +117,6 @@ const getStyles = (theme: GrafanaTheme2) => ({
     border: `2px solid ${theme.colors.success.border}`,
   }),
   normalTitle: css({ fontSize: theme.typography.h4.fontSize }),
+  normalDetail: css({ maxWidth: 560, color: theme.colors.text.secondary, fontSize: theme.typography.bodySmall.fontSize }),
   normalBody: css({ maxWidth: 560, color: theme.colors.text.secondary, strong: { color: theme.colors.text.primary } }),
 });

@@ -43,8 +43,18 @@ export const TargetHeader: React.FC<Props> = ({ summary, top, units }) => {
       {top && top.contribution > 0 && (
         <div className={styles.verdict} data-testid="whyslow-verdict">
           <span className={styles.culprit}>{top.service}</span>
-          {top.operation && <span className={styles.op}> {top.operation}</span>} explains{' '}
-          <strong>{formatShare(top.share) || `${formatNats(top.contribution)} nats`}</strong> of how unusual this request is
+          {top.operation && <span className={styles.op}> {top.operation}</span>}{' '}
+          {top.share !== null && top.share > 1 ? (
+            <>
+              explains more than all of how unusual this request is (<strong>{formatShare(top.share)}</strong> of the
+              score; other nodes offset part of it)
+            </>
+          ) : (
+            <>
+              explains <strong>{formatShare(top.share) || `${formatNats(top.contribution)} nats`}</strong> of how unusual this
+              request is
+            </>
+          )}
           {top.counterfactualLatencyMs !== null && (
             <>
               ; had it behaved normally the request would have taken{' '}

@@ -294,7 +294,12 @@ const getStyles = (theme: GrafanaTheme2) => ({
     background: theme.colors.background.primary,
   }),
   brand: css({ display: 'flex', alignItems: 'center', gap: theme.spacing(1), fontSize: theme.typography.h4.fontSize, fontWeight: 500 }),
-  tagline: css({ fontSize: theme.typography.body.fontSize, color: theme.colors.text.secondary, fontWeight: 400 }),
+  tagline: css({
+    fontSize: theme.typography.body.fontSize,
+    color: theme.colors.text.secondary,
+    fontWeight: 400,
+    [theme.breakpoints.down('lg')]: { display: 'none' },
+  }),
   search: css({ display: 'flex', gap: theme.spacing(1), marginLeft: 'auto', flex: '0 1 460px' }),
   input: css({
     flex: 1,
@@ -307,6 +312,7 @@ const getStyles = (theme: GrafanaTheme2) => ({
     borderRadius: theme.shape.radius.default,
   }),
   button: css({
+    whiteSpace: 'nowrap',
     padding: theme.spacing(0.5, 1.5),
     color: theme.colors.secondary.contrastText,
     background: theme.colors.secondary.main,
