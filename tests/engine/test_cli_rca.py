@@ -1,0 +1,101 @@
+"""`whyslow rca` end to end through the installed entry point (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, shared_dataset
+
+import rca_engine
+from rca_engine.synthetic import random_system
+
+WHYSLOW = ROOT / ".venv" / "bin" / "whyslow"
+GRAPH_FILE = Path(rca_engine.__file__).parent / "examples" / "microservice_graph.json"
+
+
+def whyslow(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = [str(WHYSLOW)] if WHYSLOW.exists() else [sys.executable, "-m", "plugin.cli"]
+    return subprocess.run([*exe, "rca", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("rca")
+    rng = np.random.default_rng(4)
+    system = random_system(6, rng)
+    system.simulate(800, rng).to_csv(d / "train.csv", index=False)
+    fault = "s3"
+    pd.concat([system.simulate(1, rng, fault=fault, add=8 * float(np.exp(system.mu[fault]))),
+               system.simulate(1, rng, fault="s5", add=8 * float(np.exp(system.mu["s5"])))]).to_csv(d / "sample.csv", index=False)
+    (d / "calls.json").write_text(json.dumps({"edges": [list(e) for e in system.call_graph.edges]}))
+    (d / "calls.csv").write_text("caller,callee\n" + "".join(f"{a},{b}\n" for a, b in system.call_graph.edges))
+    (d / "mech.json").write_text(json.dumps(system.structure))
+    (d / "cycle.json").write_text(json.dumps([["s0", "s1"], ["s1", "s0"]]))
+    (d / "bad.json").write_text("{not json")
+    text = system.simulate(50, rng)
+    text["s2"] = "slow"
+    text.to_csv(d / "text.csv", index=False)
+    return {p.stem + p.suffix.replace(".", "_"): p for p in d.iterdir()}
+
+
+def test_json_output_finds_injected_faults(files: dict[str, Path]) -> None:
+    r = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                "--sample", str(files["sample_csv"]), "--target", "s0", "--json",
+                "--mechanisms", str(files["mech_json"]), "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["root_causes"][0] for row in rows] == ["s3", "s5"]
+    for row in rows:
+        assert abs(sum(row["contributions"].values()) - row["outlier_score"]) < 1e-6
+        assert row["outlier_score"] > 3
+
+
+def test_table_output_with_csv_graph_and_intervals(files: dict[str, Path]) -> None:
+    r = whyslow("--graph", str(files["calls_csv"]), "--call-graph", "--train", str(files["train_csv"]),
+                "--sample", str(files["sample_csv"]), "--target", "s0", "--mechanisms", "sum", "--intervals", "4",
+                "--num-samples", "500", "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert "row 0: s0 =" in r.stdout and "outlier score" in r.stdout and "95% interval" in r.stdout
+    assert "s0 would be" in r.stdout and "#" in r.stdout
+    first_row = r.stdout.split("row 1:")[0].splitlines()
+    assert first_row[2].split()[1] == "s3"  # rank 1 line
+    assert len(first_row) == 2 + 3  # header lines + top 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--graph", "missing.json"], "graph file not found"),
+        (["--graph", "{bad_json}"], "not valid JSON"),
+        (["--graph", "{cycle_json}"], "cycle"),
+        (["--target", "nope"], "target 'nope' is not a node"),
+        (["--train", "missing.csv"], "training data file not found"),
+        (["--train", "{text_csv}"], "non-numeric"),
+        (["--mechanisms", "cubic"], "--mechanisms must be one of"),
+    ],
+)
+def test_errors_are_one_line_exit_2(files: dict[str, Path], args: list[str], message: str) -> None:
+    base = {"--graph": str(files["calls_json"]), "--train": str(files["train_csv"]),
+            "--sample": str(files["sample_csv"]), "--target": "s0"}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v.format(**{k2: str(p) for k2, p in files.items()})
+    flat = [x for kv in base.items() for x in kv]
+    r = whyslow(*flat, "--call-graph")
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_dowhy_microservice_example() -> None:
+    d = shared_dataset("dowhy_microservice")
+    r = whyslow("--graph", str(GRAPH_FILE), "--train", str(d / "rca_microservice_architecture_latencies.csv"),
+                "--sample", str(d / "rca_microservice_architecture_anomaly.csv"), "--target", "Website", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["root_causes"][0] == "Caching Service"
