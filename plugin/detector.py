@@ -234,6 +234,10 @@ class Detector:
             try:
                 payload = self.explainer.explain(trace_id, intervals=self.config.intervals, trigger="auto")
                 self.counters["explained"] += 1
+                top = payload["contributions"][0] if payload["contributions"] else None
+                log.info("slow trace %s on %s: %.0f ms, IT score %.1f; top cause %s (%.0f%%)", trace_id,
+                         payload["entry"], payload["target_latency_ms"], payload["outlier_score"],
+                         top["node"] if top else "-", 100 * top["share"] if top else 0)
                 self.publish(payload)
             except Exception as exc:  # noqa: BLE001
                 self.counters["explain_errors"] += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 from concurrent import futures
 from typing import Any
 
@@ -65,9 +66,11 @@ def _abort(context: grpc.ServicerContext, exc: ServiceError) -> None:
 class WhySlowServicer(pb_grpc.WhySlowServicer):
     """Maps RPCs to the service layer and service errors to gRPC status codes."""
 
-    def __init__(self, service: WhySlowService, hub: OutlierHub):
+    def __init__(self, service: WhySlowService, hub: OutlierHub, max_watchers: int = 16):
         self.service = service
         self.hub = hub
+        self.max_watchers = max_watchers
+        self._watchers = threading.BoundedSemaphore(max_watchers)
 
     def _call(self, context: grpc.ServicerContext, fn: Any, *args: Any) -> Any:
         try:
@@ -112,6 +115,10 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
         except ServiceError as exc:
             _abort(context, exc)
             return
+        if not self._watchers.acquire(blocking=False):
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"too many WatchOutliers streams (at most {self.max_watchers})")
+            return
         sub = self.hub.subscribe()
         context.add_callback(lambda: sub.put(None))
         try:
@@ -126,6 +133,7 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
                 yield explanation_message(payload)
         finally:
             sub.close()
+            self._watchers.release()
 
     def GetCausalGraph(self, request: pb.GetCausalGraphRequest, context: grpc.ServicerContext) -> Any:
         g = self._call(context, self.service.graph, request.entry or None)
@@ -177,11 +185,12 @@ class GrpcApi:
     """The gRPC server: WhySlow + grpc.health.v1 + reflection on one port."""
 
     def __init__(self, service: WhySlowService, hub: OutlierHub, address: str, token: str | None,
-                 max_workers: int = 16):
+                 max_workers: int = 32, max_watchers: int = 16):
         interceptors = [BearerAuthInterceptor(token)] if token else []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
                                   interceptors=interceptors)
-        pb_grpc.add_WhySlowServicer_to_server(WhySlowServicer(service, hub), self.server)
+        # watchers hold a worker thread each: at most half the pool, so queries always get threads
+        pb_grpc.add_WhySlowServicer_to_server(WhySlowServicer(service, hub, max_watchers), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

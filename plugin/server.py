@@ -95,7 +95,10 @@ class WhySlowServer:
         from plugin.rest import create_app
 
         self.metrics = ServerMetrics()
-        self.store = collector_processor.open_store(cfg.data_dir)
+        try:
+            self.store = collector_processor.open_store(cfg.data_dir)
+        except OSError as exc:
+            raise OSError(f"cannot open the data directory {cfg.data_dir} ({exc.strerror or exc})") from None
         self.models = ModelManager(self.store, cfg, self.metrics)
         loaded = self.models.load()
         if loaded:
@@ -169,6 +172,7 @@ class WhySlowServer:
             if self._stopped:
                 return
             self._stopped = True
+        was_serving = self._ready.is_set()
         self._ready.clear()
         t0 = time.monotonic()
         for receiver in self._receivers:
@@ -191,7 +195,8 @@ class WhySlowServer:
             _quietly(self.http.stop)
         if self.store is not None and hasattr(self.store, "close"):
             _quietly(self.store.close)
-        log.info("whyslow stopped in %.1fs", time.monotonic() - t0)
+        if was_serving:
+            log.info("whyslow stopped in %.1fs", time.monotonic() - t0)
 
     def __enter__(self) -> WhySlowServer:
         return self.start()

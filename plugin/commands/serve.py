@@ -11,6 +11,7 @@ from typing import Any
 
 from plugin.config import FIELDS, ConfigError, build_config
 
+ADDRESSES = ("otlp_grpc", "otlp_http", "http", "grpc")
 HELP = {
     "data_dir": "data directory (SQLite store, models) [./whyslow-data]",
     "otlp_grpc": "OTLP/gRPC receiver address [127.0.0.1:4317]",
@@ -51,7 +52,8 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of settings (keys as the flag names)")
     for name in FIELDS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.split("_")[-1].upper(),
+        metavar = "HOST:PORT" if name in ADDRESSES else name.split("_")[-1].upper()
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=metavar,
                             help=HELP.get(name))
     parser.set_defaults(func=run)
 

@@ -265,3 +265,24 @@ def test_restart_keeps_models_and_explanations(tmp_path):
         assert {o["trace_id"] for o in again.get("/api/v1/outliers")[1]["outliers"]} == {s.trace_id for s in slow}
     assert time.monotonic() - t0 < 30
     assert again.returncode == 0
+
+
+def test_grpc_watchers_are_bounded(shop):
+    """Each WatchOutliers stream holds a worker thread: beyond the limit new ones are refused, queries still run."""
+    channel, stub = _stub(shop)
+    with channel:
+        streams = [stub.WatchOutliers(pb.WatchOutliersRequest(entry=ENTRY), metadata=AUTH) for _ in range(16)]
+        time.sleep(1.0)
+        extra = stub.WatchOutliers(pb.WatchOutliersRequest(), metadata=AUTH, timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            next(extra)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        msg = stub.ExplainTrace(pb.ExplainTraceRequest(trace_id=shop.slow_ids[0]), metadata=AUTH, timeout=10)
+        assert msg.trace_id == shop.slow_ids[0]
+        for stream in streams:
+            stream.cancel()
+        time.sleep(1.5)
+        again = stub.WatchOutliers(pb.WatchOutliersRequest(), metadata=AUTH, timeout=1.5)
+        with pytest.raises(grpc.RpcError) as err:
+            next(again)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # admitted, nothing new to stream
