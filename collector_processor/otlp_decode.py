@@ -1,7 +1,8 @@
-"""OTLP ExportTraceServiceRequest -> validated span tuples, reading only the fields the pipeline needs.
+"""OTLP ExportTraceServiceRequest bytes -> validated span tuples, reading only the fields the pipeline needs.
 
-Touching every attribute costs 2-4x the protobuf parse, so only spans whose kind makes them part of a
-call (SERVER/CLIENT/PRODUCER/CONSUMER) have their attributes scanned, and only for a handful of keys.
+Requests are parsed with a lean wire-compatible schema (lean_proto.py): attributes arrive as raw bytes and
+only the keys of a handful of attributes are looked at, only for spans whose kind makes them part of a call
+(SERVER/CLIENT/PRODUCER/CONSUMER); attribute values are decoded only when a new combination is seen.
 A span is a plain tuple (indices below): one tuple per span is the only per-span Python object made. Its
 span type (service, operation) and, for CLIENT/PRODUCER spans that name their peer, its leaf type
 (peer, operation, db|messaging) are interned to ints (see span_types.py), cached per distinct name and
@@ -14,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from collector_processor.lean_proto import LeanRequest, kv_key, kv_string, status_code
 from collector_processor.naming import UNKNOWN_SERVICE, operation_of
 from collector_processor.span_types import SpanTypes
 
@@ -26,12 +27,14 @@ TID, SID, PID, TYPE, LEAF, KIND, START, END, ERROR = range(9)
 KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
 STATUS_ERROR = 2
 _ZERO16 = bytes(16)
+_MAX_TIME = 1 << 63  # times are int64 downstream
 ZERO8 = bytes(8)
 
 _WANTED = frozenset({
-    "http.route", "http.method", "http.request.method", "rpc.service", "rpc.method",
-    "peer.service", "db.system", "db.system.name", "db.name", "db.namespace", "messaging.system",
+    b"http.route", b"http.method", b"http.request.method", b"rpc.service", b"rpc.method",
+    b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system",
 })
+_ERROR_STATUS = b"\x18\x02"
 
 
 class DecodeFailure(ValueError):
@@ -55,9 +58,9 @@ class DecodedBatch:
         return f"{self.rejected} of {self.received} spans rejected: {parts}"
 
 
-def parse_request(payload: bytes) -> ExportTraceServiceRequest:
-    """Parse protobuf bytes, raising DecodeFailure with a readable message."""
-    req = ExportTraceServiceRequest()
+def parse_request(payload: bytes) -> LeanRequest:
+    """Parse ExportTraceServiceRequest bytes (lean view), raising DecodeFailure with a readable message."""
+    req = LeanRequest()
     try:
         req.ParseFromString(payload)
     except (DecodeError, ValueError, RuntimeError) as exc:
@@ -77,7 +80,7 @@ class SpanDecoder:
     def _typed(self, key: tuple, service: str, name: str, attrs: dict | None, kind: int) -> tuple[int, int]:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
-        a = attrs or {}
+        a = {k.decode(): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
         op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
                           a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
         type_id = self.types.intern(service, op)
@@ -90,7 +93,7 @@ class SpanDecoder:
         self._cache[key] = out
         return out
 
-    def decode(self, req: ExportTraceServiceRequest) -> DecodedBatch:
+    def decode(self, req: LeanRequest) -> DecodedBatch:
         out = DecodedBatch()
         spans = out.spans
         append = spans.append
@@ -101,8 +104,8 @@ class SpanDecoder:
         for rs in req.resource_spans:
             service = None
             for kv in rs.resource.attributes:
-                if kv.key == "service.name":
-                    service = kv.value.string_value[:max_len]
+                if kv[2:14] == b"service.name" and kv_key(kv) == b"service.name":
+                    service = kv_string(kv)[:max_len]
                     break
             unknown = not service
             if unknown:
@@ -126,7 +129,7 @@ class SpanDecoder:
                     elif len(pid) != 8:
                         reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
                         continue
-                    if start <= 0 or end < start:
+                    if start <= 0 or end < start or end >= _MAX_TIME:
                         reasons["invalid timestamps (start missing or end before start)"] += 1
                         continue
                     kind = sp.kind
@@ -135,17 +138,20 @@ class SpanDecoder:
                         key = (service, name)
                         attrs = None
                     else:
-                        attrs = {}
+                        attrs = None
                         for kv in sp.attributes:
-                            k = kv.key
+                            k = kv[2:2 + kv[1]] if len(kv) > 2 and kv[1] < 0x80 else kv_key(kv)
                             if k in wanted:
-                                attrs[k] = kv.value.string_value[:max_len]
-                        key = (service, name, kind, *attrs.items()) if attrs else (service, name, kind)
+                                if attrs is None:
+                                    attrs = {}
+                                attrs[k] = kv
+                        key = (service, name, kind, *attrs.values()) if attrs else (service, name, kind)
                     typed = cache.get(key)
                     if typed is None:
                         typed = self._typed(key, service, name, attrs, kind)
+                    st = sp.status
                     append((tid, sid, pid, typed[0], typed[1], kind, start, end,
-                            sp.status.code == STATUS_ERROR))
+                            st == _ERROR_STATUS or (bool(st) and status_code(st) == STATUS_ERROR)))
                 if unknown:
                     out.unknown_service += len(spans) - n_before
                 out.received += len(ss.spans)

@@ -96,17 +96,13 @@ class Pipeline:
             raise PipelineFull(self.config.retry_after_s)
         with self._stat_lock:
             self._c["requests_received"] += 1
-        if isinstance(payload, ExportTraceServiceRequest):
-            req = payload
-            raw = None
-        else:
-            try:
-                req = parse_request(payload)
-            except DecodeFailure:
-                with self._stat_lock:
-                    self._c["requests_invalid"] += 1
-                raise
-            raw = payload
+        raw = payload.SerializeToString() if isinstance(payload, ExportTraceServiceRequest) else payload
+        try:
+            req = parse_request(raw)
+        except DecodeFailure:
+            with self._stat_lock:
+                self._c["requests_invalid"] += 1
+            raise
         batch = self._decoder.decode(req)
         n = len(batch.spans)
         if n:
@@ -122,7 +118,7 @@ class Pipeline:
             spool_id = None
             if self.config.spool:
                 try:
-                    spool_id = self.store.spool_append(raw if raw is not None else req.SerializeToString())
+                    spool_id = self.store.spool_append(raw)
                 except Exception:
                     with self._qlock:
                         self._queued_spans -= n
