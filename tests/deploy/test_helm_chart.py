@@ -1,0 +1,177 @@
+"""The Helm chart deploy/helm/whyslow, rendered by Helm's own template engine (helm-python-sdk binds Helm's Go
+SDK; no cluster is contacted) with default, persistence and sidecar values; the rendered manifests are checked
+key by key, and the server settings they carry are validated by the server's own configuration loader."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from plugin.config import FIELDS, build_config, parse_address
+
+from .collector_schema import check_otlp_exporter
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "whyslow"
+PORTS = {"otlp-grpc": 4317, "otlp-http": 4318, "http": 8080, "grpc": 50051}
+
+
+def values() -> dict[str, Any]:
+    return yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+
+
+def test_chart_metadata():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["apiVersion"] == "v2" and chart["name"] == "whyslow" and chart["type"] == "application"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'version = "{chart["appVersion"]}"' in pyproject, "appVersion is the package version"
+
+
+def test_every_value_a_template_uses_is_defined():
+    """Text check that holds without a renderer: each .Values.a.b path the templates read exists."""
+    defined = values()
+    used = set()
+    for path in (CHART / "templates").iterdir():
+        used |= set(re.findall(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", path.read_text(encoding="utf-8")))
+    assert len(used) > 20
+    for ref in sorted(used):
+        node: Any = defined
+        for key in ref.strip(".").split("."):
+            assert isinstance(node, dict) and key in node, f".Values{ref} is not in values.yaml"
+            node = node[key]
+
+
+def test_values_agree_with_the_server():
+    v = values()
+    assert {k.replace("otlpGrpc", "otlp-grpc").replace("otlpHttp", "otlp-http"): p
+            for k, p in v["ports"].items()} == PORTS
+    for key in v["config"]:
+        assert key in FIELDS, f"values.config.{key} is not a server setting"
+    assert v["podSecurityContext"]["runAsNonRoot"] is True
+    assert v["securityContext"]["readOnlyRootFilesystem"] is True
+    assert v["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert v["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    from plugin.rest import ROUTES
+
+    paths = {r.path for r in ROUTES if r.method == "GET"}
+    assert {"/healthz", "/readyz"} <= paths
+
+
+# --- rendered by Helm -------------------------------------------------------------------------------------------
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk (Helm's Go engine) is not installed")
+
+
+def render(overrides: dict[str, Any] | None = None) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Rendered manifests by kind, and NOTES.txt."""
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(overrides or {}, name="shop", namespace="observability")
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    notes = ""
+    for name, text in out.items():
+        if name.endswith("NOTES.txt"):
+            notes = text
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                kinds.setdefault(doc["kind"], []).append(doc)
+    return kinds, notes
+
+
+def test_lint_is_clean():
+    result = helm.lint(str(CHART))
+    assert result["errors"] == []
+    assert all(m["severity"] <= 1 for m in result["messages"]), result["messages"]  # info only
+
+
+def _container_env(container: dict[str, Any], configmaps: dict[str, dict[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        env.update(configmaps[ref["configMapRef"]["name"]])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+def test_default_render_is_a_hardened_deployment():
+    kinds, notes = render()
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service"]
+    (dep,) = kinds["Deployment"]
+    (svc,) = kinds["Service"]
+    configmaps = {c["metadata"]["name"]: c["data"] for c in kinds["ConfigMap"]}
+    assert dep["metadata"]["name"] == "shop-whyslow" and dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    assert c["image"] == "whyslow:0.1.0"
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == PORTS
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["resources"]["limits"] and c["resources"]["requests"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(mounts) == {"/data", "/tmp"} and set(mounts.values()) == set(volumes)
+    assert "emptyDir" in volumes[mounts["/data"]]
+    # the settings the container gets are a valid server configuration on the declared ports
+    env = _container_env(c, configmaps)
+    cfg = build_config(env=env)
+    assert cfg.data_dir == "/data"
+    for name, field in (("otlp-grpc", "otlp_grpc"), ("otlp-http", "otlp_http"), ("http", "http"), ("grpc", "grpc")):
+        assert parse_address(getattr(cfg, field)) == ("0.0.0.0", PORTS[name])
+    assert cfg.min_traces == values()["config"]["min_traces"]
+    # the Service reaches the pods on every port
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == PORTS
+    for p in svc["spec"]["ports"]:
+        assert p["targetPort"] in ports or p["targetPort"] in ports.values()
+    assert "shop-whyslow.observability.svc:4317" in notes and "emptyDir" in notes
+
+
+def test_persistence_token_and_image_values():
+    kinds, _ = render({"persistence": {"enabled": True, "storageClass": "fast"},
+                       "auth": {"existingSecret": "whyslow-token"},
+                       "image": {"repository": "registry.example.com/whyslow", "tag": "1.2.3"}})
+    (pvc,) = kinds["PersistentVolumeClaim"]
+    assert pvc["spec"]["storageClassName"] == "fast" and pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    pod = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["whyslow-data"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (c,) = pod["containers"]
+    assert c["image"] == "registry.example.com/whyslow:1.2.3"
+    token = [e for e in c["env"] if e["name"] == "WHYSLOW_AUTH_TOKEN"]
+    assert token == [{"name": "WHYSLOW_AUTH_TOKEN",
+                      "valueFrom": {"secretKeyRef": {"name": "whyslow-token", "key": "token"}}}]
+
+
+def test_sidecar_render_gives_the_container_and_the_exporter_to_add():
+    kinds, notes = render({"sidecar": {"enabled": True}})
+    assert "Deployment" not in kinds and "PersistentVolumeClaim" not in kinds
+    configmaps = {c["metadata"]["name"]: c["data"] for c in kinds["ConfigMap"]}
+    snippet = configmaps["shop-whyslow-sidecar"]
+    container = yaml.safe_load(snippet["container.yaml"])
+    volumes = yaml.safe_load(snippet["volumes.yaml"])
+    exporter = yaml.safe_load(snippet["collector-exporter.yaml"])["exporters"]["otlp/whyslow"]
+    assert check_otlp_exporter("otlp/whyslow", exporter) == []
+    env = _container_env(container, configmaps)
+    cfg = build_config(env=env)
+    # OTLP only on the shared pod's loopback, beside the collector's own 4317/4318
+    assert parse_address(cfg.otlp_grpc) == ("127.0.0.1", 14317) and parse_address(cfg.otlp_http)[0] == "127.0.0.1"
+    assert exporter["endpoint"] == cfg.otlp_grpc
+    assert {p["name"] for p in container["ports"]} == {"http", "grpc"}
+    assert {m["name"] for m in container["volumeMounts"]} == {v["name"] for v in volumes}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    (svc,) = kinds["Service"]
+    assert svc["spec"]["selector"] == values()["sidecar"]["podSelector"]
+    assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "grpc"}
+    assert "shop-whyslow-sidecar" in notes
