@@ -163,3 +163,22 @@ def test_datasource_endpoints_never_fail(shop, doc, path, body):
     status, answer = shop.srv.post(path, body)
     assert status in (200, 400), (path, body, status, answer)
     check(doc, "POST", path, status, answer)
+
+
+@FAST
+@given(trace_id=st.one_of(st.text(alphabet=HEX, min_size=31, max_size=33), junk_text),
+       intervals=st.integers(0, 2**32 - 1))
+def test_grpc_explain_never_fails(shop, trace_id, intervals):
+    import grpc
+
+    from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb
+    from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(shop.srv.grpc_target) as channel:
+        stub = pb_grpc.WhySlowStub(channel)
+        try:
+            stub.ExplainTrace(pb.ExplainTraceRequest(trace_id=trace_id, intervals=intervals),
+                              metadata=[("authorization", f"Bearer {shop.srv.token}")], timeout=30)
+        except grpc.RpcError as exc:
+            assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                                  grpc.StatusCode.FAILED_PRECONDITION), (trace_id, exc.code(), exc.details())
