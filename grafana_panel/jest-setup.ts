@@ -4,7 +4,7 @@ import { TextDecoder, TextEncoder } from 'util';
 
 Object.assign(global, { TextEncoder, TextDecoder });
 
-if (!window.matchMedia) {
+if (typeof window !== 'undefined' && !window.matchMedia) {
   Object.defineProperty(window, 'matchMedia', {
     writable: true,
     value: (query: string) => ({

@@ -2,7 +2,7 @@
 const esmPackages = ['d3-[a-z-]+', 'internmap', 'ol', 'marked', 'marked-mangle', 'uplot', 'react-calendar', 'get-user-locale', 'memoize', 'mimic-function', '@wojtekmaj/[a-z-]+', 'rbush', 'quickselect', 'earcut', 'pbf', 'color-[a-z]+', 'monaco-editor', '@grafana/[a-z-]+'];
 
 module.exports = {
-  testEnvironment: 'jsdom',
+  testEnvironment: '<rootDir>/jest-environment.js',
   roots: ['<rootDir>/src'],
   testMatch: ['**/__tests__/**/*.test.{ts,tsx}'],
   setupFilesAfterEnv: ['<rootDir>/jest-setup.ts'],

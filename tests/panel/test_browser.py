@@ -32,6 +32,8 @@ SLOW_MS = 400.0
 SLOW_SERVICE = "payments"
 VIEWPORT = {"width": 1440, "height": 900}
 
+pytestmark = pytest.mark.browser
+
 
 @dataclass
 class Live:

@@ -71,3 +71,23 @@ describe('layoutGraph', () => {
     expect(layout.nodes).toHaveLength(2);
   });
 });
+
+describe('layoutGraph on a large service graph', () => {
+  it('lays out 60 nodes without overlaps, causes always below effects', () => {
+    const edges: Array<{ source: string; target: string }> = [];
+    for (let i = 1; i < 60; i++) {
+      edges.push({ source: `s${i}`, target: `s${Math.floor((i - 1) / 3)}` });
+      if (i > 10 && i % 7 === 0) {
+        edges.push({ source: `s${i}`, target: `s${i - 9}` });
+      }
+    }
+    const layout = layoutGraph(['s0'], edges);
+    expect(layout.nodes).toHaveLength(60);
+    const byId = new Map(layout.nodes.map((n) => [n.id, n]));
+    for (const e of edges) {
+      expect(byId.get(e.source)!.layer).toBeGreaterThan(byId.get(e.target)!.layer);
+    }
+    const slots = new Set(layout.nodes.map((n) => `${n.layer}:${n.order}`));
+    expect(slots.size).toBe(60);
+  });
+});

@@ -18,6 +18,8 @@ interface Props {
 }
 
 const MAX_LABEL = 19;
+/** Below this scale labels become unreadable: the graph scrolls instead of shrinking further. */
+const MIN_SCALE = 0.6;
 
 function clip(text: string, n = MAX_LABEL): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
@@ -40,68 +42,71 @@ export const CausalGraph: React.FC<Props> = ({ edges, contributions, entry, maxH
   return (
     <figure className={styles.figure} data-testid="whyslow-graph">
       <figcaption className={styles.caption}>Causal graph · a slow callee slows its caller</figcaption>
-      <svg
-        viewBox={`0 0 ${layout.width} ${layout.height}`}
-        width="100%"
-        style={{ maxHeight, maxWidth: layout.width * 1.25 }}
-        preserveAspectRatio="xMidYMin meet"
-        role="img"
-        aria-label="Causal graph of the trace's services"
-      >
-        <defs>
-          <marker id={markerId} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-            <path d="M0,0 L10,5 L0,10 z" fill={colors.edge} />
-          </marker>
-        </defs>
-        {layout.edges.map((e) => (
-          <path
-            key={`${e.source}->${e.target}`}
-            d={e.path}
-            fill="none"
-            stroke={colors.edge}
-            strokeWidth={1.4}
-            markerEnd={`url(#${markerId})`}
-            data-testid="whyslow-graph-edge"
-          />
-        ))}
-        {layout.nodes.map((n) => {
-          const c = byNode.get(n.id);
-          const names = c ? { service: c.service, operation: c.operation } : splitNodeId(n.id);
-          const isTop = n.id === topNode;
-          const isEntry = n.id === entry;
-          const stroke = isTop ? colors.top : isEntry ? colors.entry : theme.colors.border.medium;
-          return (
-            <g key={n.id} transform={`translate(${n.x},${n.y})`} data-testid="whyslow-graph-node" data-node={n.id}>
-              <title>
-                {n.id}
-                {c ? `\ncontribution ${formatNats(c.contribution)} nats ${formatShare(c.share)}` : ''}
-                {isEntry ? '\nentry point (the slow request)' : ''}
-              </title>
-              <rect
-                width={w}
-                height={h}
-                rx={6}
-                fill={nodeFill(theme, c ? c.contribution : null, maxContribution, isTop)}
-                stroke={stroke}
-                strokeWidth={isTop || isEntry ? 2 : 1}
-              />
-              <text x={w / 2} y={19} textAnchor="middle" className={styles.service}>
-                {clip(names.service)}
-                {c?.kind === 'call_gap' ? ' (net)' : ''}
-              </text>
-              <text x={w / 2} y={35} textAnchor="middle" className={styles.operation}>
-                {clip(names.operation)}
-              </text>
-            </g>
-          );
-        })}
-      </svg>
+      <div className={styles.scroll}>
+        <svg
+          viewBox={`0 0 ${layout.width} ${layout.height}`}
+          width="100%"
+          style={{ maxHeight: Math.max(maxHeight, layout.height * MIN_SCALE), maxWidth: layout.width * 1.25, minWidth: layout.width * MIN_SCALE }}
+          preserveAspectRatio="xMidYMin meet"
+          role="img"
+          aria-label="Causal graph of the trace's services"
+        >
+          <defs>
+            <marker id={markerId} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+              <path d="M0,0 L10,5 L0,10 z" fill={colors.edge} />
+            </marker>
+          </defs>
+          {layout.edges.map((e) => (
+            <path
+              key={`${e.source}->${e.target}`}
+              d={e.path}
+              fill="none"
+              stroke={colors.edge}
+              strokeWidth={1.4}
+              markerEnd={`url(#${markerId})`}
+              data-testid="whyslow-graph-edge"
+            />
+          ))}
+          {layout.nodes.map((n) => {
+            const c = byNode.get(n.id);
+            const names = c ? { service: c.service, operation: c.operation } : splitNodeId(n.id);
+            const isTop = n.id === topNode;
+            const isEntry = n.id === entry;
+            const stroke = isTop ? colors.top : isEntry ? colors.entry : theme.colors.border.medium;
+            return (
+              <g key={n.id} transform={`translate(${n.x},${n.y})`} data-testid="whyslow-graph-node" data-node={n.id}>
+                <title>
+                  {n.id}
+                  {c ? `\ncontribution ${formatNats(c.contribution)} nats ${formatShare(c.share)}` : ''}
+                  {isEntry ? '\nentry point (the slow request)' : ''}
+                </title>
+                <rect
+                  width={w}
+                  height={h}
+                  rx={6}
+                  fill={nodeFill(theme, c ? c.contribution : null, maxContribution, isTop)}
+                  stroke={stroke}
+                  strokeWidth={isTop || isEntry ? 2 : 1}
+                />
+                <text x={w / 2} y={19} textAnchor="middle" className={styles.service}>
+                  {clip(names.service)}
+                  {c?.kind === 'call_gap' ? ' (net)' : ''}
+                </text>
+                <text x={w / 2} y={35} textAnchor="middle" className={styles.operation}>
+                  {clip(names.operation)}
+                </text>
+              </g>
+            );
+          })}
+        </svg>
+      </div>
     </figure>
   );
 };
 
 const getStyles = (theme: GrafanaTheme2) => ({
   figure: css({ margin: 0, minWidth: 0, display: 'flex', flexDirection: 'column', gap: theme.spacing(0.5) }),
+  scroll: css({ overflow: 'auto', maxWidth: '100%' }),
   caption: css({
     fontSize: theme.typography.bodySmall.fontSize,
     color: theme.colors.text.secondary,
