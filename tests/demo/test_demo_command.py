@@ -1,0 +1,79 @@
+"""`whyslow demo` as a user runs it: a subprocess with a real server, real OTLP spans, a fault and a verdict."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plugin.demo.site import retail_site
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--warmup-traces", "300", "--fault-traces", "6", "--no-progress", "--timeout", "90"]
+NAMES = {s.name: s.display for s in retail_site().services.values()}
+
+
+def _demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHYSLOW_")}
+    return subprocess.run([sys.executable, "-m", "plugin.cli", "demo", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fault", "service"), [
+    (None, "caching-service"),  # the default: the caching service slows down
+    ("product-db", "product-db"),  # slow database (reached only on cache misses)
+    ("net:shipping-cost", "shipping-cost"),  # network delay on the call into a service
+])
+def test_demo_finds_the_injected_fault(fault, service):
+    args = [*SMALL, "--seed", "3"] + (["--fault", fault] if fault else [])
+    proc = _demo(*args)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "Traceback" not in proc.stderr
+    display = NAMES[service]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith(f"VERDICT: PASS top root cause {display} matches injected fault"), lines[-1]
+    # every explained trace's top-ranked cause, as printed, is the injected service
+    tops = re.findall(r"^  1\. (.+?)  ", out, flags=re.M)
+    assert tops, out
+    expected = f"network → {display}" if fault and fault.startswith("net:") else display
+    assert all(t.strip().startswith(expected) for t in tops), tops
+    m = re.search(r"flagged (\d+) slow requests as outliers: (\d+) of the 6 requests sent during the fault", out)
+    assert m and int(m.group(2)) >= 1, out
+    assert re.search(r"had (the network into )?" + re.escape(display) + " been normal", out)
+    urls = re.findall(r"http://127\.0\.0\.1:\d+/ui/\?traceId=([0-9a-f]{32})", out)
+    assert urls and all(f"/api/v1/traces/{t}/rca" in out for t in urls)
+
+
+@pytest.mark.slow
+def test_a_fault_too_small_to_matter_fails_the_verdict():
+    proc = _demo(*SMALL, "--fault", "shipping-cost", "--fault-delay", "0.001")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("VERDICT: FAIL")
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_faults():
+    proc = _demo("--list-faults", timeout=60)
+    assert proc.returncode == 0
+    for name in ("caching-service", "product-db", "net:shipping-cost", "website"):
+        assert re.search(rf"^  {re.escape(name)}\s", proc.stdout, flags=re.M), proc.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--fault", "payment-service"], "unknown fault 'payment-service'; choose one of:"),
+    (["--warmup-traces", "5"], "--warmup-traces must be between 50 and 100000"),
+    (["--rate", "0"], "--rate must be between"),
+    (["--fault-delay", "-1"], "fault delay must be a positive number"),
+    (["--http", "not-an-address"], "http must be host:port"),
+])
+def test_bad_options_are_clear_errors(args, message):
+    proc = _demo(*args, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
