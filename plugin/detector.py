@@ -120,7 +120,7 @@ class Detector:
         self._pending = 0
         self._pending_lock = threading.Condition()
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
-                         "explain_dropped": 0, "unscored_learning": 0}
+                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0}
 
     # --- listener (collector thread) -------------------------------------------------------------
     def on_trace(self, trace: Any) -> None:
@@ -203,7 +203,12 @@ class Detector:
                 self.counters["unscored_learning"] += len(traces)
                 continue
             frame = feature_matrix(pd.DataFrame([trace_features_row(t) for t in traces]), fitted.columns)
-            scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
+            try:
+                scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
+            except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others
+                self.counters["score_errors"] += len(traces)
+                log.warning("scoring %d traces of %s failed: %s", len(traces), entry, exc)
+                continue
             self.counters["scored"] += len(traces)
             self.metrics.scored.inc(len(traces))
             for trace, score in zip(traces, scores, strict=True):

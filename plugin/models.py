@@ -245,12 +245,13 @@ class ModelManager:
         t0 = time.perf_counter()
         graph = self.store.graph(entry)
         causal = graph.causal_graph()
-        frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window)
+        # recent normal traces: detected outliers and incomplete traces (missing spans read as 0 ms) excluded
+        frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window, complete_only=True)
         columns = [str(n) for n in causal.nodes]
         if entry not in columns:
             raise ValueError(f"entry point {entry!r} is not a node of its own call graph")
         if len(frame) < self.config.min_traces:
-            raise ValueError(f"only {len(frame)} normal traces stored, need {self.config.min_traces}")
+            raise ValueError(f"only {len(frame)} complete normal traces stored, need {self.config.min_traces}")
         data = feature_matrix(frame, columns)
         mech_choice = self.config.mechanisms
         if mech_choice == "structural":
