@@ -5,6 +5,10 @@ The collector (receiver threads + pipeline worker + SQLite) runs in this process
 runs in another process pinned to another CPU, sending pre-serialised requests with a few requests in flight.
 Stages measured on the same requests: (1) protobuf parse only, (2) parse + span decoding, (3) the whole
 pipeline in-process without the network, (4) end to end over gRPC until every span is stored.
+
+The build machine is shared (other jobs run at the same time), so wall-clock rates swing 2-3x between runs.
+Each stage therefore reports spans per CPU-second of the collector process (``time.process_time``: all its
+threads, so receiver threads, worker and SQLite count), the best of ``--repeats`` runs, next to wall-clock.
 """
 
 from __future__ import annotations
@@ -63,42 +67,51 @@ def _count(payloads: list[bytes]) -> int:
                for ss in rs.scope_spans)
 
 
-def bench_parse(payloads: list[bytes]) -> float:
-    t = time.perf_counter()
+def _clock() -> tuple[float, float]:
+    return time.process_time(), time.perf_counter()
+
+
+def _since(t0: tuple[float, float]) -> tuple[float, float]:
+    cpu, wall = _clock()
+    return cpu - t0[0], wall - t0[1]
+
+
+def bench_parse(payloads: list[bytes]) -> tuple[float, float]:
+    t = _clock()
     for p in payloads:
         ExportTraceServiceRequest.FromString(p)
-    return time.perf_counter() - t
+    return _since(t)
 
 
-def bench_decode(payloads: list[bytes]) -> float:
+def bench_decode(payloads: list[bytes]) -> tuple[float, float]:
     from collector_processor.otlp_decode import SpanDecoder, parse_request
 
     dec = SpanDecoder()
-    t = time.perf_counter()
+    t = _clock()
     for p in payloads:
         dec.decode(parse_request(p))
-    return time.perf_counter() - t
+    return _since(t)
 
 
-def bench_inprocess(payloads: list[bytes]) -> float:
+def bench_inprocess(payloads: list[bytes]) -> tuple[float, float]:
     import collector_processor as cp
 
     with tempfile.TemporaryDirectory() as d:
         store = cp.open_store(d)
         pipe = cp.Pipeline(store, cp.PipelineConfig(background=False))
-        t = time.perf_counter()
+        t = _clock()
         for k, p in enumerate(payloads):
             pipe.accept(p)
             if k % 8 == 7:
                 pipe.tick(time.monotonic() + 10)
         pipe.flush()
-        dt = time.perf_counter() - t
+        dt = _since(t)
         pipe.close()
         store.close()
     return dt
 
 
-def bench_grpc(payloads: list[bytes], n_spans: int, inflight: int) -> tuple[float, dict]:
+def bench_grpc(payloads: list[bytes], n_spans: int, inflight: int) -> tuple[tuple[float, float], dict]:
     import collector_processor as cp
 
     with tempfile.TemporaryDirectory() as d:
@@ -116,12 +129,12 @@ def bench_grpc(payloads: list[bytes], n_spans: int, inflight: int) -> tuple[floa
         proc = ctx.Process(target=_client, args=(rx.port, str(path), inflight, 1, ready))
         proc.start()
         time.sleep(2.0)  # client process start-up and file read
-        t = time.perf_counter()
+        t = _clock()
         ready.set()
-        deadline = t + 600
+        deadline = t[1] + 600
         while pipe.stats()["spans_stored"] < n_spans and time.perf_counter() < deadline:
             time.sleep(0.01)
-        dt = time.perf_counter() - t
+        dt = _since(t)
         proc.join(60)
         stats = pipe.stats()
         rx.stop(1)
@@ -135,30 +148,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--spans", type=int, default=400_000, help="spans in the workload")
     ap.add_argument("--batch", type=int, default=2048, help="spans per OTLP request")
     ap.add_argument("--inflight", type=int, default=4, help="requests in flight from the client")
-    ap.add_argument("--quick", action="store_true", help="100k spans")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per stage; the best is reported")
+    ap.add_argument("--quick", action="store_true", help="100k spans, 2 repeats")
     args = ap.parse_args(argv)
     if args.quick:
         args.spans = 100_000
+        args.repeats = min(args.repeats, 2)
     cpu = _pin(0)
     payloads = make_requests(args.spans, args.batch)
     n = _count(payloads)
     mb = sum(map(len, payloads)) / 1e6
     rows = []
-    t_parse = bench_parse(payloads)
-    rows.append(("protobuf parse only (upb), the limit", f"{n / t_parse:,.0f}"))
-    t_dec = bench_decode(payloads)
-    rows.append(("parse + decode (validate, read the needed fields, name spans)", f"{n / t_dec:,.0f}"))
-    t_in = bench_inprocess(payloads)
-    rows.append(("whole pipeline in-process (decode, spool, assemble, graph+features, store)", f"{n / t_in:,.0f}"))
-    t_e2e, stats = bench_grpc(payloads, n, args.inflight)
-    rows.append(("**end to end over OTLP/gRPC**, until every span is stored", f"**{n / t_e2e:,.0f}**"))
+    load = os.getloadavg()[0]
+
+    def best(fn, *a):
+        runs = [fn(*a) for _ in range(max(1, args.repeats))]
+        return min(r[0] for r in runs), min(r[1] for r in runs), runs
+
+    def row(label: str, fn, *a) -> None:
+        cpu, wall, _ = best(fn, *a)
+        rows.append((label, f"{n / cpu:,.0f}", f"{n / wall:,.0f}"))
+
+    row("protobuf parse only (upb, stock OTLP classes): the limit", bench_parse, payloads)
+    row("parse + decode (validate, read the needed fields, name spans)", bench_decode, payloads)
+    row("whole pipeline in-process (decode, spool, assemble, graph+features, store)", bench_inprocess, payloads)
+    runs = [bench_grpc(payloads, n, args.inflight) for _ in range(max(1, args.repeats))]
+    cpu = min(r[0][0] for r in runs)
+    wall = min(r[0][1] for r in runs)
+    stats = runs[-1][1]
+    rows.append(("**end to end over OTLP/gRPC** (client in another process), until every span is stored",
+                 f"**{n / cpu:,.0f}**", f"**{n / wall:,.0f}**"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     body = (
         f"Workload: {n:,} spans in {len(payloads)} requests of ~{args.batch} spans ({mb:.0f} MB protobuf), traces "
         f"of 26 spans (server/client pairs with HTTP semantic-convention attributes, database calls), "
         f"{args.inflight} requests in flight. Collector pinned to CPU {cpu} (one core); client in another "
         "process on another CPU.\n\n"
-        + markdown_table(["stage", "spans/s (one core)"], rows)
+        + f"Load average when the run started: {load:.1f} (2-core machine shared with other jobs).\n\n"
+        + markdown_table(["stage", "spans per CPU-second (best run)", "spans per wall second (best run)"], rows)
         + f"\n\nEnd-to-end counters: received {stats['spans_received']:,}, accepted {stats['spans_accepted']:,}, "
         f"refused (retryable) {stats['spans_refused']:,}, dropped {stats['spans_dropped']:,}, stored "
         f"{stats['spans_stored']:,}, traces stored {stats['traces_stored']:,}. Peak RSS of the collector "

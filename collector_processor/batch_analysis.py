@@ -20,6 +20,7 @@ overlap by more than ``overlap_fraction`` of the shorter are parallel pairs, els
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -78,6 +79,28 @@ class AnalysedBatch:
         return {self.f_node[i]: float(self.values[i, LAT]) for i in range(b[k], b[k + 1])}
 
 
+_get_pid = itemgetter(PID)
+_get_type = itemgetter(TYPE)
+_get_leaf = itemgetter(LEAF)
+_get_kind = itemgetter(KIND)
+_get_start = itemgetter(START)
+_get_end = itemgetter(END)
+_get_error = itemgetter(ERROR)
+
+
+def _unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values and the inverse index (sort-based: faster than np.unique's hash path here)."""
+    o = np.argsort(x, kind="stable")
+    sx = x[o]
+    flag = np.empty(len(x), dtype=bool)
+    if len(x):
+        flag[0] = True
+        np.not_equal(sx[1:], sx[:-1], out=flag[1:])
+    inv = np.empty(len(x), dtype=np.int64)
+    inv[o] = np.cumsum(flag) - 1
+    return sx[flag], inv
+
+
 def _firsts(group: np.ndarray) -> np.ndarray:
     """Positions where a sorted group array starts a new group."""
     if len(group) == 0:
@@ -113,31 +136,28 @@ class BatchAnalyser:
         sizes = np.fromiter((len(a.spans) for a in done), dtype=np.int64, count=T)
         spans = [sp for a in done for sp in a.spans]
         n = len(spans)
-        cols = list(zip(*spans, strict=True))
         tr = np.repeat(np.arange(T, dtype=np.int64), sizes)
-        sid = np.frombuffer(b"".join(cols[SID]), dtype=">u8").astype(np.uint64)
-        pid = np.frombuffer(b"".join(cols[PID]), dtype=">u8").astype(np.uint64)
-        typ = np.array(cols[TYPE], dtype=np.int64)
-        leaf = np.array(cols[LEAF], dtype=np.int64)
-        kind = np.array(cols[KIND], dtype=np.int64)
-        start = np.array(cols[START], dtype=np.int64)
-        end = np.array(cols[END], dtype=np.int64)
-        err = np.array(cols[ERROR], dtype=bool)
+        pid = np.frombuffer(b"".join(map(_get_pid, spans)), dtype=">u8")
+        typ = np.fromiter(map(_get_type, spans), dtype=np.int64, count=n)
+        leaf = np.fromiter(map(_get_leaf, spans), dtype=np.int64, count=n)
+        kind = np.fromiter(map(_get_kind, spans), dtype=np.int64, count=n)
+        start = np.fromiter(map(_get_start, spans), dtype=np.int64, count=n)
+        end = np.fromiter(map(_get_end, spans), dtype=np.int64, count=n)
+        err = np.fromiter(map(_get_error, spans), dtype=bool, count=n)
         dur = end - start
         idx = np.arange(n, dtype=np.int64)
 
-        # ---- parent links, resolved within each trace
+        # ---- parent links, resolved within each trace (a dict per trace: ids repeat across traces)
+        par_l: list[int] = []
+        base = 0
+        for a in done:
+            pos = {sp[SID]: i for i, sp in enumerate(a.spans, base)}
+            get = pos.get
+            par_l += [get(sp[PID], -1) for sp in a.spans]
+            base += len(a.spans)
+        par = np.array(par_l, dtype=np.int64)
         has_link = pid != 0
-        uniq = np.unique(sid)
-        K = len(uniq)
-        ppos = np.minimum(np.searchsorted(uniq, pid), K - 1)
-        key = tr * K + np.searchsorted(uniq, sid)
-        order = np.argsort(key, kind="stable")
-        skey = key[order]
-        pkey = tr * K + ppos
-        j = np.minimum(np.searchsorted(skey, pkey), n - 1)
-        hit = has_link & (uniq[ppos] == pid) & (skey[j] == pkey)
-        par = np.where(hit, order[j], -1)
+        hit = par >= 0
         top = ~hit  # parentless spans and orphans (parent never arrived)
         orphan = has_link & ~hit
 
@@ -227,10 +247,10 @@ class BatchAnalyser:
 
         # ---- aggregate per (trace, node)
         R = np.flatnonzero(reach)
-        nodes_u, ninv = np.unique(code[R], return_inverse=True)
+        nodes_u, ninv = _unique_inverse(code[R])
         NU = len(nodes_u)
         tkey = tr[R] * NU + ninv
-        uk, kinv = np.unique(tkey, return_inverse=True)
+        uk, kinv = _unique_inverse(tkey)
         m = len(uk)
         vals = np.zeros((m, 6), dtype=np.float64)
         vals[:, LAT] = np.bincount(kinv, weights=dur[R], minlength=m) / 1e6
@@ -244,41 +264,40 @@ class BatchAnalyser:
         np.minimum.at(firststart, kinv, start[R])
         vals[:, FIRST] = (firststart - start[root][f_trace]) / 1e6
 
-        # ---- names, graph evidence
+        # ---- names, graph evidence (loops run over distinct (entry, node) pairs only)
         names = [self.node_name(int(c)) for c in nodes_u.tolist()]
-        f_node = [names[i] for i in (uk % NU).tolist()]
+        f_nidx = uk % NU
+        f_node = [names[i] for i in f_nidx.tolist()]
         entry_code = code[root]
         entries = [self.node_name(int(c)) for c in entry_code.tolist()]
         info = {names[i]: self.node_meta(int(c)) for i, c in enumerate(nodes_u.tolist())}
-        ent_of_row = [entries[t] for t in f_trace.tolist()]
+        ent_u, ent_idx = _unique_inverse(entry_code)
+        ent_names = [self.node_name(int(c)) for c in ent_u.tolist()]
+        # traces per (entry, node)
+        gk, gcount = np.unique(ent_idx[f_trace] * NU + f_nidx, return_counts=True)
         gnodes: dict[tuple[str, str], list[int]] = {}
-        for e, nd in zip(ent_of_row, f_node, strict=True):
-            g = gnodes.get((e, nd))
-            if g is None:
-                gnodes[(e, nd)] = [1, 0, 0]
-            else:
-                g[0] += 1
-        # parallel / sequential pairs per (trace, parent node)
+        for k_, c_ in zip(gk.tolist(), gcount.tolist(), strict=True):
+            e_, nd_ = divmod(k_, NU)
+            gnodes[(ent_names[e_], names[nd_])] = [c_, 0, 0]
+        gedges: dict[tuple[str, str, str], int] = {}
         if len(p_s):
             pnode = np.searchsorted(nodes_u, code[p_s])
-            pk = tr[p_s] * NU + pnode
+            pe = ent_idx[tr[p_s]] * NU + pnode
             for flag, col in ((parallel, 1), (sequential, 2)):
                 if flag.any():
-                    kk, cnt = np.unique(pk[flag], return_counts=True)
+                    kk, cnt = np.unique(pe[flag], return_counts=True)
                     for k_, c_ in zip(kk.tolist(), cnt.tolist(), strict=True):
-                        t_, nd_ = divmod(k_, NU)
-                        gnodes[(entries[t_], names[nd_])][col] += c_
-            # call edges, once per trace
+                        e_, nd_ = divmod(k_, NU)
+                        gnodes[(ent_names[e_], names[nd_])][col] += c_
+            # call edges: distinct per trace, then traces per (entry, caller, callee)
             cnode = np.searchsorted(nodes_u, code[c_s])
-            ek = np.unique((tr[p_s] * NU + pnode) * NU + cnode)
-            gedges: dict[tuple[str, str, str], int] = {}
-            for k_ in ek.tolist():
-                t_, rest = divmod(k_, NU * NU)
-                a_, b_ = divmod(rest, NU)
-                key3 = (entries[t_], names[a_], names[b_])
-                gedges[key3] = gedges.get(key3, 0) + 1
-        else:
-            gedges = {}
+            per_trace = np.unique((tr[p_s] * NU + pnode) * NU + cnode)
+            t_, rest = np.divmod(per_trace, NU * NU)
+            ek, ecount = np.unique(ent_idx[t_] * (NU * NU) + rest, return_counts=True)
+            for k_, c_ in zip(ek.tolist(), ecount.tolist(), strict=True):
+                e_, rest_ = divmod(k_, NU * NU)
+                a_, b_ = divmod(rest_, NU)
+                gedges[(ent_names[e_], names[a_], names[b_])] = c_
         rs = root
         return AnalysedBatch(
             trace_ids=[a.trace_id.hex() for a in done], entries=entries, start=start[rs],

@@ -108,6 +108,7 @@ class SqliteStore:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self._synchronous}")
+        con.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint every ~64 MB of WAL, not every 4 MB
         con.execute("PRAGMA busy_timeout=30000")
         return con
 
