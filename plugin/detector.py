@@ -202,7 +202,9 @@ class Detector:
             if fitted is None:
                 self.counters["unscored_learning"] += len(traces)
                 continue
-            frame = feature_matrix(pd.DataFrame([trace_features_row(t) for t in traces]), fitted.columns)
+            rows = [trace_features_row(t) for t in traces]
+            self.models.nodes_seen(entry, set().union(*rows))
+            frame = feature_matrix(pd.DataFrame(rows), fitted.columns)
             try:
                 scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
             except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others

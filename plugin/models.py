@@ -22,6 +22,7 @@ import rca_engine
 log = logging.getLogger("whyslow.models")
 
 META_PREFIX = "__"
+GROWN_REFIT_S = 60.0
 
 
 @dataclass
@@ -75,6 +76,8 @@ class _Entry:
     last_error: str | None = None
     last_attempt: float = 0.0
     model: FittedModel | None = None
+    new_nodes: set[str] = field(default_factory=set)  # seen in traces, unknown to the model
+    ignored: set[str] = field(default_factory=set)  # still unknown after a refit: not in the graph
 
 
 def node_meta(info: Any, node: str) -> NodeMeta:
@@ -155,6 +158,17 @@ class ModelManager:
         if first:
             self._wake.set()
 
+    def nodes_seen(self, entry: str, nodes: set[str]) -> None:
+        """Report the nodes of recent traces; nodes the model does not know schedule a refit."""
+        state = self._entry(entry)
+        with self._lock:
+            if state.model is None:
+                return
+            unknown = nodes - set(state.model.columns) - state.ignored - state.new_nodes
+            if unknown:
+                log.info("new nodes in %s: %s; refitting soon", entry, ", ".join(sorted(unknown)[:5]))
+                state.new_nodes |= unknown
+
     def get(self, entry: str) -> FittedModel | None:
         with self._lock:
             state = self._entries.get(entry)
@@ -205,7 +219,9 @@ class ModelManager:
                 new = s.seen - s.seen_at_fit
                 young = s.model.rows < self.config.window and s.seen >= 2 * max(s.model.rows, 1)
                 stale = now - s.model.fitted_at >= self.config.refit_interval_s and new > 0
-                if young or stale:
+                # the call graph grew (a new dependency): refit soon, at most once a minute
+                grown = bool(s.new_nodes) and now - s.model.fitted_at >= min(self.config.refit_interval_s, GROWN_REFIT_S)
+                if young or stale or grown:
                     out.append(entry)
         return out
 
@@ -215,6 +231,7 @@ class ModelManager:
         with self._fit_lock:
             with self._lock:
                 seen = state.seen
+                pending = set(state.new_nodes)
                 state.last_attempt = time.time()
             try:
                 fitted = self._fit(entry)
@@ -231,6 +248,9 @@ class ModelManager:
                 log.warning("could not persist the model of %s: %s", entry, exc)
             with self._lock:
                 state.model = fitted
+                columns = set(fitted.columns)
+                state.ignored |= pending - columns  # asked for a refit, still not in the graph: not again
+                state.new_nodes = state.new_nodes - pending - columns
                 state.seen_at_fit = seen
                 state.fits += 1
                 state.last_error = None

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
 MS = 1_000_000
-SERVICES = ("frontend", "cart", "payments")
+SERVICES = ("frontend", "cart", "payments", "fraud")  # fraud: only with fraud=True (a new dependency)
 ENTRY = "frontend:GET /checkout"
 HOME = "frontend:GET /home"
 SPANS_PER_TRACE = 6  # frontend server, 2 client spans, cart server, payments server, db client
@@ -59,7 +59,7 @@ class ShopTraffic:
     def _ms(self, median: float) -> float:
         return median * self.rng.lognormvariate(0.0, 0.15)
 
-    def one(self, start: int, slow: str | None = None, slow_ms: float = 0.0) -> Sent:
+    def one(self, start: int, slow: str | None = None, slow_ms: float = 0.0, fraud: bool = False) -> Sent:
         extra = {s: (slow_ms if s == slow else 0.0) for s in (*SERVICES, "postgresql")}
         fe, cart, pay = self.tracers["frontend"], self.tracers["cart"], self.tracers["payments"]
         t = start
@@ -89,6 +89,17 @@ class ShopTraffic:
                             attributes={"db.system": "postgresql", "db.name": "orders"})
         u += int((self._ms(10.0) + extra["postgresql"]) * MS)
         db.end(end_time=u)
+        if fraud:  # a new dependency: payments -> fraud POST /check
+            c3 = pay.start_span("POST /check", kind=SpanKind.CLIENT, start_time=u,
+                                context=trace.set_span_in_context(s2), attributes={"peer.service": "fraud"})
+            g3 = int(self._ms(0.5) * MS)
+            s3 = self.tracers["fraud"].start_span("POST /check", kind=SpanKind.SERVER, start_time=u + g3,
+                                                  context=trace.set_span_in_context(c3))
+            v = u + g3 + int((self._ms(6.0) + extra["fraud"]) * MS)
+            s3.end(end_time=v)
+            u = v + g3
+            c3.end(end_time=u)
+            self.spans_sent += 2
         u += int(self._ms(2.0) * MS)
         s2.end(end_time=u)
         t = u + gap
@@ -113,9 +124,9 @@ class ShopTraffic:
         return out
 
     def send(self, n: int, slow: str | None = None, slow_ms: float = 300.0, start: int | None = None,
-             spacing_ms: float = 50.0) -> list[Sent]:
+             spacing_ms: float = 50.0, fraud: bool = False) -> list[Sent]:
         start = time.time_ns() - int(n * spacing_ms * MS) if start is None else start
-        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms) for i in range(n)]
+        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms, fraud) for i in range(n)]
         self.flush()
         return out
 

@@ -140,3 +140,27 @@ def test_bootstrap_intervals_on_demand(shop):
         assert c["contribution_lo"] is not None and c["contribution_lo"] <= c["contribution_hi"]
     status, again = shop.srv.get(f"/api/v1/traces/{s.trace_id}/rca?intervals=4")
     assert again == expl  # cached
+
+
+def test_new_dependency_triggers_refit(tmp_path, monkeypatch):
+    """A new callee in the traces schedules a refit (even with a long refit interval); the refitted model
+    includes it and ranks it first when it is the slow one."""
+    from plugin import models
+
+    monkeypatch.setattr(models, "GROWN_REFIT_S", 0.5)
+    cfg = _config(tmp_path, min_traces=50, window=1000, refit_interval_s=3600, trace_timeout_s=0.2)
+    with WhySlowServer(cfg) as server:
+        traffic = ShopTraffic(server.url("otlp_grpc"), seed=8)
+        try:
+            traffic.send(60)
+            first = _wait(lambda: server.models.get(ENTRY))
+            assert "fraud:POST /check" not in first.columns and first.rows == 60
+            traffic.send(40, fraud=True)  # 100 traces seen < 2 x 60 rows: only the new nodes call for a refit
+            second = _wait(lambda: (m := server.models.get(ENTRY)) is not first and m)
+            assert "fraud:POST /check" in second.columns and "net:fraud:POST /check" in second.columns
+            slow = traffic.send(2, slow="fraud", slow_ms=300.0, fraud=True)
+            _wait(lambda: len(server.service.outliers()) == 2)
+        finally:
+            traffic.close()
+        for s in slow:
+            assert server.service.explain(s.trace_id)["contributions"][0]["service"] == "fraud"
