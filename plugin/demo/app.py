@@ -111,6 +111,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 demo.keep_serving(args.duration)
             except KeyboardInterrupt:
                 print("stopping", file=out)
+            print(result.verdict, file=out, flush=True)  # still the last line for scripts
         return EXIT_PASS if result.passed else EXIT_FAIL
     except (DemoError, ExportError, ApiError) as exc:
         print(f"whyslow demo: {exc}", file=sys.stderr)

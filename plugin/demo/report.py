@@ -65,14 +65,16 @@ def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top
         n = max(1, round(BAR_WIDTH * contribution / biggest)) if biggest > 0 else 0
         bar = "█" * n + " " * (BAR_WIDTH - n)
         share = float(c.get("share") or 0.0)
-        # share of the outlier score; shown only when it is a proportion (contributions that overshoot the
-        # score, offset by negative ones, would read as nonsense percentages)
-        pct = f"{100 * share:4.0f}%" if 0.0 <= share <= 1.05 else ""
-        line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {pct}".rstrip()
+        line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {100 * share:5.0f}%"
         cf = c.get("counterfactual_latency_ms")
         if cf is not None and latency is not None:
             who = display_name(str(c.get("service") or ""), names)
             what = "the network into " + who if c.get("kind") == "call_gap" else who
             line += f"\n     {entry_name} would have taken {seconds(cf)} instead of {seconds(latency)} had {what} been normal"
         lines.append(line)
+    negative = sum(float(c["contribution"]) for c in payload.get("contributions", [])
+                   if (c.get("contribution") or 0) < 0)
+    if rows and float(rows[0].get("share") or 0.0) > 1.0 and negative < 0:
+        lines.append(f"     (shares are of the outlier score; the other nodes' negative contributions, "
+                     f"{negative:.2f} nats together, offset part of it)")
     return "\n".join(lines)

@@ -74,7 +74,7 @@ def test_render_explanation_ranks_bars_and_counterfactuals():
     assert lines[0].startswith("Trace 4bf92f3577b34da6a3ce929d0e0e4736: Website (GET /product/{id}) took 5.60 s")
     assert "IT outlier score 10.0 nats, rarer than 1 in 22,026" in lines[0]
     assert lines[1].startswith("  1. Caching Service (GET /cache/product)")
-    assert "8.00 nats   80%" in lines[1]
+    assert "8.00 nats    80%" in lines[1]
     assert lines[2].strip() == "Website would have taken 0.90 s instead of 5.60 s had Caching Service been normal"
     assert lines[3].startswith("  2. network → Shipping Cost Service")
     assert "had the network into Shipping Cost Service been normal" in lines[4]
@@ -91,8 +91,11 @@ def test_render_without_positive_contribution_and_odd_shares():
     assert "no service contributed positively" in render_explanation(payload, NAMES)
     assert top_cause(payload) is None
     payload = _payload()
-    payload["contributions"][0]["share"] = 13.5  # not a proportion: no percentage shown
-    assert "%" not in render_explanation(payload, NAMES).splitlines()[1]
+    payload["contributions"][0]["share"] = 13.5  # more than the score: negative contributions offset it
+    text = render_explanation(payload, NAMES)
+    assert "1350%" in text.splitlines()[1]
+    assert text.splitlines()[-1].strip() == ("(shares are of the outlier score; the other nodes' negative "
+                                             "contributions, -1.00 nats together, offset part of it)")
 
 
 def test_helpers():
