@@ -57,7 +57,8 @@ class AnalysedBatch:
     complete: np.ndarray               # bool per trace
     n_spans: np.ndarray                # spans per trace
     f_trace: np.ndarray                # feature rows: trace ordinal (sorted)
-    f_node: list[str]                  # feature rows: node id
+    f_node_idx: np.ndarray             # feature rows: index into ``nodes``
+    nodes: list[str]                   # the distinct nodes of the batch
     values: np.ndarray                 # feature rows: (latency, own, gap, count, error, first offset) ms
     node_info: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # node -> (service, op, kind)
     graph_nodes: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (entry, node) -> [traces, par, seq]
@@ -76,7 +77,10 @@ class AnalysedBatch:
     def row(self, k: int, b: np.ndarray | None = None) -> dict[str, float]:
         """Node -> latency (ms) of trace k."""
         b = self.bounds() if b is None else b
-        return {self.f_node[i]: float(self.values[i, LAT]) for i in range(b[k], b[k + 1])}
+        lo, hi = int(b[k]), int(b[k + 1])
+        nodes = self.nodes
+        return dict(zip([nodes[i] for i in self.f_node_idx[lo:hi].tolist()], self.values[lo:hi, LAT].tolist(),
+                        strict=True))
 
 
 _get_pid = itemgetter(PID)
@@ -267,7 +271,6 @@ class BatchAnalyser:
         # ---- names, graph evidence (loops run over distinct (entry, node) pairs only)
         names = [self.node_name(int(c)) for c in nodes_u.tolist()]
         f_nidx = uk % NU
-        f_node = [names[i] for i in f_nidx.tolist()]
         entry_code = code[root]
         entries = [self.node_name(int(c)) for c in entry_code.tolist()]
         info = {names[i]: self.node_meta(int(c)) for i, c in enumerate(nodes_u.tolist())}
@@ -301,7 +304,7 @@ class BatchAnalyser:
         rs = root
         return AnalysedBatch(
             trace_ids=[a.trace_id.hex() for a in done], entries=entries, start=start[rs],
-            duration_ms=dur[rs] / 1e6, complete=complete, n_spans=sizes, f_trace=f_trace, f_node=f_node,
+            duration_ms=dur[rs] / 1e6, complete=complete, n_spans=sizes, f_trace=f_trace, f_node_idx=f_nidx, nodes=names,
             values=vals, node_info=info, graph_nodes=gnodes, graph_edges=gedges,
             orphan_spans=int(under_top.sum()), cycle_spans=int(in_cycle.sum()),
             skewed_spans=int(skew[np.isin(c_idx, R)].sum()) if len(c_idx) else 0)

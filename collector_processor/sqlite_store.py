@@ -204,7 +204,7 @@ class SqliteStore:
             w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", old)
             w.executemany("DELETE FROM traces WHERE id = ?", old)
         node_id = self._node_id
-        nid = np.array([node_id(n) for n in b.f_node], dtype=np.int32)
+        nid = np.array([node_id(n) for n in b.nodes], dtype=np.int32)[b.f_node_idx]
         bounds = b.bounds()
         vals = b.values
         trace_rows = []
