@@ -94,6 +94,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             return EXIT_USAGE
         except OSError as exc:
             print(f"whyslow demo: cannot start the whyslow server: {exc}", file=sys.stderr)
+            print("VERDICT: FAIL the whyslow server could not start", file=out, flush=True)
             return EXIT_FAIL
         base = server.url("http")
         print(f"whyslow is serving on loopback: REST {base}, OTLP/gRPC {server.url('otlp_grpc')}, "

@@ -67,7 +67,8 @@ def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top
         share = float(c.get("share") or 0.0)
         line = f"  {i}. {node_label(c, names):<{width}}  {bar} {contribution:6.2f} nats {100 * share:5.0f}%"
         cf = c.get("counterfactual_latency_ms")
-        if cf is not None and latency is not None:
+        # the counterfactual line only where it says something (a visible change of the entry's latency)
+        if cf is not None and latency is not None and abs(latency - cf) >= max(10.0, 0.01 * abs(latency)):
             who = display_name(str(c.get("service") or ""), names)
             what = "the network into " + who if c.get("kind") == "call_gap" else who
             line += f"\n     {entry_name} would have taken {seconds(cf)} instead of {seconds(latency)} had {what} been normal"

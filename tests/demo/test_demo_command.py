@@ -77,3 +77,17 @@ def test_bad_options_are_clear_errors(args, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_busy_port_is_a_clear_failure():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = _demo("--no-progress", "--http", f"127.0.0.1:{port}", timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot bind the REST API to 127.0.0.1:{port}" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "VERDICT: FAIL the whyslow server could not start"
+    assert "Traceback" not in proc.stderr

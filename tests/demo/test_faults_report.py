@@ -79,9 +79,17 @@ def test_render_explanation_ranks_bars_and_counterfactuals():
     assert lines[3].startswith("  2. network → Shipping Cost Service")
     assert "had the network into Shipping Cost Service been normal" in lines[4]
     assert lines[5].startswith("  3. Product DB (SELECT products)")
+    assert lines[6].strip() == "Website would have taken 5.50 s instead of 5.60 s had Product DB been normal"
     assert "Order Service" not in text  # negative contributions are not root causes
     # bars are proportional to the contributions: 28, 9 and 2 blocks
     assert [line.count("█") for line in (lines[1], lines[3], lines[5])] == [28, 9, 2]
+
+
+def test_counterfactual_lines_only_where_the_latency_changes():
+    payload = _payload()
+    payload["contributions"][2]["counterfactual_latency_ms"] = 5590.0  # 10 ms of 5.6 s: not worth a line
+    lines = render_explanation(payload, NAMES).splitlines()
+    assert lines[5].startswith("  3. Product DB") and len(lines) == 6
 
 
 def test_render_without_positive_contribution_and_odd_shares():
