@@ -189,3 +189,20 @@ def test_grpc_garbage_is_invalid_argument(receivers, pipeline):
         assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "not a valid OTLP" in ei.value.details()
     assert pipeline.stats()["requests_invalid"] == 1
+
+
+def test_grpc_accepts_requests_beyond_4mib(receivers, pipeline, store):
+    """A ~9k-span request from a collector's batch exporter is larger than grpcio's default 4 MiB limit."""
+    g, _ = receivers
+    big = "v" * 400
+    spans = [{"service": "bulk", "trace": 1000 + t, "span": 1, "name": "GET /bulk", "kind": SERVER,
+              "start_ms": 0, "end_ms": 10, "attrs": {"note": big}} for t in range(9000)]
+    req = request(spans)
+    assert req.ByteSize() > 4 * 1024 * 1024
+    with grpc.insecure_channel(f"127.0.0.1:{g.port}",
+                               options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        resp = TraceServiceStub(ch).Export(req, timeout=30, compression=grpc.Compression.Gzip)
+    assert not resp.HasField("partial_success")
+    assert pipeline.stats()["spans_accepted"] == 9000
+    complete_all(pipeline)
+    assert store.counts()["traces"] == 9000
