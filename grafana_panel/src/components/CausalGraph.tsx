@@ -5,35 +5,36 @@ import { useStyles2, useTheme2 } from '@grafana/ui';
 import React, { useId, useMemo } from 'react';
 
 import { formatNats, formatShare } from '../format';
-import { layoutGraph } from '../layout';
+import { GraphLayout, layoutGraph } from '../layout';
 import { splitNodeId } from '../nodes';
 import { nodeFill, palette } from '../theme';
 import { CausalEdge, Contribution } from '../types';
 
 interface Props {
-  edges: CausalEdge[];
+  layout: GraphLayout;
   contributions: Contribution[];
   entry: string;
   maxHeight: number;
 }
 
+/** The layout of the graph the panel draws: the entry point, every contributing node and every causal edge. */
+export function graphLayout(edges: CausalEdge[], contributions: Contribution[], entry: string): GraphLayout {
+  return layoutGraph([...(entry ? [entry] : []), ...contributions.map((c) => c.node)], edges);
+}
+
 const MAX_LABEL = 19;
 /** Below this scale labels become unreadable: the graph scrolls instead of shrinking further. */
-const MIN_SCALE = 0.6;
+export const MIN_SCALE = 0.6;
 
 function clip(text: string, n = MAX_LABEL): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
-export const CausalGraph: React.FC<Props> = ({ edges, contributions, entry, maxHeight }) => {
+export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, maxHeight }) => {
   const styles = useStyles2(getStyles);
   const theme = useTheme2();
   const colors = palette(theme);
   const byNode = useMemo(() => new Map(contributions.map((c) => [c.node, c])), [contributions]);
-  const layout = useMemo(
-    () => layoutGraph([...(entry ? [entry] : []), ...contributions.map((c) => c.node)], edges),
-    [edges, contributions, entry]
-  );
   const maxContribution = Math.max(0, ...contributions.map((c) => Math.abs(c.contribution)));
   const topNode = contributions.find((c) => c.contribution > 0)?.node;
   const markerId = `whyslow-arrow-${useId().replace(/[^a-zA-Z0-9_-]/g, '')}`;
@@ -41,7 +42,7 @@ export const CausalGraph: React.FC<Props> = ({ edges, contributions, entry, maxH
 
   return (
     <figure className={styles.figure} data-testid="whyslow-graph">
-      <figcaption className={styles.caption}>Causal graph · a slow callee slows its caller</figcaption>
+      <figcaption className={styles.caption}>Causal graph · callee → caller</figcaption>
       <div className={styles.scroll}>
         <svg
           viewBox={`0 0 ${layout.width} ${layout.height}`}

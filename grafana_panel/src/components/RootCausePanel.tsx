@@ -8,18 +8,26 @@ import { formatLatency, formatNats, formatRarity } from '../format';
 import { parseExplanation } from '../frames';
 import { viewState } from '../state';
 import { defaultOptions, PanelOptions } from '../types';
-import { CausalGraph } from './CausalGraph';
+import { CausalGraph, graphLayout } from './CausalGraph';
 import { ContributionBars } from './ContributionBars';
 import { NodeName } from './NodeName';
 import { StateView } from './StateView';
 import { TargetHeader } from './TargetHeader';
 
 const WIDE = 760;
+/** Side by side only when the graph column draws the graph at least this large; else it goes below the bars. */
+const SIDE_SCALE = 0.85;
+const GRAPH_SHARE = 0.4;
 
 export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, options, width, height }) => {
   const styles = useStyles2(getStyles);
   const opts: PanelOptions = { ...defaultOptions, ...options };
   const explanation = useMemo(() => parseExplanation(data.series), [data.series]);
+  const entry = explanation.summary?.entry ?? '';
+  const layout = useMemo(
+    () => graphLayout(explanation.edges, explanation.contributions, entry),
+    [explanation.edges, explanation.contributions, entry]
+  );
   const state = viewState(data, explanation);
   const summary = explanation.summary;
 
@@ -50,8 +58,8 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
     );
   }
 
-  const wide = width >= WIDE;
   const graphOn = opts.showGraph && (explanation.edges.length > 0 || explanation.contributions.length > 1);
+  const wide = width >= WIDE && (!graphOn || (width * GRAPH_SHARE) / layout.width >= SIDE_SCALE);
   return (
     <div className={styles.root} style={{ width, height }} data-testid="whyslow-panel" data-status="ok">
       {summary && <TargetHeader summary={summary} top={explanation.contributions[0] ?? null} units={opts.units} />}
@@ -68,10 +76,10 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
         {graphOn && (
           <div className={wide ? styles.graphWide : styles.graph}>
             <CausalGraph
-              edges={explanation.edges}
+              layout={layout}
               contributions={explanation.contributions}
-              entry={summary?.entry ?? ''}
-              maxHeight={wide ? Math.max(160, height - 120) : Math.max(160, height * 0.6)}
+              entry={entry}
+              maxHeight={wide ? Math.max(160, height - 120) : layout.height * 1.25}
             />
           </div>
         )}
@@ -92,9 +100,9 @@ const getStyles = (theme: GrafanaTheme2) => ({
   }),
   body: css({ display: 'flex', flexDirection: 'column', gap: theme.spacing(2) }),
   bodyWide: css({ display: 'flex', flexDirection: 'row', gap: theme.spacing(3), alignItems: 'flex-start' }),
-  bars: css({ flex: '3 1 0', minWidth: 0 }),
+  bars: css({ flex: `${(1 - GRAPH_SHARE) * 5} 1 0`, minWidth: 0, width: '100%' }),
   graph: css({ minWidth: 0 }),
-  graphWide: css({ flex: '2 1 0', minWidth: 0 }),
+  graphWide: css({ flex: `${GRAPH_SHARE * 5} 1 0`, minWidth: 0 }),
   normal: css({
     height: '100%',
     display: 'flex',
