@@ -133,5 +133,9 @@ export function parseExplanation(series: DataFrame[]): Explanation {
       explanation.edges.push(...parseGraph(frame));
     }
   }
+  const score = explanation.summary?.outlierScore;
+  if (score) {
+    explanation.contributions = explanation.contributions.map((c) => (c.share === null ? { ...c, share: c.contribution / score } : c));
+  }
   return explanation;
 }

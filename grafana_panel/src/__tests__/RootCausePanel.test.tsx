@@ -111,6 +111,14 @@ describe('RootCausePanel with an explanation', () => {
     expect(screen.queryAllByTestId('whyslow-whisker')).toHaveLength(0);
   });
 
+  it('explains green bars only when a negative contribution is shown', () => {
+    const { unmount } = renderPanel(okTables(), { topK: 3 });
+    expect(screen.queryByTestId('whyslow-negative-note')).toBeNull();
+    unmount();
+    renderPanel(okTables(), { topK: 10 });
+    expect(screen.getByTestId('whyslow-negative-note')).toHaveTextContent('more normal');
+  });
+
   it('limits the bars to top-k and sums the rest', () => {
     renderPanel(okTables(), { topK: 2 });
     expect(bars()).toHaveLength(2);

@@ -29,6 +29,12 @@ describe('parseExplanation', () => {
     expect(e.contributions[1]).toMatchObject({ service: 'b', operation: 'op', contribution: 0.5, lo: null, hi: null, ownLatencyMs: null });
   });
 
+  it('derives missing shares from the outlier score', () => {
+    const summary = toDataFrame({ columns: [{ text: 'status' }, { text: 'outlier_score' }], rows: [['ok', 4]] });
+    const contributions = toDataFrame({ columns: [{ text: 'rank' }, { text: 'node' }, { text: 'contribution' }], rows: [[1, 'a:b', 3]] });
+    expect(parseExplanation([summary, contributions]).contributions[0].share).toBeCloseTo(0.75);
+  });
+
   it('treats an unknown status as an error', () => {
     const e = parseExplanation([toDataFrame({ columns: [{ text: 'status' }, { text: 'outlier_score' }], rows: [['weird', 1]] })]);
     expect(e.summary?.status).toBe('error');

@@ -138,6 +138,12 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
           </div>
         );
       })}
+      {shown.some((c) => c.contribution < 0) && (
+        <div className={styles.note} data-testid="whyslow-negative-note">
+          <span className={styles.swatch} style={{ background: colors.negative }} /> a negative contribution made this request
+          look more normal, not less
+        </div>
+      )}
       {rest.length > 0 && (
         <div className={styles.rest} data-testid="whyslow-rest">
           + {rest.length} more {rest.length === 1 ? 'node' : 'nodes'}: {formatNats(restSum)} nats
@@ -219,5 +225,7 @@ const getStyles = (theme: GrafanaTheme2) => ({
   }),
   interval: css({ fontVariantNumeric: 'tabular-nums' }),
   rest: css({ fontSize: theme.typography.bodySmall.fontSize, color: theme.colors.text.secondary, paddingLeft: theme.spacing(1) }),
+  note: css({ display: 'flex', alignItems: 'center', gap: theme.spacing(0.75), fontSize: theme.typography.bodySmall.fontSize, color: theme.colors.text.secondary, paddingLeft: theme.spacing(1) }),
+  swatch: css({ display: 'inline-block', width: 10, height: 10, borderRadius: 2 }),
   empty: css({ color: theme.colors.text.secondary }),
 });
