@@ -24,7 +24,8 @@ from .scoring import ITScorer, check_options, coalition_log_prob, median_rank
 
 METHODS = ("auto", "exact", "permutation")
 MAX_EXACT_PLAYERS = 9
-_CHUNK_ELEMENTS = 2_000_000  # coalitions x samples per pass near the target (bounds memory)
+SAMPLING_NUM_SAMPLES = 1000  # Monte-Carlo size per coalition when sampling permutations (many more coalitions)
+_CHUNK_ELEMENTS = 1_000_000  # coalitions x samples per pass near the target (bounds memory)
 _SMALL_NODE_ELEMENTS = 500_000  # nodes with at most this many pattern x sample values are computed once
 
 
@@ -94,16 +95,23 @@ def _pattern_ids(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Attributor:
     """Prepared attribution of outliers of one target: players, Monte-Carlo noise and scorer, reused per sample."""
 
-    def __init__(self, model: CausalModel, target: Hashable, *, num_samples: int = 3000, seed: int = 0,
-                 base: str = "median", tail: str = "fitted", dowhy_compatible: bool = False) -> None:
+    def __init__(self, model: CausalModel, target: Hashable, *, num_samples: int | None = None, seed: int = 0,
+                 base: str = "median", tail: str = "fitted", dowhy_compatible: bool = False,
+                 method: str = "auto") -> None:
         if dowhy_compatible:
             base, tail = "median", "dowhy"
         check_options(base, tail)
+        if method not in METHODS:
+            raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        self.players = model.upstream(target)
+        exact_limit = 5 if dowhy_compatible else MAX_EXACT_PLAYERS
+        self.method = method if method != "auto" else ("exact" if len(self.players) <= exact_limit else "permutation")
+        if num_samples is None:
+            num_samples = 3000 if dowhy_compatible or self.method == "exact" else SAMPLING_NUM_SAMPLES
         if int(num_samples) < 100:
             raise RCAError(f"num_samples must be at least 100, got {num_samples}")
         self.model = model
         self.target = target
-        self.players = model.upstream(target)
         self.num_samples = int(num_samples)
         self.seed = seed
         self.base, self.tail = base, tail
@@ -122,9 +130,11 @@ class Attributor:
         self.small = [2 ** r.size * self.num_samples <= _SMALL_NODE_ELEMENTS for r in self.relevant]
         self.pow2 = np.int64(1) << np.arange(62, dtype=np.int64)
         rng = np.random.default_rng([seed, 11])
-        self.mc_noise = np.ascontiguousarray(model.draw_noise(self.num_samples, self.players, rng).T)  # players x M
+        draws = model.draw_noise(self.num_samples, self.players, rng)
+        # coalition propagation runs in float32: half the memory traffic, ample precision for tail counts
+        self.mc_noise = np.ascontiguousarray(draws.T, dtype=np.float32)  # players x M
         if tail == "dowhy":  # DoWhy fits the scorer on the same Monte-Carlo samples it uses for the tail counts
-            self.mc_target = model.propagate(self.mc_noise.T, self.players)[:, -1]
+            self.mc_target = model.propagate(draws, self.players)[:, -1]
             self.scorer = ITScorer(base, tail).fit(self.mc_target)
         else:
             self.scorer = model.scorer(target, base, tail)
@@ -137,8 +147,8 @@ class Attributor:
         """Target values (coalitions x M) with each coalition's members' noise fixed to ``fixed``, in chunks.
 
         A node's values depend only on which of its own ancestors (and itself) are fixed. Nodes with few such
-        players ("small") are computed once per explanation for all their 2^r patterns (``cache``); the others
-        (near the target) once per distinct pattern within a chunk of coalitions, which bounds memory.
+        players ("small") are computed once per explanation for all their 2^r patterns (``cache``) and looked up;
+        the others (near the target) once per distinct pattern within a chunk of coalitions (bounds memory).
         """
         n, m, k = len(self.players), self.num_samples, coal.shape[0]
         codes = {}
@@ -186,14 +196,17 @@ class Attributor:
         cache[j] = self._node_values(j, pats[:, where[j]], cols, fixed)
 
     def _node_values(self, j: int, is_fixed: np.ndarray, cols: list[np.ndarray], fixed: np.ndarray) -> np.ndarray:
-        noise = np.where(is_fixed[:, None], fixed[j], self.mc_noise[j][None, :])
+        noise = np.empty((is_fixed.shape[0], self.num_samples), dtype=np.float32)
+        noise[...] = self.mc_noise[j]
+        noise[is_fixed] = fixed[j]
         return self.mechs[j].evaluate_columns(cols, noise)
 
     def set_function(self, x_value: float, fixed: np.ndarray) -> shapley.SetFunction:
         """v(S) for a batch of coalitions S, evaluated in memory-bounded chunks."""
         a_arr, b_arr = self.scorer.thresholds(np.array([x_value]))
-        a = float(a_arr[0]) + 1e-9 * (1.0 + abs(float(a_arr[0]))) if np.isfinite(a_arr[0]) else float(a_arr[0])
-        b = float(b_arr[0]) - 1e-9 * (1.0 + abs(float(b_arr[0]))) if np.isfinite(b_arr[0]) else float(b_arr[0])
+        # float32 propagation: thresholds get a relative slack of 1e-6 so that reproducing x counts as reaching it
+        a = float(a_arr[0]) + 1e-6 * (1.0 + abs(float(a_arr[0]))) if np.isfinite(a_arr[0]) else float(a_arr[0])
+        b = float(b_arr[0]) - 1e-6 * (1.0 + abs(float(b_arr[0]))) if np.isfinite(b_arr[0]) else float(b_arr[0])
         x_rank = float(median_rank(self.scorer.ref_, np.array([x_value]))[0]) if self.tail == "dowhy" else None
         upper = x_value >= self.scorer.median_
         cache: dict[int, np.ndarray] = {}
@@ -207,11 +220,9 @@ class Attributor:
         return value
 
     # -- one outlier --------------------------------------------------------------------------------------
-    def explain(self, values: np.ndarray, *, method: str = "auto", max_permutations: int = 256,
-                tolerance: float = 0.02, num_permutations: int = 25) -> Explanation:
+    def explain(self, values: np.ndarray, *, max_permutations: int = 256, tolerance: float = 0.01,
+                num_permutations: int = 25) -> Explanation:
         """Explanation of one outlier given the values of the players (in ``self.players`` order)."""
-        if method not in METHODS:
-            raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         n = len(self.players)
         fixed = self.model.noise_of(values[None, :], self.players)[0]
         x_value = float(values[-1])
@@ -221,8 +232,7 @@ class Attributor:
         else:
             v_empty = float(self.scorer.log_tail(np.array([x_value]))[0])
         v_full = 0.0
-        exact_limit = 5 if self.dowhy_compatible else MAX_EXACT_PLAYERS
-        use = method if method != "auto" else ("exact" if n <= exact_limit else "permutation")
+        use = self.method
         perms_used = 0
         if use == "exact":
             if n > 20:
@@ -269,14 +279,15 @@ def _options(kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, ob
     return prep, run
 
 
-def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int = 3000,
+def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int | None = None,
               method: str = "auto", tail: str = "fitted", base: str = "median", intervals: int = 0,
-              dowhy_compatible: bool = False, max_permutations: int = 256, tolerance: float = 0.02,
+              dowhy_compatible: bool = False, max_permutations: int = 256, tolerance: float = 0.01,
               confidence: float = 0.95, n_jobs: int | None = None) -> Explanation:
     """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
 
-    ``method``: "exact" (all coalitions, default up to 11 players), "permutation" (antithetic sampling with a
-    stopping rule) or "auto". ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
+    ``method``: "exact" (all coalitions, the "auto" choice up to 9 players) or "permutation" (antithetic sampling
+    with a stopping rule, at most ``max_permutations``). ``num_samples``: Monte-Carlo draws per coalition (default
+    3,000 for exact, 1,000 for sampling, which evaluates many more coalitions). ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
     ``intervals`` > 0: that many bootstrap refits give a ``confidence`` interval per contribution.
     ``dowhy_compatible``: DoWhy 0.14's exact algorithm (counting, scorer fitted on the Monte-Carlo samples,
     exact Shapley up to 5 players, 25 Halton permutations above).
@@ -284,11 +295,11 @@ def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int
     if not isinstance(model, CausalModel):
         raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
     att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible)
+                     dowhy_compatible=dowhy_compatible, method=method)
     values = model.values_of(sample, att.players)
     if values.shape[0] != 1:
         raise RCAError(f"attribute() explains one sample, got {values.shape[0]} rows; use attribute_many()")
-    expl = att.explain(values[0], method=method, max_permutations=max_permutations, tolerance=tolerance)
+    expl = att.explain(values[0], max_permutations=max_permutations, tolerance=tolerance)
     if intervals:
         expl.intervals = bootstrap_intervals(
             model, target, values[0], att.players, int(intervals), confidence=confidence, n_jobs=n_jobs,
@@ -298,17 +309,18 @@ def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int
     return expl
 
 
-def attribute_many(model: CausalModel, target: Hashable, samples: object, *, seed: int = 0, num_samples: int = 3000,
+def attribute_many(model: CausalModel, target: Hashable, samples: object, *, seed: int = 0,
+                   num_samples: int | None = None,
                    method: str = "auto", tail: str = "fitted", base: str = "median",
                    dowhy_compatible: bool = False, max_permutations: int = 256,
-                   tolerance: float = 0.02) -> list[Explanation]:
+                   tolerance: float = 0.01) -> list[Explanation]:
     """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once)."""
     if not isinstance(model, CausalModel):
         raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
     att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible)
+                     dowhy_compatible=dowhy_compatible, method=method)
     values = model.values_of(samples, att.players)
-    return [att.explain(row, method=method, max_permutations=max_permutations, tolerance=tolerance) for row in values]
+    return [att.explain(row, max_permutations=max_permutations, tolerance=tolerance) for row in values]
 
 
 def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray, players: list[Hashable],
@@ -328,8 +340,8 @@ def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray
         rng = np.random.default_rng([seed, 23, b])
         rows = rng.integers(0, model.n_rows, size=model.n_rows)
         refit = _fit_values(model.graph, model.training[rows], specs, model.seed + b + 1, model.reference_size)
-        att = Attributor(refit, target, seed=seed + b + 1, **{k: v for k, v in options.items() if k != "method"})  # type: ignore[arg-type]
-        expl = att.explain(np.array([sample[p] for p in att.players]), method=str(options.get("method", "auto")))
+        att = Attributor(refit, target, seed=seed + b + 1, **options)  # type: ignore[arg-type]
+        expl = att.explain(np.array([sample[p] for p in att.players]))
         return np.array([expl.contributions[p] for p in players])
 
     workers = n_jobs or min(4, num)

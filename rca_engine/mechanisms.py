@@ -35,6 +35,7 @@ class Mechanism:
         self.parents_ = list(parent_names)
         self._fit_f(parents, y)
         self.noise_samples_ = np.ascontiguousarray(y - self.predict(parents))
+        self.typical_: float | None = None
         return self
 
     def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
@@ -53,19 +54,27 @@ class Mechanism:
         return self.predict(parents) + noise
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
-        """f(parents) + noise for parents given as equally shaped arrays (one per parent), any shape."""
+        """f(parents) + noise for parents given as equally shaped arrays (one per parent), any shape.
+
+        ``noise`` is a scratch array the caller hands over: implementations may write the result into it.
+        """
         if not columns:
-            return self.evaluate(np.empty((noise.size, 0)), noise.reshape(-1)).reshape(noise.shape)
+            noise += self.predict(np.empty((1, 0))).astype(noise.dtype)[0]
+            return noise
         stacked = np.stack([c.reshape(-1) for c in columns], axis=1)
-        return self.evaluate(stacked, noise.reshape(-1)).reshape(noise.shape)
+        noise += self.predict(stacked).reshape(noise.shape).astype(noise.dtype)
+        return noise
 
     def draw_noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws (with replacement) from the empirical noise distribution."""
         return self.noise_samples_[rng.integers(0, self.noise_samples_.shape[0], size=n)]
 
     def typical_noise(self) -> float:
-        """Median of the noise distribution (the 'normal' value used for counterfactuals)."""
-        return float(np.median(self.noise_samples_))
+        """Median of the noise distribution (the 'normal' value used for counterfactuals), computed once."""
+        cached = getattr(self, "typical_", None)
+        if cached is None:
+            cached = self.typical_ = float(np.median(self.noise_samples_))
+        return float(cached)
 
     def describe(self) -> str:
         return self.name
@@ -82,6 +91,9 @@ class EmpiricalMechanism(Mechanism):
 
     def predict(self, parents: np.ndarray) -> np.ndarray:
         return np.zeros(np.asarray(parents).shape[0])
+
+    def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
+        return noise
 
 
 class LinearMechanism(Mechanism):
@@ -103,8 +115,9 @@ class LinearMechanism(Mechanism):
         return np.asarray(parents, dtype=float) @ self.coef_ + self.intercept_
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
-        out = noise + self.intercept_
-        for c, w in zip(columns, self.coef_, strict=False):
+        out = noise
+        out += float(self.intercept_)
+        for c, w in zip(columns, self.coef_.tolist(), strict=False):
             out += w * c
         return out
 
@@ -166,8 +179,8 @@ class SumMechanism(_StructureMechanism):
         return np.asarray(parents, dtype=float) @ self.weights_
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
-        out = np.array(noise, dtype=float, copy=True)
-        for c, w in zip(columns, self.weights_, strict=False):
+        out = noise
+        for c, w in zip(columns, self.weights_.tolist(), strict=False):
             out += c if w == 1.0 else w * c
         return out
 
@@ -182,10 +195,15 @@ class MaxMechanism(_StructureMechanism):
         return (p * self.weights_).max(axis=1) if p.shape[1] > 1 else p[:, 0] * self.weights_[0]
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
-        best = columns[0] * self.weights_[0]
-        for c, w in zip(columns[1:], self.weights_[1:], strict=False):
-            best = np.maximum(best, c if w == 1.0 else w * c)
-        return best + noise
+        w0 = self.weights_.tolist()
+        if len(columns) == 1:
+            best = columns[0] * w0[0]
+        else:
+            best = np.maximum(columns[0] * w0[0], columns[1] * w0[1])
+            for c, w in zip(columns[2:], w0[2:], strict=False):
+                np.maximum(best, c if w == 1.0 else w * c, out=best)
+        noise += best
+        return noise
 
 
 def select_auto(parents: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_rows: int = 5000) -> Mechanism:

@@ -81,7 +81,7 @@ def _marginals(perms: np.ndarray, prefix_values: np.ndarray, v_empty: float, v_f
 
 def permutation(value: SetFunction, n: int, v_empty: float, v_full: float, rng: np.random.Generator, *,
                 batch: int = 8, min_permutations: int = 32, max_permutations: int = 256,
-                tolerance: float = 0.02) -> tuple[np.ndarray, int]:
+                tolerance: float = 0.01) -> tuple[np.ndarray, int]:
     """Antithetic permutation sampling with a stopping rule; returns (Shapley values, permutations used).
 
     Each random permutation is paired with its reverse (antithetic: a player early in one is late in the other,
