@@ -35,6 +35,7 @@ def server_config(args: argparse.Namespace, data_dir: str, options: DemoOptions)
     from plugin.config import ServeConfig
 
     min_traces = max(10, options.warmup_traces)
+    threshold = ServeConfig.threshold if args.threshold is None else args.threshold
     return ServeConfig(
         data_dir=data_dir,
         otlp_grpc=args.otlp_grpc,
@@ -44,7 +45,7 @@ def server_config(args: argparse.Namespace, data_dir: str, options: DemoOptions)
         min_traces=min_traces,
         window=max(min_traces, 2000),
         refit_interval_s=24 * 3600.0,
-        threshold=args.threshold,
+        threshold=threshold,
         trace_timeout_s=0.5,
         log_level="warning",
     ).validate()
@@ -170,8 +171,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated requests per second (timestamps; sending is not throttled) [20]")
     parser.add_argument("--explain", type=int, default=3, metavar="N",
                         help="explain the N slowest detected requests [3]")
-    parser.add_argument("--threshold", type=float, default=5.0,
-                        help="IT outlier score (nats) above which a request is flagged [5 = rarer than 1 in 148]")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="IT outlier score (nats) above which a request is flagged [the server's default]")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="give up waiting on the server after this long per step [120]")
     parser.add_argument("--http", default="127.0.0.1:0", help="REST/UI address [127.0.0.1:0 = a free port]")

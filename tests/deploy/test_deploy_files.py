@@ -154,6 +154,8 @@ def test_dockerfile_runtime_stage():
     assert exposed == set(PORTS.values())
     run_steps = " ".join(a for i, a in stage if i == "RUN")
     assert "--no-index" in run_steps, "the runtime stage installs prebuilt wheels only, builds nothing"
+    # gRPC stubs exist before the unprivileged user runs on a read-only filesystem
+    assert "ensure_generated()" in run_steps and "import plugin.grpc_gen" in run_steps
 
 
 def test_dockerfile_binds_every_listener_to_all_interfaces_on_the_default_ports():
