@@ -80,6 +80,7 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
             key={c.node}
             className={styles.row}
             role="listitem"
+            aria-label={`${c.rank}. ${c.service} ${c.operation}${kind ? ` (${kind})` : ''}: ${formatNats(c.contribution)} nats ${formatShare(c.share)}`}
             data-testid="whyslow-bar"
             data-rank={c.rank}
             data-node={c.node}

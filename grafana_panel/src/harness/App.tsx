@@ -13,6 +13,7 @@ import {
 import { useStyles2 } from '@grafana/ui';
 import React, { useEffect, useMemo, useRef, useState } from 'react';
 
+import { NodeName } from '../components/NodeName';
 import { RootCausePanel } from '../components/RootCausePanel';
 import { formatLatency, formatNats } from '../format';
 import { defaultOptions, PanelOptions } from '../types';
@@ -201,7 +202,7 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
               data-testid="outlier-item"
               data-trace-id={o.traceId}
             >
-              <span className={styles.outlierEntry}>{o.entry || o.traceId.slice(0, 16)}</span>
+              <span className={styles.outlierEntry}>{o.entry ? <NodeName node={o.entry} /> : o.traceId.slice(0, 16)}</span>
               <span className={styles.outlierMeta}>
                 {o.latencyMs !== null && formatLatency(o.latencyMs, 'auto')}
                 {o.score !== null && ` · ${formatNats(o.score)} nats`}
