@@ -159,7 +159,8 @@ def test_new_dependency_triggers_refit(tmp_path, monkeypatch):
             second = _wait(lambda: (m := server.models.get(ENTRY)) is not first and m)
             assert "fraud:POST /check" in second.columns and "net:fraud:POST /check" in second.columns
             slow = traffic.send(2, slow="fraud", slow_ms=300.0, fraud=True)
-            _wait(lambda: len(server.service.outliers()) == 2)
+            # (some of the 40 traces with the new call may have been flagged by the first model: they are slower)
+            _wait(lambda: {s.trace_id for s in slow} <= {o["trace_id"] for o in server.service.outliers()})
         finally:
             traffic.close()
         for s in slow:
