@@ -77,7 +77,7 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
         const kind = kindLabel(c.kind);
         return (
           <div
-            key={c.node}
+            key={`${c.rank}:${c.node}`}
             className={styles.row}
             role="listitem"
             aria-label={`${c.rank}. ${c.service} ${c.operation}${kind ? ` (${kind})` : ''}: ${formatNats(c.contribution)} nats ${formatShare(c.share)}`}
