@@ -85,6 +85,8 @@ ROUTES: list[Route] = [
           body="AnyObject", tag="grafana"),
     Route("POST", "/metric-payload-options", "ds_payload_options", "Options of a target's payload field",
           {200: "DsOptions", 400: ERR, 401: ERR}, body="AnyObject", tag="grafana"),
+    Route("POST", "/options", "ds_payload_options", "Options of a target's payload field (older plugin versions)",
+          {200: "DsOptions", 400: ERR, 401: ERR}, body="AnyObject", tag="grafana"),
     Route("POST", "/search", "ds_search", "Available targets (SimpleJson)", {200: "DsSearch", 400: ERR, 401: ERR},
           body="AnyObject", tag="grafana"),
     Route("POST", "/query", "ds_query", "Explanation frames (rca), outlier table, outlier annotations",
@@ -113,9 +115,14 @@ def flask_rule(path: str) -> str:
 def openapi_document(routes: list[Route] = ROUTES) -> dict[str, Any]:
     """OpenAPI 3.1 document generated from the route table."""
     paths: dict[str, Any] = {}
+    used: set[str] = set()
     for route in routes:
+        op_id = route.handler
+        if op_id in used:  # an alias path of the same handler
+            op_id = route.handler + "_" + re.sub(r"\W+", "_", route.path).strip("_")
+        used.add(op_id)
         op: dict[str, Any] = {
-            "operationId": route.handler,
+            "operationId": op_id,
             "summary": route.summary,
             "tags": [route.tag],
             "responses": {},
@@ -279,7 +286,7 @@ def create_app(service: WhySlowService, metrics: Any, config: Any, ready: Callab
     for route in ROUTES:
         app.add_url_rule(
             flask_rule(route.path),
-            endpoint=f"{route.method}:{route.handler}",
+            endpoint=f"{route.method}:{route.path}",
             view_func=getattr(api, route.handler),
             methods=[route.method],
         )

@@ -70,6 +70,7 @@ def test_every_documented_operation_answers_as_documented(shop, doc):
         ("GET", "/"): [("GET", "/", None, 200)],
         ("POST", "/metrics"): [("POST", "/metrics", {}, 200)],
         ("POST", "/metric-payload-options"): [("POST", "/metric-payload-options", {"name": "entry"}, 200)],
+        ("POST", "/options"): [("POST", "/options", {"metric": "outliers", "payload": {}, "name": "entry"}, 200)],
         ("POST", "/search"): [("POST", "/search", {"target": ""}, 200)],
         ("POST", "/query"): [("POST", "/query", {"targets": [{"target": "rca", "payload": {"traceId": slow}},
                                                              {"target": "outliers"}, {"target": "annotations"}]},
@@ -156,7 +157,8 @@ def test_query_never_fails(shop, doc, body):
 
 
 @FAST
-@given(path=st.sampled_from(["/variable", "/tag-values", "/metric-payload-options", "/annotations", "/metrics",
+@given(path=st.sampled_from(["/variable", "/tag-values", "/metric-payload-options", "/options", "/annotations",
+                             "/metrics",
                              "/tag-keys", "/search"]),
        body=json_values)
 def test_datasource_endpoints_never_fail(shop, doc, path, body):
