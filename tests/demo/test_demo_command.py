@@ -69,13 +69,20 @@ def test_list_faults():
     (["--fault", "payment-service"], "unknown fault 'payment-service'; choose one of:"),
     (["--warmup-traces", "5"], "--warmup-traces must be between 50 and 100000"),
     (["--rate", "0"], "--rate must be between"),
+    (["--explain", "0"], "--explain must be between 1 and 20"),
     (["--fault-delay", "-1"], "fault delay must be a positive number"),
-    (["--http", "not-an-address"], "http must be host:port"),
 ])
-def test_bad_options_are_clear_errors(args, message):
-    proc = _demo(*args, timeout=60)
+def test_bad_options_are_clear_errors(args, message, capsys):
+    from plugin.cli import main
+
+    assert main(["demo", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_address_from_the_command_line():
+    proc = _demo("--http", "not-an-address", timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in proc.stderr
+    assert "http must be host:port" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
