@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -76,8 +77,13 @@ def entry(value: Any) -> str | None:
     return value
 
 
+_RELATIVE = re.compile(r"now(?:-(\d{1,9})([smhdw]))?")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
 def time_ns(value: Any, name: str) -> int | None:
-    """A time as unix milliseconds (number or digits) or an ISO 8601 / RFC 3339 string; returns unix ns."""
+    """A time as unix milliseconds (number or digits), an ISO 8601 / RFC 3339 string, or Grafana-style
+    relative time (`now`, `now-15m`); returns unix ns."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -87,6 +93,10 @@ def time_ns(value: Any, name: str) -> int | None:
         ns = int(value * 1_000_000)
     elif isinstance(value, str):
         text = value.strip()
+        relative = _RELATIVE.fullmatch(text)
+        if relative:  # Grafana-style: now, now-15m, now-6h, now-7d
+            amount = int(relative.group(1) or 0) * _UNITS[relative.group(2) or "s"]
+            return max(0, time.time_ns() - amount * 10**9)
         if re.fullmatch(r"-?\d{1,16}(\.\d+)?", text):
             ns = int(float(text) * 1_000_000)
         else:
@@ -99,7 +109,7 @@ def time_ns(value: Any, name: str) -> int | None:
                     parsed = parsed.replace(tzinfo=timezone.utc)
                 ns = int(parsed.timestamp() * 1_000_000) * 1000
     if ns is None:
-        raise InvalidArgument(f"{name} must be unix milliseconds or an ISO 8601 time")
+        raise InvalidArgument(f"{name} must be unix milliseconds, an ISO 8601 time or now[-<n><s|m|h|d|w>]")
     if not 0 <= ns <= _MAX_NS:
         raise InvalidArgument(f"{name} is out of range")
     return ns

@@ -92,6 +92,10 @@ def test_outliers_listing(shop):
     first = min(s.start_unix_nano for s in shop.slow["cart"]) // 1_000_000
     status, body = shop.srv.get(f"/api/v1/outliers?from={first}&entry={quote(ENTRY)}&min_score=5&limit=10")
     assert {o["trace_id"] for o in body["outliers"]} == {s.trace_id for s in shop.slow["cart"]}
+    status, body = shop.srv.get("/api/v1/outliers?from=now-1h&to=now")
+    assert {o["trace_id"] for o in body["outliers"]} == set(shop.slow_ids)
+    status, body = shop.srv.get("/api/v1/outliers?to=now-1h")
+    assert status == 200 and body["outliers"] == []
     status, body = shop.srv.get("/api/v1/outliers?limit=2")
     assert len(body["outliers"]) == 2
     status, body = shop.srv.get(f"/api/v1/outliers?entry={quote(HOME)}")
