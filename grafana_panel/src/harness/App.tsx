@@ -69,30 +69,36 @@ function failed(e: unknown, timeRange: TimeRange): PanelData {
 }
 
 /** Explanation frames for the trace in the URL, as PanelData. */
+/** Explanation frames for the trace in the URL, as PanelData; Loading from the very render that changes the trace. */
 function useExplanation(traceId: string, intervals: number): PanelData {
-  const [data, setData] = useState<PanelData>(() => ({ state: LoadingState.NotStarted, series: [], timeRange: getDefaultTimeRange() }));
+  const key = `${traceId}/${intervals}`;
+  const [result, setResult] = useState<{ key: string; data: PanelData } | null>(null);
   useEffect(() => {
     const timeRange = lastWindow();
+    const settle = (data: PanelData) => setResult({ key, data });
     if (!traceId) {
-      setData({ state: LoadingState.Done, series: [], timeRange });
+      settle({ state: LoadingState.Done, series: [], timeRange });
       return undefined;
     }
     if (!TRACE_ID.test(traceId)) {
-      setData(failed(new Error(`"${traceId}" is not a trace id (expected up to 32 hexadecimal digits).`), timeRange));
+      settle(failed(new Error(`"${traceId}" is not a trace id (expected up to 32 hexadecimal digits).`), timeRange));
       return undefined;
     }
     const abort = new AbortController();
-    setData((d) => ({ ...d, state: LoadingState.Loading, series: [], errors: undefined, timeRange }));
-    runQuery(QUERY_URL, 'rca', intervals > 0 ? { traceId, intervals } : { traceId }, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal)
-      .then((series) => setData({ state: LoadingState.Done, series, timeRange }))
+    const payload = intervals > 0 ? { traceId, intervals } : { traceId };
+    runQuery(QUERY_URL, 'rca', payload, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal)
+      .then((series) => settle({ state: LoadingState.Done, series, timeRange }))
       .catch((e) => {
         if ((e as Error).name !== 'AbortError') {
-          setData(failed(e, timeRange));
+          settle(failed(e, timeRange));
         }
       });
     return () => abort.abort();
-  }, [traceId, intervals]);
-  return data;
+  }, [key, traceId, intervals]);
+  if (result && result.key === key) {
+    return result.data;
+  }
+  return { state: LoadingState.Loading, series: [], timeRange: result?.data.timeRange ?? getDefaultTimeRange() };
 }
 
 function useOutliers(): { rows: OutlierRow[]; error: string } {
