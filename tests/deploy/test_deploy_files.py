@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -57,23 +56,20 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text(encoding="utf-8"))
 
 
-def dockerfile_final_stage() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile's last stage, continuation lines joined."""
-    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
-    text = re.sub(r"\\\n", " ", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    instructions = [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
-    last_from = max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM")
-    return instructions[last_from:]
+def dockerfile_final_stage() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(INSTRUCTION, values, flags) of the Dockerfile's last stage, parsed by Docker's own (Go) parser."""
+    dockerfile = pytest.importorskip("dockerfile", reason="the `dockerfile` parser (Docker's Go parser) is missing")
+    commands = dockerfile.parse_file(str(DEPLOY / "Dockerfile"))
+    stage = [(c.cmd.upper(), tuple(c.value), tuple(c.flags)) for c in commands]
+    last_from = max(i for i, (ins, _, _) in enumerate(stage) if ins == "FROM")
+    return stage[last_from:]
 
 
 def dockerfile_env() -> dict[str, str]:
     env: dict[str, str] = {}
-    for ins, args in dockerfile_final_stage():
+    for ins, values, _ in dockerfile_final_stage():
         if ins == "ENV":
-            for part in shlex.split(args):
-                key, _, value = part.partition("=")
-                env[key] = value
+            env.update(zip(values[::2], values[1::2], strict=True))
     return env
 
 
@@ -141,21 +137,30 @@ def test_collector_pipeline_sends_to_tempo_and_whyslow(collector, compose):
 # --- Dockerfile -----------------------------------------------------------------------------------------------------
 def test_dockerfile_runtime_stage():
     stage = dockerfile_final_stage()
-    ins = [i for i, _ in stage]
-    args = dict(reversed(stage))  # first occurrence
-    assert re.match(r"python:3\.\d+-slim$", args["FROM"].split()[0])
-    user = [a for i, a in stage if i == "USER"][-1]
-    assert not user.startswith(("root", "0")), "runs as a non-root user"
+    ins = [i for i, _, _ in stage]
+    values = {i: v for i, v, _ in reversed(stage)}  # first occurrence of each instruction
+    assert re.match(r"python:3\.\d+-slim$", values["FROM"][0])
+    args = dict(v[0].split("=", 1) for i, v, _ in stage if i == "ARG")
+    user = [v[0] for i, v, _ in stage if i == "USER"][-1]
+    uid = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], user).split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, "runs as an unprivileged numeric user"
     assert ins.index("USER") > max(i for i, x in enumerate(ins) if x == "RUN"), "nothing runs as root after USER"
-    assert json.loads([a for i, a in stage if i == "ENTRYPOINT"][-1]) == ["whyslow", "serve"]
+    assert list(values["ENTRYPOINT"]) == ["whyslow", "serve"]
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^whyslow = "plugin\.cli:main"$', pyproject, flags=re.M), "console script of the ENTRYPOINT"
-    exposed = {int(p) for i, a in stage if i == "EXPOSE" for p in a.split()}
+    exposed = {int(p) for i, v, _ in stage if i == "EXPOSE" for p in v}
     assert exposed == set(PORTS.values())
-    run_steps = " ".join(a for i, a in stage if i == "RUN")
+    healthcheck = " ".join(values["HEALTHCHECK"])
+    assert f"127.0.0.1:{PORTS['http']}/healthz" in healthcheck
+    run_steps = " ".join(v[0] for i, v, _ in stage if i == "RUN")
     assert "--no-index" in run_steps, "the runtime stage installs prebuilt wheels only, builds nothing"
     # gRPC stubs exist before the unprivileged user runs on a read-only filesystem
     assert "ensure_generated()" in run_steps and "import plugin.grpc_gen" in run_steps
+    copies_from = {f.split("=", 1)[1] for i, _, flags in stage if i == "COPY" for f in flags if f.startswith("--from=")}
+    dockerfile = pytest.importorskip("dockerfile")
+    named = {c.value[2] for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile"))
+             if c.cmd.upper() == "FROM" and len(c.value) == 3 and c.value[1].upper() == "AS"}
+    assert copies_from == named == {"panel", "wheels"}
 
 
 def test_dockerfile_binds_every_listener_to_all_interfaces_on_the_default_ports():
@@ -168,8 +173,8 @@ def test_dockerfile_binds_every_listener_to_all_interfaces_on_the_default_ports(
             assert key[len("WHYSLOW_"):].lower() in FIELDS, f"{key} is not a server setting"
     # the web page directory is filled by the panel build stage
     ui_dir = env.pop("WHYSLOW_UI_DIR")
-    copies = [a for i, a in dockerfile_final_stage() if i == "COPY" and "--from=panel" in a]
-    assert copies and copies[0].split()[-1].rstrip("/") == ui_dir
+    copies = [v for i, v, flags in dockerfile_final_stage() if i == "COPY" and "--from=panel" in flags]
+    assert copies and copies[0][-1].rstrip("/") == ui_dir
     cfg = build_config(env=env)  # the image's settings are a valid server configuration
     assert cfg.data_dir == "/data"
 

@@ -175,3 +175,37 @@ def test_sidecar_render_gives_the_container_and_the_exporter_to_add():
     assert svc["spec"]["selector"] == values()["sidecar"]["podSelector"]
     assert {p["name"] for p in svc["spec"]["ports"]} == {"http", "grpc"}
     assert "shop-whyslow-sidecar" in notes
+
+
+# --- rendered manifests against the Kubernetes API schemas ------------------------------------------------------
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"persistence": {"enabled": True}, "auth": {"existingSecret": "t", "grafanaTokenSecret": "g"},
+     "config": {"grafana_url": "http://grafana:3000"}},
+    {"sidecar": {"enabled": True}},
+])
+def test_rendered_manifests_are_valid_kubernetes_objects(overrides):
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (Kubernetes schemas) is missing")
+    version = kv.latest_version()
+    kinds, _ = render(overrides)
+    docs = [d for group in kinds.values() for d in group]
+    assert docs
+    for doc in docs:
+        kv.validate(doc, version, strict=True)  # strict: unknown fields are errors too
+    if overrides.get("sidecar"):
+        # the snippet, pasted into a collector's pod as the README says, makes a valid pod
+        snippet = {c["metadata"]["name"]: c["data"] for c in kinds["ConfigMap"]}["shop-whyslow-sidecar"]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "otel-collector"},
+               "spec": {"containers": [{"name": "otelcol", "image": "otel/opentelemetry-collector-contrib:0.115.1"},
+                                       yaml.safe_load(snippet["container.yaml"])],
+                        "volumes": yaml.safe_load(snippet["volumes.yaml"])}}
+        kv.validate(pod, version, strict=True)
+
+
+def test_schema_validation_catches_a_misspelt_field():
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (Kubernetes schemas) is missing")
+    kinds, _ = render()
+    dep = kinds["Deployment"][0]
+    dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
+    with pytest.raises(kv.ValidationError):
+        kv.validate(dep, kv.latest_version(), strict=True)
