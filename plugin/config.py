@@ -36,6 +36,7 @@ class ServeConfig:
     min_traces: int = 100
     window: int = 2000
     refit_interval_s: float = 300.0
+    early_refit: bool = True
     mechanisms: str = "structural"
     # detector
     threshold: float = 9.21  # ln(10000): rarer than 1 in 10,000 requests of the entry point
@@ -70,6 +71,8 @@ class ServeConfig:
         if self.window < self.min_traces:
             raise ConfigError(f"window ({self.window}) must be >= min_traces ({self.min_traces})")
         _positive_number(self.refit_interval_s, "refit_interval_s")
+        if not isinstance(self.early_refit, bool):
+            raise ConfigError(f"early_refit must be true or false, got {self.early_refit!r}")
         if self.mechanisms not in ("auto", "structural", "linear", "nonlinear"):
             raise ConfigError("mechanisms must be one of auto, structural, linear, nonlinear")
         _positive_number(self.threshold, "threshold")
@@ -150,7 +153,6 @@ FIELDS = {f.name: f for f in dataclasses.fields(ServeConfig)}
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a raw value (string from env/flags or YAML scalar) to the field's type."""
     f = FIELDS[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
     kind = str(f.type)
     if raw is None:
         return None
@@ -161,8 +163,15 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
                 return raw
             raise ValueError("expected a list of strings")
-        if isinstance(default, bool):
-            raise ValueError("unsupported")
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
         if kind.startswith("int"):
             if isinstance(raw, bool):
                 raise ValueError("expected an integer")

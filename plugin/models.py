@@ -22,7 +22,7 @@ import rca_engine
 log = logging.getLogger("whyslow.models")
 
 META_PREFIX = "__"
-GROWN_REFIT_S = 60.0
+EARLY_REFIT_S = 60.0  # early refits (young model, grown graph) at most this often
 
 
 @dataclass
@@ -217,11 +217,12 @@ class ModelManager:
                     out.append(entry)
                     continue
                 new = s.seen - s.seen_at_fit
+                age = now - s.model.fitted_at
+                stale = age >= self.config.refit_interval_s and new > 0
+                # early refits: while the model is young (the data doubled) or when the call graph grew
+                early = self.config.early_refit and age >= min(self.config.refit_interval_s, EARLY_REFIT_S)
                 young = s.model.rows < self.config.window and s.seen >= 2 * max(s.model.rows, 1)
-                stale = now - s.model.fitted_at >= self.config.refit_interval_s and new > 0
-                # the call graph grew (a new dependency): refit soon, at most once a minute
-                grown = bool(s.new_nodes) and now - s.model.fitted_at >= min(self.config.refit_interval_s, GROWN_REFIT_S)
-                if young or stale or grown:
+                if stale or (early and (young or bool(s.new_nodes))):
                     out.append(entry)
         return out
 

@@ -21,6 +21,8 @@ HELP = {
     "min_traces": "traces of an entry point needed before its first model [100]",
     "window": "recent normal traces each model is fitted on [2000]",
     "refit_interval_s": "seconds between background refits [300]",
+    "early_refit": "also refit sooner (at most once a minute) while a model is young or when a new dependency "
+                   "appears: true or false [true]",
     "mechanisms": "causal mechanisms: structural (sum/max from the call graph), auto, linear, nonlinear",
     "threshold": "IT outlier score (nats) above which a trace is explained automatically [9.21 = rarer than 1 in 10,000]",
     "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",

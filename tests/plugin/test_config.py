@@ -32,6 +32,8 @@ def test_precedence(tmp_path):
     assert cfg.threshold == 7.0 and cfg.window == 4000  # file beats default
     assert cfg.cors_origins == ["http://localhost:3000"]
     assert cfg.refit_interval_s == 300.0         # default
+    assert build_config({"early_refit": "false"}, env={"WHYSLOW_EARLY_REFIT": "true"}).early_refit is False
+    assert build_config({}, env={"WHYSLOW_EARLY_REFIT": "no"}).early_refit is False
     cfg = build_config({"config": str(path), "cors_origins": "http://a.example, http://b.example:8000"}, env={})
     assert cfg.cors_origins == ["http://a.example", "http://b.example:8000"]
 
@@ -55,6 +57,7 @@ def test_token_file(tmp_path):
     ({"grafana_url": "ftp://x"}, {}, "grafana_url must be an http(s) URL"),
     ({"log_level": "loud"}, {}, "log_level must be one of"),
     ({"intervals": "1"}, {}, "intervals must be 0 or between 2 and 200"),
+    ({"early_refit": "maybe"}, {}, "early_refit (flag --early-refit): expected true or false"),
     ({"cors_origins": "not an origin"}, {}, "cors_origins entries"),
     ({"auth_token_file": "/nonexistent/token"}, {}, "cannot read auth_token_file"),
     ({"config": "/nonexistent.yaml"}, {}, "cannot read config file"),

@@ -107,8 +107,11 @@ def _wait(predicate, timeout: float = 60.0):
     raise AssertionError("condition not met in time")
 
 
-def test_refit_in_background_excludes_outliers_and_keeps_serving(tmp_path):
+def test_refit_in_background_excludes_outliers_and_keeps_serving(tmp_path, monkeypatch):
     """The model is refitted when the data doubled, on normal traces only; queries never wait for it."""
+    from plugin import models
+
+    monkeypatch.setattr(models, "EARLY_REFIT_S", 0.5)
     cfg = _config(tmp_path, min_traces=50, window=1000, refit_interval_s=3600, trace_timeout_s=0.2, threshold=9.21)
     with WhySlowServer(cfg) as server:
         traffic = ShopTraffic(server.url("otlp_grpc"), seed=21)
@@ -147,7 +150,7 @@ def test_new_dependency_triggers_refit(tmp_path, monkeypatch):
     includes it and ranks it first when it is the slow one."""
     from plugin import models
 
-    monkeypatch.setattr(models, "GROWN_REFIT_S", 0.5)
+    monkeypatch.setattr(models, "EARLY_REFIT_S", 0.5)
     cfg = _config(tmp_path, min_traces=50, window=1000, refit_interval_s=3600, trace_timeout_s=0.2)
     with WhySlowServer(cfg) as server:
         traffic = ShopTraffic(server.url("otlp_grpc"), seed=8)
