@@ -16,7 +16,6 @@ def register(sub: Any) -> None:
                     "OpenTelemetry traces of a simulated retail website, inject a fault, and print which "
                     "service made the slowest requests slow. Exit code 0 when the top root cause is the "
                     "injected fault (last line: VERDICT: PASS ...), 1 otherwise.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                               rate=args.rate, explain=args.explain, timeout_s=args.timeout,
                               progress=not args.no_progress)
         _check_options(options)
+        if args.duration is not None and not 0 <= args.duration <= 7 * 24 * 3600:
+            raise ValueError(f"--duration must be between 0 and 604800 seconds, got {args.duration}")
     except (FaultError, ValueError) as exc:
         print(f"whyslow demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,24 +164,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-delay", type=float, default=DEFAULT_DELAY_S, metavar="SECONDS",
                         help=f"extra latency the fault adds to every faulty request [{DEFAULT_DELAY_S:g}]")
     parser.add_argument("--list-faults", action="store_true", help="list the faults and exit")
-    parser.add_argument("--seed", type=int, default=7, help="random seed of the simulation [7]")
+    parser.add_argument("--seed", type=int, default=7, metavar="N", help="random seed of the simulation [7]")
     parser.add_argument("--warmup-traces", type=int, default=600, metavar="N",
                         help="normal requests sent before the fault; the model is fitted on them [600]")
     parser.add_argument("--fault-traces", type=int, default=10, metavar="N",
                         help="requests sent while the fault is active [10]")
-    parser.add_argument("--rate", type=float, default=20.0,
+    parser.add_argument("--rate", type=float, default=20.0, metavar="PER_S",
                         help="simulated requests per second (timestamps; sending is not throttled) [20]")
     parser.add_argument("--explain", type=int, default=3, metavar="N",
                         help="explain the N slowest detected requests [3]")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=float, default=None, metavar="NATS",
                         help="IT outlier score (nats) above which a request is flagged [the server's default]")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                         help="give up waiting on the server after this long per step [120]")
-    parser.add_argument("--http", default="127.0.0.1:0", help="REST/UI address [127.0.0.1:0 = a free port]")
-    parser.add_argument("--grpc", default="127.0.0.1:0", help="gRPC API address [127.0.0.1:0]")
-    parser.add_argument("--otlp-grpc", default="127.0.0.1:0", help="OTLP/gRPC receiver address [127.0.0.1:0]")
-    parser.add_argument("--otlp-http", default="127.0.0.1:0", help="OTLP/HTTP receiver address [127.0.0.1:0]")
-    parser.add_argument("--data-dir", default=None,
+    parser.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT", help="REST/UI address [127.0.0.1:0 = a free port]")
+    parser.add_argument("--grpc", default="127.0.0.1:0", metavar="HOST:PORT", help="gRPC API address [127.0.0.1:0]")
+    parser.add_argument("--otlp-grpc", default="127.0.0.1:0", metavar="HOST:PORT", help="OTLP/gRPC receiver address [127.0.0.1:0]")
+    parser.add_argument("--otlp-http", default="127.0.0.1:0", metavar="HOST:PORT", help="OTLP/HTTP receiver address [127.0.0.1:0]")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="keep the server's data here (default: a temporary directory, removed at the end)")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the report keep serving (with live normal traffic) until Ctrl-C")

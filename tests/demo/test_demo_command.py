@@ -71,6 +71,7 @@ def test_list_faults():
     (["--rate", "0"], "--rate must be between"),
     (["--explain", "0"], "--explain must be between 1 and 20"),
     (["--fault-delay", "-1"], "fault delay must be a positive number"),
+    (["--duration", "-5"], "--duration must be between 0 and 604800 seconds"),
 ])
 def test_bad_options_are_clear_errors(args, message, capsys):
     from plugin.cli import main

@@ -229,6 +229,11 @@ def test_compose_grafana_loads_the_panel_and_the_json_data_source(compose):
     assert JSON_DS_TYPE in env["GF_INSTALL_PLUGINS"].split(",")
     mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("."))
     assert mounts["../grafana_panel/dist"] == f"/var/lib/grafana/plugins/{PANEL_ID}"
+    built = DEPLOY / "../grafana_panel/dist/plugin.json"
+    if built.is_file():  # after `make panel`: the mounted directory is the plugin Grafana expects there
+        meta = json.loads(built.read_text(encoding="utf-8"))
+        assert meta["id"] == PANEL_ID and meta["type"] == "panel"
+        assert (built.parent / "module.js").is_file()
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
     provider = load(PROVISIONING / "dashboards" / "whyslow.yaml")["providers"][0]
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
