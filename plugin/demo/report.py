@@ -79,3 +79,18 @@ def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top
         lines.append(f"     (shares are of the outlier score; the other nodes' negative contributions, "
                      f"{negative:.2f} nats together, offset part of it)")
     return "\n".join(lines)
+
+
+def answer(payload: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """The demo's question in one line: a slow database in the back end, a malfunctioning service, or the
+    network? (from the top cause of one explanation)."""
+    cause = top_cause(payload)
+    if cause is None:
+        return "Nothing stands out: no node made this request unusually slow."
+    who = display_name(str(cause.get("service") or ""), names)
+    kind = cause.get("kind")
+    if kind in ("db", "messaging"):
+        return f"Answer: a slow database in the back end, {who}, not a malfunctioning service."
+    if kind == "call_gap":
+        return f"Answer: neither a database nor a service's own work: the network on the calls into {who}."
+    return f"Answer: a malfunctioning service, {who} (its own work), not a slow database."

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from plugin.demo.client import ApiError, RestClient
 from plugin.demo.faults import Fault
 from plugin.demo.otlp_export import SpanSender
-from plugin.demo.report import display_name, render_explanation, top_cause
+from plugin.demo.report import answer, display_name, render_explanation, top_cause
 from plugin.demo.simulator import NS, SimTrace, Simulator
 from plugin.demo.site import Site
 
@@ -204,6 +204,8 @@ class DemoRun:
             result.top_services.append(str(cause["service"]) if cause else None)
             self.say()
             self.say(render_explanation(payload, self.names))
+        self.say()
+        self.say(answer(result.explained[0], self.names))
         matches = sum(1 for s in result.top_services if s == fault.service)
         injected = display_name(fault.service, self.names)
         top = result.top_services[0]

@@ -46,6 +46,9 @@ def test_demo_finds_the_injected_fault(fault, service):
     m = re.search(r"flagged (\d+) slow requests as outliers: (\d+) of the 6 requests sent during the fault", out)
     assert m and int(m.group(2)) >= 1, out
     assert re.search(r"had (the network into )?" + re.escape(display) + " been normal", out)
+    kind = {"caching-service": "a malfunctioning service", "product-db": "a slow database",
+            "shipping-cost": "the network on the calls into"}[service]
+    assert re.search(rf"^Answer: .*{kind}.*{re.escape(display)}", out, flags=re.M), out
     urls = re.findall(r"http://127\.0\.0\.1:\d+/ui/\?traceId=([0-9a-f]{32})", out)
     assert urls and all(f"/api/v1/traces/{t}/rca" in out for t in urls)
 

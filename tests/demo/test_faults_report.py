@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plugin.demo.faults import FaultError, available_faults, resolve_fault
-from plugin.demo.report import node_label, render_explanation, seconds, top_cause
+from plugin.demo.report import answer, node_label, render_explanation, seconds, top_cause
 from plugin.demo.site import retail_site
 
 SITE = retail_site()
@@ -110,3 +110,16 @@ def test_helpers():
     assert top_cause(_payload())["service"] == "caching-service"
     assert seconds(5600.0) == "5.60 s" and seconds(42.0) == "42 ms" and seconds(None) == "?"
     assert node_label({"service": "unknown-svc", "kind": "span", "operation": "op"}, NAMES) == "unknown-svc (op)"
+
+
+def test_answer_names_the_kind_of_cause():
+    payload = _payload()
+    assert answer(payload, NAMES) == ("Answer: a malfunctioning service, Caching Service (its own work), "
+                                      "not a slow database.")
+    payload["contributions"][2]["contribution"] = 9.0  # Product DB on top
+    assert answer(payload, NAMES) == "Answer: a slow database in the back end, Product DB, not a malfunctioning service."
+    payload["contributions"][1]["contribution"] = 10.0  # the network into Shipping Cost Service on top
+    assert answer(payload, NAMES).endswith("the network on the calls into Shipping Cost Service.")
+    for c in payload["contributions"]:
+        c["contribution"] = -1.0
+    assert answer(payload, NAMES).startswith("Nothing stands out")
