@@ -215,8 +215,15 @@ def test_compose_services_ports_and_mounts(compose):
                     continue  # build output of `make panel`
                 assert (DEPLOY / source).exists(), source
     for name, svc in services.items():
-        for dep in svc.get("depends_on", []):
+        deps = svc.get("depends_on", [])
+        for dep in deps:
             assert dep in services, f"{name} depends on unknown {dep}"
+            if isinstance(deps, dict):
+                assert deps[dep]["condition"] in ("service_started", "service_healthy",
+                                                  "service_completed_successfully")
+    assert compose["services"]["otel-collector"]["depends_on"]["whyslow"]["condition"] == "service_healthy"
+    healthchecks = [v for i, v, _ in dockerfile_final_stage() if i == "HEALTHCHECK"]
+    assert healthchecks, "service_healthy needs the image's HEALTHCHECK"
     for volume in (v.split(":", 1)[0] for s in services.values() for v in s.get("volumes", [])):
         if not volume.startswith((".", "/")):
             assert volume in compose["volumes"]
@@ -227,6 +234,7 @@ def test_compose_grafana_loads_the_panel_and_the_json_data_source(compose):
     env = grafana["environment"]
     assert env["GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS"] == PANEL_ID
     assert JSON_DS_TYPE in env["GF_INSTALL_PLUGINS"].split(",")
+    assert JSON_DS_TYPE in env["GF_PLUGINS_PREINSTALL_SYNC"].split(",")
     mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("."))
     assert mounts["../grafana_panel/dist"] == f"/var/lib/grafana/plugins/{PANEL_ID}"
     built = DEPLOY / "../grafana_panel/dist/plugin.json"
