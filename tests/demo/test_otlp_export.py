@@ -96,3 +96,21 @@ def test_refused_spans_raise_with_counts():
     with pytest.raises(ExportError, match=r"did not accept \d+ of \d+ spans \(0 accepted so far\)"):
         sender.flush()
     sender.close()
+
+
+def test_simulated_history_ends_near_now():
+    """The demo's timestamps: a history as long as the arrivals take, ending a few seconds before now."""
+    from plugin.demo.runner import DemoOptions, DemoRun
+
+    now = 1_800_000_000 * NS
+    exporter = InMemorySpanExporter()
+    sender = SpanSender(SITE, exporter, seed=1)
+    run = DemoRun(SITE, sender, client=None, options=DemoOptions(warmup_traces=400, fault_traces=10, rate=20.0,
+                                                                   progress=False), clock=lambda: now)
+    sent = run.send(400, None, "normal") + run.send(10, None, "more")
+    starts = [t.start_ns for _, t in sent]
+    assert starts == sorted(starts)
+    assert now - 30 * NS < starts[0] < now - 10 * NS  # ~ (400 + 10) / 20 s + 5 s before now
+    assert now - 10 * NS < max(t.root.end_ns for _, t in sent) < now + 1 * NS
+    assert run.sent_traces == 410 == sender.sent_traces
+    assert len({s.context.trace_id for s in exporter.get_finished_spans()}) == 410
