@@ -209,3 +209,28 @@ def test_schema_validation_catches_a_misspelt_field():
     dep["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/readyz"}}
     with pytest.raises(kv.ValidationError):
         kv.validate(dep, kv.latest_version(), strict=True)
+
+
+# --- values.schema.json: Helm refuses mistaken values before rendering ------------------------------------------
+def test_values_schema_matches_the_server_settings():
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    config = schema["properties"]["config"]
+    assert config["additionalProperties"] is False
+    assert set(config["properties"]) <= set(FIELDS)
+    assert set(values()["config"]) <= set(config["properties"])
+    assert set(values()) == set(schema["properties"])
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"sidecar": {"enable": True}}, "additional properties 'enable' not allowed"),
+    ({"config": {"min_trace": 50}}, "additional properties 'min_trace' not allowed"),
+    ({"config": {"log_level": "verbose"}}, "/config/log_level"),
+    ({"ports": {"http": 70000}}, "/ports/http"),
+    ({"replicaCount": 3}, "/replicaCount"),
+    ({"securityContext": {"readOnlyRootFilesystem": False}}, "/securityContext/readOnlyRootFilesystem"),
+])
+def test_mistaken_values_are_refused(overrides, message):
+    with pytest.raises(helm.HelmValuesError, match=re.escape(message)):
+        render(overrides)
