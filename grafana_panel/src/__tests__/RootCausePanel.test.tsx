@@ -1,5 +1,5 @@
 import { createTheme, LoadingState, ThemeContext, toDataFrame } from '@grafana/data';
-import { render, screen, within } from '@testing-library/react';
+import { fireEvent, render, screen, within } from '@testing-library/react';
 import React from 'react';
 
 import { frames, okTables, panelData, panelProps, summaryOnly, Table } from '../__fixtures__/frames';
@@ -145,6 +145,18 @@ describe('RootCausePanel with an explanation', () => {
     const nodes = screen.getAllByTestId('whyslow-graph-node').map((n) => n.getAttribute('data-node'));
     expect(new Set(nodes)).toEqual(new Set(column(okTables()[1], 'node')));
     expect(screen.getAllByTestId('whyslow-graph-edge')).toHaveLength(okTables()[2].rows.length);
+  });
+
+  it('highlights a node in the graph while its bar is hovered, and the bar while its node is', () => {
+    renderPanel(okTables());
+    const node = (id: string) => screen.getAllByTestId('whyslow-graph-node').find((n) => n.getAttribute('data-node') === id)!;
+    fireEvent.mouseEnter(bars()[1]);
+    expect(node('postgres:SELECT orders')).toHaveAttribute('data-highlighted', 'true');
+    expect(node('payment:Charge')).not.toHaveAttribute('data-highlighted');
+    fireEvent.mouseLeave(bars()[1]);
+    expect(node('postgres:SELECT orders')).not.toHaveAttribute('data-highlighted');
+    fireEvent.mouseEnter(node('payment:Charge'));
+    expect(bars()[0]).toHaveAttribute('data-highlighted', 'true');
   });
 
   it('hides the graph when the option is off', () => {

@@ -15,6 +15,9 @@ interface Props {
   contributions: Contribution[];
   entry: string;
   maxHeight: number;
+  /** Node highlighted in the bars and the graph together (hover either). */
+  highlighted?: string | null;
+  onHover?: (node: string | null) => void;
 }
 
 /** The layout of the graph the panel draws: the entry point, every contributing node and every causal edge. */
@@ -30,7 +33,7 @@ function clip(text: string, n = MAX_LABEL): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
-export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, maxHeight }) => {
+export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, maxHeight, highlighted, onHover }) => {
   const styles = useStyles2(getStyles);
   const theme = useTheme2();
   const colors = palette(theme);
@@ -75,7 +78,15 @@ export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, max
             const isEntry = n.id === entry;
             const stroke = isTop ? colors.top : isEntry ? colors.entry : theme.colors.border.medium;
             return (
-              <g key={n.id} transform={`translate(${n.x},${n.y})`} data-testid="whyslow-graph-node" data-node={n.id}>
+              <g
+              key={n.id}
+              transform={`translate(${n.x},${n.y})`}
+              data-testid="whyslow-graph-node"
+              data-node={n.id}
+              data-highlighted={highlighted === n.id || undefined}
+              onMouseEnter={() => onHover?.(n.id)}
+              onMouseLeave={() => onHover?.(null)}
+            >
                 <title>
                   {n.id}
                   {c ? `\ncontribution ${formatNats(c.contribution)} nats ${formatShare(c.share)}` : ''}
@@ -86,8 +97,8 @@ export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, max
                   height={h}
                   rx={6}
                   fill={nodeFill(theme, c ? c.contribution : null, maxContribution, isTop)}
-                  stroke={stroke}
-                  strokeWidth={isTop || isEntry ? 2 : 1}
+                  stroke={highlighted === n.id ? theme.colors.text.primary : stroke}
+                  strokeWidth={highlighted === n.id ? 3 : isTop || isEntry ? 2 : 1}
                 />
                 <text x={w / 2} y={19} textAnchor="middle" className={styles.service}>
                   {clip(names.service)}

@@ -17,6 +17,9 @@ interface Props {
   showIntervals: boolean;
   units: LatencyUnit;
   outlierScore: number | null;
+  /** Node highlighted in the bars and the graph together (hover either). */
+  highlighted?: string | null;
+  onHover?: (node: string | null) => void;
 }
 
 interface Domain {
@@ -47,7 +50,7 @@ function pct(value: number, d: Domain): number {
   return ((value - d.min) / (d.max - d.min)) * 100;
 }
 
-export const ContributionBars: React.FC<Props> = ({ contributions, topK, showIntervals, units, outlierScore }) => {
+export const ContributionBars: React.FC<Props> = ({ contributions, topK, showIntervals, units, outlierScore, highlighted, onHover }) => {
   const styles = useStyles2(getStyles);
   const theme = useTheme2();
   const colors = palette(theme);
@@ -78,7 +81,10 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
         return (
           <div
             key={`${c.rank}:${c.node}`}
-            className={styles.row}
+            className={cx(styles.row, highlighted === c.node && styles.rowHighlighted)}
+            data-highlighted={highlighted === c.node || undefined}
+            onMouseEnter={() => onHover?.(c.node)}
+            onMouseLeave={() => onHover?.(null)}
             role="listitem"
             aria-label={`${c.rank}. ${c.service} ${c.operation}${kind ? ` (${kind})` : ''}: ${formatNats(c.contribution)} nats ${formatShare(c.share)}`}
             data-testid="whyslow-bar"
@@ -176,6 +182,7 @@ const getStyles = (theme: GrafanaTheme2) => ({
     borderRadius: theme.shape.radius.default,
     background: theme.colors.background.secondary,
   }),
+  rowHighlighted: css({ boxShadow: `inset 0 0 0 1px ${theme.colors.border.strong}`, background: theme.colors.action.hover }),
   rank: css({
     color: theme.colors.text.secondary,
     fontWeight: theme.typography.fontWeightBold,

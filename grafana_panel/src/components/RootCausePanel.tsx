@@ -2,7 +2,7 @@
 import { css } from '@emotion/css';
 import { GrafanaTheme2, PanelProps } from '@grafana/data';
 import { useStyles2 } from '@grafana/ui';
-import React, { useMemo } from 'react';
+import React, { useMemo, useState } from 'react';
 
 import { formatLatency, formatNats, formatRarity } from '../format';
 import { parseExplanation } from '../frames';
@@ -28,6 +28,7 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
     () => graphLayout(explanation.edges, explanation.contributions, entry),
     [explanation.edges, explanation.contributions, entry]
   );
+  const [hovered, setHovered] = useState<string | null>(null);
   const state = viewState(data, explanation);
   const summary = explanation.summary;
 
@@ -71,6 +72,8 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
             showIntervals={opts.showIntervals}
             units={opts.units}
             outlierScore={summary?.outlierScore ?? null}
+            highlighted={hovered}
+            onHover={setHovered}
           />
         </div>
         {graphOn && (
@@ -79,6 +82,8 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
               layout={layout}
               contributions={explanation.contributions}
               entry={entry}
+              highlighted={hovered}
+              onHover={setHovered}
               maxHeight={wide ? Math.max(160, height - 120) : layout.height * 1.25}
             />
           </div>
