@@ -227,10 +227,10 @@ class Attributor:
         fixed = self.model.noise_of(values[None, :], self.players)[0]
         x_value = float(values[-1])
         value = self.set_function(x_value, fixed)
-        if self.tail == "dowhy":
-            v_empty = float(value(np.zeros((1, n), dtype=bool))[0])
-        else:
-            v_empty = float(self.scorer.log_tail(np.array([x_value]))[0])
+        # v(∅) on the same Monte-Carlo draws as every other coalition (common random numbers): a node whose noise
+        # never matters then gets exactly 0. The score is the IT score of x on those draws; it agrees with
+        # model.it_score (cached, larger reference sample) up to Monte-Carlo error.
+        v_empty = min(float(value(np.zeros((1, n), dtype=bool))[0]), 0.0)
         v_full = 0.0
         use = self.method
         perms_used = 0

@@ -133,8 +133,7 @@ def coalition_log_prob(
     """log P(g(Y) >= g(x)) for each row of Monte-Carlo target values ``y`` (rows x samples).
 
     ``dowhy`` tail: DoWhy's set function, counting with the two-sided rank of ``scorer`` (x_rank = rank of x).
-    ``fitted``: {Y <= a} ∪ {Y >= b}; counting + fitted tail on the outlier's side (``upper``: x above the
-    median), plain counting on the mirrored side (whose probability is negligible once the outlier's side is rare).
+    ``fitted``: {Y <= a} ∪ {Y >= b}, counting + fitted tail on both sides (as the reference IT score does).
     """
     m = y.shape[1]
     if scorer.tail == "dowhy":
@@ -146,11 +145,6 @@ def coalition_log_prob(
         else:
             hits = ((y <= a) | (y >= b)).sum(axis=1)
         return np.asarray(np.log((hits + 0.5) / (m + 0.5)), dtype=float)
-    with np.errstate(divide="ignore"):
-        if upper:
-            lp_hi = tails.upper_log_prob(y, b)
-            lp_lo = np.log((y <= a).sum(axis=1) / m) if np.isfinite(a) else np.full(y.shape[0], -np.inf)
-        else:
-            lp_lo = tails.lower_log_prob(y, a)
-            lp_hi = np.log((y >= b).sum(axis=1) / m) if np.isfinite(b) else np.full(y.shape[0], -np.inf)
+    lp_hi = tails.upper_log_prob(y, b) if np.isfinite(b) else np.full(y.shape[0], -np.inf)
+    lp_lo = tails.lower_log_prob(y, a) if np.isfinite(a) else np.full(y.shape[0], -np.inf)
     return np.asarray(np.minimum(np.logaddexp(lp_lo, lp_hi), 0.0), dtype=float)

@@ -21,7 +21,7 @@ TAIL_METHODS = ("fitted", "dowhy")
 
 def tail_size(m: int) -> int:
     """Number of upper order statistics the tail is fitted to for a sample of size ``m``."""
-    return int(min(max(30, 0.05 * m), 500, max(m - 1, 1)))
+    return int(min(max(30, 0.1 * m), 1000, max(m - 1, 1)))
 
 
 def top_values(y: np.ndarray, k: int) -> np.ndarray:

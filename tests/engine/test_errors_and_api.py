@@ -133,8 +133,22 @@ def test_it_score_and_outlier_scores(model: rca_engine.CausalModel) -> None:
     vec = model.it_score("c", values)
     assert np.allclose(vec, [model.it_score("c", [v])[0] for v in values])
     assert np.all(np.diff(vec[1:]) > 0)  # farther -> rarer, also beyond the sample range
-    expl = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": 40.0})
-    assert expl.outlier_score == pytest.approx(float(model.it_score("c", [40.0])[0]))
+    for c, rel in ((21.0, 0.1), (22.5, 0.25)):  # same IT score from the explanation's Monte-Carlo draws (3,000)
+        expl = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": c})  # and the cached reference (10,000)
+        assert expl.outlier_score == pytest.approx(float(model.it_score("c", [c])[0]), rel=rel)
+    far = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": 40.0})  # 13 sd: extrapolated by both
+    assert far.outlier_score > 10 and model.it_score("c", [40.0])[0] > 10
+
+
+def test_null_player_gets_zero() -> None:
+    """A node whose noise never varies cannot contribute (Shapley's null-player property holds exactly)."""
+    rng = np.random.default_rng(0)
+    a = rng.exponential(1, 500)
+    df = pd.DataFrame({"a": a, "z": np.zeros(500), "c": a + rng.exponential(1, 500)})
+    model = rca_engine.fit(nx.DiGraph([("a", "c"), ("z", "c")]), df, "sum")
+    expl = rca_engine.attribute(model, "c", {"a": 9.0, "z": 0.0, "c": 10.0})
+    assert expl.contributions["z"] == 0.0
+    assert expl.root_causes[0] == "a" and expl.contributions["a"] > 0.9 * expl.outlier_score
 
 
 def test_intervals_counterfactuals_and_json(model: rca_engine.CausalModel) -> None:
