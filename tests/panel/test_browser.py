@@ -212,3 +212,25 @@ def test_outlier_list_opens_a_slow_trace(live: Live, page: Any) -> None:
     assert f"traceId={target}" in page.url
     assert page.locator('[data-testid="whyslow-bar"]').first.get_attribute("data-service") == SLOW_SERVICE
     assert page.errors == []
+
+
+def test_narrow_panel_and_linked_highlight(live: Live, browser: Any, test_output_dir: Path) -> None:
+    """A phone-sized window: bars then graph stacked, still readable; hovering a bar lights its graph node."""
+    context = browser.new_context(viewport={"width": 760, "height": 1100})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(live.ui(traceId=live.slow[0].trace_id, theme="dark"))
+        assert _state(page) == "ok"
+        first = page.locator('[data-testid="whyslow-bar"]').first
+        assert first.get_attribute("data-service") == SLOW_SERVICE
+        graph = page.locator('[data-testid="whyslow-graph"]')
+        assert graph.bounding_box()["y"] > page.locator('[data-testid="whyslow-bars"]').bounding_box()["y"]
+        first.hover()
+        node = page.locator(f'[data-testid="whyslow-graph-node"][data-node="{first.get_attribute("data-node")}"]')
+        assert node.get_attribute("data-highlighted") == "true"
+        page.screenshot(path=str(test_output_dir / "panel-narrow-dark.png"), full_page=True)
+        assert errors == []
+    finally:
+        context.close()

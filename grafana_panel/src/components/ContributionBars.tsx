@@ -20,6 +20,8 @@ interface Props {
   /** Node highlighted in the bars and the graph together (hover either). */
   highlighted?: string | null;
   onHover?: (node: string | null) => void;
+  /** Narrow column: the label gets its own line above the bar. */
+  compact?: boolean;
 }
 
 interface Domain {
@@ -50,7 +52,7 @@ function pct(value: number, d: Domain): number {
   return ((value - d.min) / (d.max - d.min)) * 100;
 }
 
-export const ContributionBars: React.FC<Props> = ({ contributions, topK, showIntervals, units, outlierScore, highlighted, onHover }) => {
+export const ContributionBars: React.FC<Props> = ({ contributions, topK, showIntervals, units, outlierScore, highlighted, onHover, compact }) => {
   const styles = useStyles2(getStyles);
   const theme = useTheme2();
   const colors = palette(theme);
@@ -81,7 +83,7 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
         return (
           <div
             key={`${c.rank}:${c.node}`}
-            className={cx(styles.row, highlighted === c.node && styles.rowHighlighted)}
+            className={cx(styles.row, compact && styles.rowCompact, highlighted === c.node && styles.rowHighlighted)}
             data-highlighted={highlighted === c.node || undefined}
             onMouseEnter={() => onHover?.(c.node)}
             onMouseLeave={() => onHover?.(null)}
@@ -94,12 +96,12 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
             data-operation={c.operation}
             data-contribution={c.contribution}
           >
-            <div className={styles.rank}>{c.rank}</div>
-            <div className={styles.label} title={c.node}>
+            <div className={styles.rank} style={{ gridArea: 'rank' }}>{c.rank}</div>
+            <div className={styles.label} style={{ gridArea: 'label' }} title={c.node}>
               <span className={styles.service}>{c.service}</span>
               <span className={styles.operation}> {c.operation}</span>
             </div>
-            <div className={styles.track} aria-hidden>
+            <div className={styles.track} style={{ gridArea: 'track' }} aria-hidden>
               <div className={styles.zero} style={{ left: `${zero}%` }} />
               <div
                 className={cx(styles.bar, c.contribution < 0 && styles.negative)}
@@ -117,13 +119,13 @@ export const ContributionBars: React.FC<Props> = ({ contributions, topK, showInt
                 />
               )}
             </div>
-            <div className={styles.value}>
+            <div className={styles.value} style={{ gridArea: 'value' }}>
               <span className={styles.nats} data-testid="whyslow-bar-value">
                 {formatNats(c.contribution)}
               </span>
               {c.share !== null && <span className={styles.share}>{formatShare(c.share)}</span>}
             </div>
-            <div className={styles.detail} data-testid="whyslow-bar-detail">
+            <div className={styles.detail} style={{ gridArea: 'detail' }} data-testid="whyslow-bar-detail">
               {kind && <span className={styles.kind}>{kind}</span>}
               {c.ownLatencyMs !== null && (
                 <span>
@@ -174,13 +176,17 @@ const getStyles = (theme: GrafanaTheme2) => ({
   row: css({
     display: 'grid',
     gridTemplateColumns: '1.5em minmax(90px, 34%) minmax(60px, 1fr) auto',
-    gridTemplateRows: 'auto auto',
+    gridTemplateAreas: '"rank label track value" ". detail detail detail"',
     alignItems: 'center',
     columnGap: theme.spacing(1),
     rowGap: 2,
     padding: theme.spacing(0.75, 1),
     borderRadius: theme.shape.radius.default,
     background: theme.colors.background.secondary,
+  }),
+  rowCompact: css({
+    gridTemplateColumns: '1.5em minmax(60px, 1fr) auto',
+    gridTemplateAreas: '"rank label label" ". track value" ". detail detail"',
   }),
   rowHighlighted: css({ boxShadow: `inset 0 0 0 1px ${theme.colors.border.strong}`, background: theme.colors.action.hover }),
   rank: css({
@@ -223,7 +229,6 @@ const getStyles = (theme: GrafanaTheme2) => ({
   nats: css({ fontWeight: theme.typography.fontWeightMedium }),
   share: css({ color: theme.colors.text.secondary, minWidth: '3.2em', textAlign: 'right' }),
   detail: css({
-    gridColumn: '2 / -1',
     display: 'flex',
     flexWrap: 'wrap',
     columnGap: theme.spacing(2),

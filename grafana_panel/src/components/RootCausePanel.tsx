@@ -18,6 +18,8 @@ const WIDE = 760;
 /** Side by side only when the graph column draws the graph at least this large; else it goes below the bars. */
 const SIDE_SCALE = 0.85;
 const GRAPH_SHARE = 0.4;
+/** Bars narrower than this put each label on its own line. */
+const COMPACT_BARS = 560;
 
 export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, options, width, height }) => {
   const styles = useStyles2(getStyles);
@@ -74,6 +76,7 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
             outlierScore={summary?.outlierScore ?? null}
             highlighted={hovered}
             onHover={setHovered}
+            compact={(wide && graphOn ? width * (1 - GRAPH_SHARE) : width) < COMPACT_BARS}
           />
         </div>
         {graphOn && (
