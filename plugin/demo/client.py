@@ -48,8 +48,9 @@ class RestClient:
     def status(self) -> dict[str, Any]:
         return self.get("/api/v1/status")
 
-    def outliers(self, limit: int = 1000, start: int | None = None) -> list[dict[str, Any]]:
-        data = self.get("/api/v1/outliers", limit=limit, start=start)
+    def outliers(self, limit: int = 1000, from_ms: int | None = None) -> list[dict[str, Any]]:
+        """Explained outliers, newest first; ``from_ms``: only traces that started at or after (unix ms)."""
+        data = self.get("/api/v1/outliers", **{"limit": limit, "from": from_ms})
         return data.get("outliers", []) if isinstance(data, dict) else list(data)
 
     def rca(self, trace_id: str) -> dict[str, Any]:

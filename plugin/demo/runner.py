@@ -78,7 +78,9 @@ class DemoRun:
         # simulated history ends near now: it starts as far in the past as the requests will take to arrive
         history_ns = int((options.warmup_traces + options.fault_traces) / options.rate * NS)
         self.sim_clock_ns = clock() - history_ns - 5 * NS
+        self.history_start_ms = self.sim_clock_ns // 1_000_000
         self.faulty_ids: dict[str, SimTrace] = {}
+        self.sent_ids: set[str] = set()  # this run's traces (a kept --data-dir holds earlier runs' outliers too)
         self.sent_traces = 0
 
     def say(self, text: str = "") -> None:
@@ -96,6 +98,7 @@ class DemoRun:
                 self.sim_clock_ns = traces[-1].start_ns  # arrivals go on from the last one (Poisson process)
                 ids = self.sender.record(traces)
                 self.sender.flush()
+                self.sent_ids.update(ids)
                 sent.extend(zip(ids, traces, strict=True))
                 left -= k
                 bar.update(k)
@@ -181,7 +184,8 @@ class DemoRun:
 
     def explain(self, fault: Fault) -> DemoResult:
         result = DemoResult(fault)
-        outliers = self.client.outliers(limit=1000)
+        outliers = [o for o in self.client.outliers(limit=1000, from_ms=self.history_start_ms)
+                    if o.get("trace_id") in self.sent_ids]
         detected = [o for o in outliers if o.get("trace_id") in self.faulty_ids]
         result.detected_faulty = len(detected)
         false_alarms = len(outliers) - len(detected)

@@ -54,6 +54,20 @@ def test_demo_finds_the_injected_fault(fault, service):
 
 
 @pytest.mark.slow
+def test_a_kept_data_dir_does_not_mix_runs(tmp_path):
+    """A second run on the same --data-dir (model loaded from disk, earlier outliers stored) judges only its own
+    requests."""
+    first = _demo(*SMALL, "--fault", "order-service", "--data-dir", str(tmp_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _demo(*SMALL, "--fault", "shipping-cost", "--data-dir", str(tmp_path), "--seed", "11")
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout
+    assert out.strip().splitlines()[-1].startswith("VERDICT: PASS top root cause Shipping Cost Service matches")
+    assert "Order Service" not in "".join(re.findall(r"^  1\. .*$", out, flags=re.M))
+    assert (tmp_path).is_dir() and any(tmp_path.iterdir()), "the kept data directory is not removed"
+
+
+@pytest.mark.slow
 def test_a_fault_too_small_to_matter_fails_the_verdict():
     proc = _demo(*SMALL, "--fault", "shipping-cost", "--fault-delay", "0.001")
     assert proc.returncode == 1, proc.stdout + proc.stderr
