@@ -122,7 +122,7 @@ def bench_grpc(payloads: list[bytes], n_spans: int, inflight: int) -> tuple[tupl
                 f.write(p)
         store = cp.open_store(Path(d) / "data")
         # short idle time: a trace of the workload is complete when its request arrived
-        pipe = cp.Pipeline(store, cp.PipelineConfig(trace_timeout_s=0.2, tick_interval_s=0.05))
+        pipe = cp.Pipeline(store, cp.PipelineConfig(trace_timeout_s=0.2))
         rx = cp.OtlpGrpcReceiver(pipe, "127.0.0.1:0").start()
         ctx = mp.get_context("spawn")
         ready = ctx.Event()

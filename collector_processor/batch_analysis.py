@@ -105,6 +105,17 @@ def _unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sx[flag], inv
 
 
+def _group_cummax(rel: np.ndarray, group: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """Running maximum of ``rel`` (values in [0, span]) restarting at each group of a sorted group array."""
+    width = int(span.max(initial=0)) + 1
+    starts = _firsts(group)
+    rank = np.cumsum(np.isin(np.arange(len(group)), starts)) - 1
+    if len(starts) * width < 2**62:
+        base = rank * width
+        return np.maximum.accumulate(base + rel) - base
+    return pd.Series(rel).groupby(group).cummax().to_numpy()  # absurd durations: no offset trick
+
+
 def _firsts(group: np.ndarray) -> np.ndarray:
     """Positions where a sorted group array starts a new group."""
     if len(group) == 0:
@@ -233,7 +244,7 @@ class BatchAnalyser:
         firsts4 = np.zeros(len(p_s), dtype=bool)
         firsts4[_firsts(p_s)] = True
         if len(p_s):
-            runmax = pd.Series(ce_s).groupby(p_s).cummax().to_numpy()
+            runmax = _group_cummax(ce_s - start[p_s], p_s, dur[p_s]) + start[p_s]
             prev = np.roll(runmax, 1)
             prev[firsts4] = cs_s[firsts4]
         else:

@@ -130,7 +130,9 @@ class Pipeline:
                     raise PipelineFull(self.config.retry_after_s) from None
             with self._qlock:
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
-            self._wake.set()
+                urgent = self._queued_spans * 2 > self.config.max_queue_spans
+            if urgent:  # otherwise the worker drains the queue every tick_interval_s, in larger batches
+                self._wake.set()
         with self._stat_lock:
             c = self._c
             c["spans_received"] += batch.received
