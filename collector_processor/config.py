@@ -27,7 +27,7 @@ class PipelineConfig:
     retry_after_s: float = 1.0           # back-off suggested to clients when the queue is full
     # receivers
     max_recv_bytes: int = 64 * 1024 * 1024  # gRPC message / HTTP body limit (after decompression)
-    grpc_workers: int = 8
+    grpc_workers: int = 8                # gRPC handler threads; x4 = concurrent requests (gRPC and HTTP)
     # background worker
     background: bool = True              # run the completion thread; tests set False and call tick(now)
     tick_interval_s: float = 0.1

@@ -66,6 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "whyslow-otlp"
     timeout = 30  # a stalled client cannot hold a thread forever
     pipeline: Pipeline  # set on the subclass made per receiver
+    slots: threading.BoundedSemaphore
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
@@ -111,7 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("negative Content-Length")
         if n > limit:
             raise _TooLarge(f"body of {n} bytes exceeds the limit of {limit} bytes")
-        return self.rfile.read(n)
+        body = self.rfile.read(n)
+        if len(body) != n:
+            self.close_connection = True
+            raise DecodeFailure(f"body ended after {len(body)} of {n} bytes")
+        return body
 
     # ---- methods
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
@@ -134,6 +139,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(415, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}; use gzip",
                          ctype)
             return
+        if not self.slots.acquire(blocking=False):  # bounded memory: at most this many bodies in flight
+            self.pipeline.count_request_error("requests_refused")
+            self.close_connection = True
+            self._status(503, _GRPC_UNAVAILABLE, "too many concurrent requests, retry later", ctype,
+                         {"Retry-After": str(max(1, math.ceil(self.pipeline.config.retry_after_s)))})
+            return
+        try:
+            self._post(ctype, encoding, limit)
+        finally:
+            self.slots.release()
+
+    def _post(self, ctype: str, encoding: str, limit: int) -> None:
         try:
             body = self._read_body(limit)
             if encoding != "identity":
@@ -197,6 +214,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that went away mid-request: nothing to answer, no traceback on the console
+        log.debug("OTLP HTTP connection from %s failed", client_address, exc_info=True)
+
 
 class OtlpHttpReceiver:
     """HTTP OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``."""
@@ -204,7 +225,8 @@ class OtlpHttpReceiver:
     def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4318") -> None:
         self.pipeline = pipeline
         self.host, self._want_port = _split_host_port(address)
-        handler = type("OtlpHandler", (_Handler,), {"pipeline": pipeline})
+        slots = threading.BoundedSemaphore(max(1, pipeline.config.grpc_workers * 4))
+        handler = type("OtlpHandler", (_Handler,), {"pipeline": pipeline, "slots": slots})
         self._handler = handler
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

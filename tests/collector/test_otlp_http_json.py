@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import time
 
 import grpc
 import pytest
@@ -206,3 +207,63 @@ def test_grpc_accepts_requests_beyond_4mib(receivers, pipeline, store):
     assert pipeline.stats()["spans_accepted"] == 9000
     complete_all(pipeline)
     assert store.counts()["traces"] == 9000
+
+
+def test_chunked_deflate_keepalive_and_bad_length(receivers, pipeline):
+    import socket
+    import zlib
+
+    _, h = receivers
+    body = request([{"service": "a", "trace": 300, "span": 1, "name": "x", "kind": SERVER, "start_ms": 0,
+                     "end_ms": 5}]).SerializeToString()
+    # deflate body, then a second request on the same keep-alive connection
+    con = http.client.HTTPConnection("127.0.0.1", h.port, timeout=10)
+    for enc, data in (("deflate", zlib.compress(body)), ("identity", body)):
+        con.request("POST", "/v1/traces", body=data,
+                    headers={"Content-Type": "application/x-protobuf", "Content-Encoding": enc})
+        r = con.getresponse()
+        r.read()
+        assert r.status == 200
+    # chunked transfer encoding
+    con.putrequest("POST", "/v1/traces")
+    con.putheader("Content-Type", "application/x-protobuf")
+    con.putheader("Transfer-Encoding", "chunked")
+    con.endheaders()
+    half = len(body) // 2
+    for part in (body[:half], body[half:]):
+        con.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    con.send(b"0\r\n\r\n")
+    r = con.getresponse()
+    r.read()
+    assert r.status == 200
+    con.close()
+    # a nonsense Content-Length is a 400, not a traceback
+    with socket.create_connection(("127.0.0.1", h.port), timeout=10) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                  b"Content-Length: lots\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert pipeline.stats()["spans_accepted"] == 3
+
+
+def test_http_concurrency_is_bounded(make_pipeline):
+    import socket
+
+    p = make_pipeline(grpc_workers=1)  # 4 request slots
+    h = OtlpHttpReceiver(p, "127.0.0.1:0").start()
+    stalled = []
+    try:
+        for _ in range(4):  # four clients announce a body and never send it: they hold the slots
+            s = socket.create_connection(("127.0.0.1", h.port), timeout=10)
+            s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                      b"Content-Length: 100\r\n\r\n")
+            stalled.append(s)
+        time.sleep(0.3)
+        status, headers, _ = post(h.port, b"")
+        assert status == 503 and headers["Retry-After"] == "1"
+    finally:
+        for s in stalled:
+            s.close()
+    time.sleep(0.3)  # the stalled handlers see EOF and free their slots
+    ok = request([{"service": "a", "span": 1, "name": "x", "kind": SERVER, "start_ms": 0, "end_ms": 5}])
+    assert post(h.port, ok.SerializeToString())[0] == 200
+    h.stop(0)
