@@ -180,7 +180,19 @@ class DemoRun:
         faulty = self.send(o.fault_traces, fault, "faulty traffic")
         self.faulty_ids = dict(faulty)
         self.wait_processed("the faulty requests to be scored and explained")
+        self.say(self.span_accounting())
         return self.explain(fault)
+
+    def span_accounting(self) -> str:
+        """What the server did with the spans sent: every one accepted, or the counts of those it did not keep."""
+        stats = self.client.status().get("pipeline") or {}
+        sent = self.sender.sent_spans
+        accepted = int(stats.get("spans_accepted", 0))
+        lost = {k: int(stats.get(k, 0)) for k in ("spans_rejected", "spans_refused", "spans_dropped")}
+        if accepted >= sent and not any(lost.values()):
+            return f"   All {sent:,} spans sent over OTLP were accepted by whyslow."
+        detail = ", ".join(f"{v:,} {k.removeprefix('spans_')}" for k, v in lost.items() if v)
+        return f"   whyslow accepted {accepted:,} of the {sent:,} spans sent" + (f" ({detail})." if detail else ".")
 
     def explain(self, fault: Fault) -> DemoResult:
         result = DemoResult(fault)

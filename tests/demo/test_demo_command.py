@@ -49,6 +49,7 @@ def test_demo_finds_the_injected_fault(fault, service):
     kind = {"caching-service": "a malfunctioning service", "product-db": "a slow database",
             "shipping-cost": "the network on the calls into"}[service]
     assert re.search(rf"^Answer: .*{kind}.*{re.escape(display)}", out, flags=re.M), out
+    assert re.search(r"^   All [\d,]+ spans sent over OTLP were accepted by whyslow\.$", out, flags=re.M), out
     urls = re.findall(r"http://127\.0\.0\.1:\d+/ui/\?traceId=([0-9a-f]{32})", out)
     assert urls and all(f"/api/v1/traces/{t}/rca" in out for t in urls)
 
