@@ -143,3 +143,21 @@ def test_replay_skips_undecodable_spool_rows(tmp_path):
     p.flush()
     assert st.counts()["spool"] == 0 and st.trace_features(f"{9:032x}") is not None
     st.close()
+
+
+def test_spool_segments_rotate_and_are_removed(tmp_path, monkeypatch):
+    import collector_processor.sqlite_store as ss
+
+    monkeypatch.setattr(ss, "SEGMENT_BYTES", 200)  # a new segment file every request or two
+    st = open_store(tmp_path)
+    p = Pipeline(st, PipelineConfig(background=False))
+    now = time.monotonic()
+    for t in range(200, 210):
+        p.accept(request(chain(t)))
+    segs = sorted((tmp_path / "spool").glob("seg-*.bin"))
+    assert len(segs) >= 5 and st.counts()["spool"] == 10
+    p.tick(now + 5)
+    assert st.counts()["spool"] == 0 and st.counts()["traces"] == 10
+    assert len(list((tmp_path / "spool").glob("seg-*.bin"))) <= 1  # only the open one can remain
+    st.close()
+    assert list((tmp_path / "spool").glob("seg-*.bin")) == []
