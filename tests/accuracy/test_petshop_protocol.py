@@ -15,7 +15,7 @@ def test_traversal_matches_published_recall(scenario):
     s = load_scenario(root, scenario)
     assert len(s.issues) == 26
 
-    def method(g, t, n, a):
+    def method(g, t, m, n, a):
         return traversal_method(n, a, g, t, search=True)
 
     published = PUBLISHED["traversal (published [R])"]
