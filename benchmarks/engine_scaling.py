@@ -59,6 +59,7 @@ def attribution_table(node_counts: Sequence[int], rows_train: int, cases: int) -
         model = rca_engine.fit(system.causal_graph, train, system.structure)
         model.scorer(system.entry)  # the per-node scorer is fitted once and cached (part of serving, not of a query)
         times, hits, perms, methods = [], 0, [], set()
+        outliers, outlier_hits = 0, 0
         for case in range(cases):
             fault = str(rng.choice(list(system.causal_graph)))
             out = system.simulate(1, rng, fault=fault, add=6 * float(np.exp(system.mu[fault])))
@@ -66,13 +67,17 @@ def attribution_table(node_counts: Sequence[int], rows_train: int, cases: int) -
             expl = rca_engine.attribute(model, system.entry, out.iloc[0], seed=case)
             times.append(time.perf_counter() - t)
             hits += expl.root_causes[0] == fault
+            if expl.outlier_score >= 3.0:  # the entry latency is rarer than 1 in 20: a real outlier to explain
+                outliers += 1
+                outlier_hits += expl.root_causes[0] == fault
             perms.append(expl.num_permutations)
             methods.add(expl.method)
         per_node[n] = float(np.median(times))
         rows.append([str(n), f"{np.median(times) * 1000:.1f} ms", f"{np.max(times) * 1000:.1f} ms",
-                     "/".join(sorted(methods)), f"{np.mean(perms):.0f}", f"{hits}/{cases}"])
+                     "/".join(sorted(methods)), f"{np.mean(perms):.0f}", f"{hits}/{cases}",
+                     f"{outlier_hits}/{outliers}"])
     table = markdown_table(["nodes (all upstream of the target)", "median time / outlier", "max", "Shapley method",
-                            "mean permutations", "top-1 correct"], rows)
+                            "mean permutations", "top-1 correct", "top-1 among outliers (score >= 3)"], rows)
     return table, per_node
 
 
@@ -99,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "All timings on one core (BLAS/OpenMP limited to 1 thread), median of repeats.\n\n"
         "### Fitting (sum/max = the latency-structure mechanisms of each node; auto = linear vs. gradient boosting "
         "by held-out error)\n\n" + fit_md + "\n\n"
-        "### Attributing one outlier (2,000 training rows, structure mechanisms, default settings: 3,000 Monte-Carlo "
-        "samples, fitted tail; exact Shapley up to 9 players, antithetic permutation sampling above)\n\n" + att_md
+        "### Attributing one outlier (2,000 training rows, structure mechanisms, default settings: fitted tail; exact "
+        "Shapley with 3,000 Monte-Carlo samples up to 11 players, antithetic permutation sampling with 1,000 samples and "
+        "at most 256 permutations above). The injected fault adds 6x the node's typical own time; when that is small "
+        "against the entry's spread the entry is not an outlier at all, hence the last column.\n\n" + att_md
         + "\n\n### Attribution time vs. training rows (25 nodes)\n\n" + markdown_table(["rows", "time / outlier"], rows_md)
         + "\n\nAttribution time does not depend on the number of training rows (the Monte-Carlo sample size is "
         "fixed); it grows with the number of coalitions evaluated (2^n exact, permutations x (n-1) sampled) times "

@@ -62,8 +62,11 @@ def dowhy_runs(graph: nx.DiGraph, train: pd.DataFrame, outlier: pd.DataFrame, me
         gcm.auto.assign_causal_mechanisms(scm, train)
     gcm.fit(scm, train)
     fit_s = time.perf_counter() - t
-    chosen = {n: type(getattr(scm.causal_mechanism(n), "prediction_model", scm.causal_mechanism(n))).__name__
-              for n in scm.graph.nodes}
+    chosen = {}
+    for n in scm.graph.nodes:
+        mech = scm.causal_mechanism(n)
+        model = getattr(mech, "prediction_model", mech)
+        chosen[n] = type(getattr(model, "sklearn_model", model)).__name__
     times, results = [], []
     for seed in seeds:
         np.random.seed(seed)

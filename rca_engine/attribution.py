@@ -23,7 +23,7 @@ from .model import CausalModel, _fit_values
 from .scoring import ITScorer, check_options, coalition_log_prob, median_rank
 
 METHODS = ("auto", "exact", "permutation")
-MAX_EXACT_PLAYERS = 9
+MAX_EXACT_PLAYERS = 11
 SAMPLING_NUM_SAMPLES = 1000  # Monte-Carlo size per coalition when sampling permutations (many more coalitions)
 _CHUNK_ELEMENTS = 1_000_000  # coalitions x samples per pass near the target (bounds memory)
 _SMALL_NODE_ELEMENTS = 500_000  # nodes with at most this many pattern x sample values are computed once
@@ -285,7 +285,7 @@ def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int
               confidence: float = 0.95, n_jobs: int | None = None) -> Explanation:
     """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
 
-    ``method``: "exact" (all coalitions, the "auto" choice up to 9 players) or "permutation" (antithetic sampling
+    ``method``: "exact" (all coalitions, the "auto" choice up to 11 players) or "permutation" (antithetic sampling
     with a stopping rule, at most ``max_permutations``). ``num_samples``: Monte-Carlo draws per coalition (default
     3,000 for exact, 1,000 for sampling, which evaluates many more coalitions). ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
     ``intervals`` > 0: that many bootstrap refits give a ``confidence`` interval per contribution.

@@ -41,17 +41,19 @@ def fit_log_survival(top: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, n
     ok = s > 0
     z = (top - u[:, None]) / np.where(ok, s, 1.0)[:, None]
     target = -np.log((np.arange(1, k + 1) - 0.5) / m)
-    design = np.stack([np.ones_like(z), z, z * z], axis=2)  # r x k x 3
-    ata = np.einsum("rki,rkj->rij", design, design) + 1e-12 * np.eye(3)
-    atb = np.einsum("rki,k->ri", design, target)
-    coef = np.linalg.solve(ata, atb[..., None])[..., 0]
+    # normal equations of the least-squares fit from power sums (no r x k x 3 design tensor)
+    z2 = z * z
+    s1, s2, s3, s4 = z.sum(axis=1), z2.sum(axis=1), (z2 * z).sum(axis=1), (z2 * z2).sum(axis=1)
+    t0, t1, t2 = np.full(r, target.sum()), z @ target, z2 @ target
+    ata = np.stack([np.stack([np.full(r, float(k)), s1, s2], 1), np.stack([s1, s2, s3], 1),
+                    np.stack([s2, s3, s4], 1)], 1) + 1e-12 * np.eye(3)
+    coef = np.linalg.solve(ata, np.stack([t0, t1, t2], 1)[..., None])[..., 0]
     concave = coef[:, 2] < 0
     if concave.any():
-        d2 = design[concave][:, :, :2]
-        ata2 = np.einsum("rki,rkj->rij", d2, d2) + 1e-12 * np.eye(2)
-        atb2 = np.einsum("rki,k->ri", d2, target)
-        lin = np.linalg.solve(ata2, atb2[..., None])[..., 0]
-        coef[concave] = np.column_stack([lin, np.zeros(lin.shape[0])])
+        c = concave
+        ata2 = np.stack([np.stack([np.full(int(c.sum()), float(k)), s1[c]], 1), np.stack([s1[c], s2[c]], 1)], 1)
+        lin = np.linalg.solve(ata2 + 1e-12 * np.eye(2), np.stack([t0[c], t1[c]], 1)[..., None])[..., 0]
+        coef[c] = np.column_stack([lin, np.zeros(lin.shape[0])])
     ok &= coef[:, 1] > 0
     return u, np.where(ok, s, 0.0), coef
 
