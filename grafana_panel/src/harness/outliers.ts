@@ -25,7 +25,7 @@ function timeValue(value: unknown): number | null {
   if (n === null) {
     return null;
   }
-  // accept epoch seconds, milliseconds or nanoseconds
+  // epoch seconds, milliseconds, microseconds or nanoseconds -> milliseconds
   return n > 1e17 ? n / 1e6 : n > 1e14 ? n / 1e3 : n < 1e11 ? n * 1000 : n;
 }
 
