@@ -86,8 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dowhy-runs", type=int, default=2, help="DoWhy attributions per mechanism setting (>= 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats of the engine")
     parser.add_argument("--skip-auto", action="store_true", help="only the linear setting")
+    parser.add_argument("--quick", action="store_true", help="only the linear setting, 3 timing repeats")
     args = parser.parse_args(argv)
-    graph, train, outlier = load()
+    if args.quick:
+        args.skip_auto, args.repeats = True, 3
+    try:
+        graph, train, outlier = load()
+    except FileNotFoundError as exc:
+        print(f"engine_vs_dowhy: {exc}; nothing to compare")
+        return 2
     row = outlier.iloc[0]
     sections = []
     summary_rows = []
