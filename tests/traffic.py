@@ -50,8 +50,9 @@ class ShopTraffic:
             else:
                 exporter = HttpExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=headers)
             provider = TracerProvider(resource=Resource.create({"service.name": service}))
-            provider.add_span_processor(BatchSpanProcessor(exporter, max_export_batch_size=256,
-                                                           schedule_delay_millis=100))
+            # a queue large enough that a test's burst is never dropped by the SDK
+            provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=1 << 20,
+                                                           max_export_batch_size=512, schedule_delay_millis=100))
             self.providers[service] = provider
             self.tracers[service] = provider.get_tracer("whyslow-tests")
         self.spans_sent = 0
