@@ -35,6 +35,7 @@ class PipelineConfig:
     spool: bool = True
     # operation-name limits (huge attribute values are truncated, not rejected)
     max_name_len: int = 200
+    max_span_types: int = 100_000        # distinct (service, operation) bound; beyond: "{other}" per service
     # structure inference: children overlapping more than this fraction of the shorter one run in parallel
     overlap_fraction: float = 0.1
     # a root with a catch-all route (an API gateway's "/*") is named after the first endpoint it reached, so

@@ -68,7 +68,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
         self._stat_lock = threading.Lock()
-        self.types = SpanTypes()
+        self.types = SpanTypes(self.config.max_span_types)
         self._decoder = SpanDecoder(self.types, self.config.max_name_len)
         self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
@@ -293,6 +293,8 @@ class Pipeline:
         out["queued_spans"] = self._queued_spans
         out["buffered_spans"] = self._assembler.buffered_spans
         out["buffered_traces"] = self._assembler.buffered_traces
+        out["span_types"] = len(self.types)
+        out["span_types_overflow"] = self.types.overflowed
         return out
 
     def close(self, flush: bool = True) -> None:

@@ -9,12 +9,17 @@ import numpy as np
 
 from collector_processor.naming import is_catch_all
 
+OTHER_OPERATION = "{other}"
+
 
 class SpanTypes:
     """Append-only registry id -> (service, operation, kind); ``kind`` is ``span`` | ``db`` | ``messaging``.
-    Thread-safe: interning takes a lock only for a new type."""
+    Thread-safe: interning takes a lock only for a new type. Bounded: beyond ``max_types`` distinct types
+    (unnormalisable high-cardinality names), new operations of a service share the type ``{other}``."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_types: int = 100_000) -> None:
+        self.max_types = max_types
+        self.overflowed = 0
         self._ids: dict[tuple[str, str, str], int] = {}
         self.service: list[str] = []
         self.operation: list[str] = []
@@ -32,6 +37,11 @@ class SpanTypes:
             return i
         with self._lock:
             i = self._ids.get(key)
+            if i is None and len(self.service) >= self.max_types:
+                self.overflowed += 1
+                key = (service, OTHER_OPERATION, kind)
+                i = self._ids.get(key)
+                operation = OTHER_OPERATION
             if i is None:
                 i = len(self.service)
                 self.service.append(service)

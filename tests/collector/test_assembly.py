@@ -171,3 +171,16 @@ def test_producer_consumer_pair_is_a_call(pipeline, store):
     assert cg.nodes["net:worker:orders process"].kind == "call_gap"
     assert cg.nodes["kafka:audit publish"].kind == "messaging"
     assert ("net:worker:orders process", "worker:orders process") in cg.call_edges
+
+
+def test_span_type_cardinality_is_bounded(make_pipeline, store):
+    p = make_pipeline(max_span_types=5)
+    spans = [{"service": "s", "trace": 90, "span": 1, "name": "root", "kind": SERVER, "start_ms": 0, "end_ms": 50}]
+    spans += [{"service": "s", "trace": 90, "span": 2 + k, "parent": 1, "name": f"user-{chr(97 + k)}x",
+               "start_ms": k, "end_ms": k + 1} for k in range(10)]
+    p.accept(request(spans))
+    complete_all(p)
+    st = p.stats()
+    assert st["span_types"] == 6 and st["span_types_overflow"] == 6
+    tf = store.trace_features(f"{90:032x}")
+    assert tf.nodes["s:{other}"].count == 6 and tf.n_spans == 11
