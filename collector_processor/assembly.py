@@ -89,7 +89,7 @@ class TraceAssembler:
         self.buffered_spans += added
         if dup:
             self.c["spans_duplicate"] += dup
-        return self._enforce_bounds()
+        return self._enforce_bounds(now)
 
     def _open(self, tid: bytes, now: float) -> _Buf:
         buf = _Buf(now)
@@ -104,12 +104,12 @@ class TraceAssembler:
             self.c["traces_reopened"] += 1
         return buf
 
-    def _enforce_bounds(self) -> list[Assembled]:
+    def _enforce_bounds(self, now: float) -> list[Assembled]:
         out = []
         while self.buffered_spans > self.cfg.max_buffered_spans or self.buffered_traces > self.cfg.max_buffered_traces:
             src = self._rootless if self._rootless else self._active
             tid, buf = src.popitem(last=False)
-            out.append(self._emit(tid, buf, complete=False, evicted=True))
+            out.append(self._emit(tid, buf, complete=False, evicted=True, now=now))  # late spans re-open it
             self.c["traces_evicted"] += 1
         return out
 

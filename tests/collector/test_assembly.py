@@ -184,3 +184,17 @@ def test_span_type_cardinality_is_bounded(make_pipeline, store):
     assert st["span_types"] == 6 and st["span_types_overflow"] == 6
     tf = store.trace_features(f"{90:032x}")
     assert tf.nodes["s:{other}"].count == 6 and tf.n_spans == 11
+
+
+def test_late_spans_of_an_evicted_trace_reopen_it(make_pipeline, store):
+    p = make_pipeline(max_buffered_traces=1)
+    spans = chain(95)
+    p.accept(request(spans[:2]))
+    p.accept(request(chain(96)))  # evicts trace 95 (stored incomplete)
+    p.tick(time.monotonic())
+    assert store.trace_features(f"{95:032x}").n_spans == 2
+    p.accept(request(spans[2:]))  # the rest of 95 arrives: re-opened whole, not stored as a fragment
+    complete_all(p)
+    tf = store.trace_features(f"{95:032x}")
+    assert tf.n_spans == 4 and tf.nodes["api:GET /x"].own_ms == 20.0
+    assert p.stats()["traces_reopened"] == 1
