@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 
 import rca_engine
-from plugin.explain import Explainer, _field
+from collector_processor import CompletedTrace
+from plugin.explain import Explainer
 from plugin.models import ModelManager, feature_matrix
 
 log = logging.getLogger("whyslow.detector")
@@ -89,12 +90,6 @@ class OutlierHub:
             sub.put(None)
 
 
-def trace_features_row(trace: Any) -> dict[str, float]:
-    """The feature row (node -> latency ms) of a CompletedTrace."""
-    row = _field(trace, "features", "row", "feature_row", "latency_ms", default={}) or {}
-    return {str(k): float(v) for k, v in dict(row).items()}
-
-
 class Detector:
     """Scores completed traces and explains outliers automatically (two background threads)."""
 
@@ -123,7 +118,7 @@ class Detector:
                          "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0}
 
     # --- listener (collector thread) -------------------------------------------------------------
-    def on_trace(self, trace: Any) -> None:
+    def on_trace(self, trace: CompletedTrace) -> None:
         """Pipeline listener: enqueue only."""
         with self._pending_lock:
             self._pending += 1
@@ -188,11 +183,11 @@ class Detector:
             finally:
                 self._done(len(batch))
 
-    def score_batch(self, batch: list[Any]) -> None:
+    def score_batch(self, batch: list[CompletedTrace]) -> None:
         """Score a batch (grouped per entry point, one vectorised engine call per group)."""
-        groups: dict[str, list[Any]] = defaultdict(list)
+        groups: dict[str, list[CompletedTrace]] = defaultdict(list)
         for trace in batch:
-            entry = str(_field(trace, "entry"))
+            entry = str(trace.entry)
             groups[entry].append(trace)
         for entry, traces in groups.items():
             self.models.observe(entry, len(traces))
@@ -202,7 +197,7 @@ class Detector:
             if fitted is None:
                 self.counters["unscored_learning"] += len(traces)
                 continue
-            rows = [trace_features_row(t) for t in traces]
+            rows = [t.row for t in traces]
             self.models.nodes_seen(entry, set().union(*rows))
             frame = feature_matrix(pd.DataFrame(rows), fitted.columns)
             try:
@@ -217,7 +212,7 @@ class Detector:
                 if score >= self.config.threshold:
                     self.counters["outliers"] += 1
                     self.metrics.outliers.labels(entry).inc()
-                    trace_id = str(_field(trace, "trace_id"))
+                    trace_id = str(trace.trace_id)
                     try:
                         self.explainer.store.mark_outlier(trace_id, float(score))
                     except Exception as exc:  # noqa: BLE001

@@ -18,22 +18,13 @@ import numpy as np
 import pandas as pd
 
 import rca_engine
+from collector_processor import TraceFeatures
 from plugin.errors import NoModel, NotFound
 from plugin.models import FittedModel, ModelManager, feature_matrix
 
 log = logging.getLogger("whyslow.explain")
 
 PAYLOAD_VERSION = 1
-
-
-def _field(obj: Any, *names: str, default: Any = None) -> Any:
-    """First present attribute / key among `names` (the collector's record types are read by name)."""
-    for name in names:
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        if not isinstance(obj, dict) and hasattr(obj, name):
-            return getattr(obj, name)
-    return default
 
 
 def _finite(value: Any) -> float | None:
@@ -44,16 +35,11 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def trace_row(tf: Any) -> tuple[dict[str, float], dict[str, float]]:
+def trace_row(tf: TraceFeatures) -> tuple[dict[str, float], dict[str, float]]:
     """(node -> latency ms, node -> own time ms) of one stored trace."""
-    nodes = _field(tf, "nodes")
-    if isinstance(nodes, dict) and nodes and not isinstance(next(iter(nodes.values())), (int, float)):
-        latency = {k: float(_field(v, "latency_ms", "latency", default=0.0) or 0.0) for k, v in nodes.items()}
-        own = {k: float(_field(v, "own_ms", "own_time_ms", "own", default=0.0) or 0.0) for k, v in nodes.items()}
-        return latency, own
-    latency = dict(_field(tf, "latency_ms", "latency", "latencies", "features", "row", default={}) or {})
-    own = dict(_field(tf, "own_ms", "own_time_ms", "own_time", "own", default={}) or {})
-    return {k: float(v) for k, v in latency.items()}, {k: float(v) for k, v in own.items()}
+    latency = {n: float(f.latency_ms) for n, f in tf.nodes.items()}
+    own = {n: float(f.own_ms) for n, f in tf.nodes.items()}
+    return latency, own
 
 
 class Explainer:
@@ -68,7 +54,7 @@ class Explainer:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def trace(self, trace_id: str) -> Any:
+    def trace(self, trace_id: str) -> TraceFeatures:
         tf = self.store.trace_features(trace_id)
         if tf is None:
             raise NotFound(f"trace {trace_id} is not stored (unknown, not yet complete, or expired)")
@@ -100,7 +86,7 @@ class Explainer:
         if stored is not None and (intervals == 0 or stored.get("intervals", 0) >= intervals):
             return stored
         tf = self.trace(trace_id)
-        entry = str(_field(tf, "entry"))
+        entry = tf.entry
         fitted = self.model_for(entry)
         key = (trace_id, fitted.fitted_at, intervals)
         with self._lock:
@@ -124,7 +110,7 @@ class Explainer:
             log.warning("could not persist the explanation of %s: %s", trace_id, exc)
 
     def compute(
-        self, tf: Any, trace_id: str, fitted: FittedModel, intervals: int = 0, trigger: str = "on_demand"
+        self, tf: TraceFeatures, trace_id: str, fitted: FittedModel, intervals: int = 0, trigger: str = "on_demand"
     ) -> dict[str, Any]:
         """Run the attribution and build the payload."""
         t0 = time.perf_counter()
@@ -144,7 +130,7 @@ class Explainer:
 
 def build_payload(
     trace_id: str,
-    tf: Any,
+    tf: TraceFeatures,
     fitted: FittedModel,
     expl: Any,
     latency: dict[str, float],
@@ -182,8 +168,8 @@ def build_payload(
         )
     target_latency = _finite(latency.get(entry))
     if target_latency is None:
-        target_latency = _finite(_field(tf, "duration_ms", "duration")) or 0.0
-    start_ns = _field(tf, "start_unix_nano", "start", default=0) or 0
+        target_latency = _finite(tf.duration_ms) or 0.0
+    start_ns = int(tf.start_unix_nano or 0)
     return {
         "version": PAYLOAD_VERSION,
         "trace_id": trace_id,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 import rca_engine
+from collector_processor import NodeInfo
 
 log = logging.getLogger("whyslow.models")
 
@@ -80,14 +81,9 @@ class _Entry:
     ignored: set[str] = field(default_factory=set)  # still unknown after a refit: not in the graph
 
 
-def node_meta(info: Any, node: str) -> NodeMeta:
-    """NodeMeta from the collector's NodeInfo (attribute or mapping), with the id as fallback."""
-    def get(name: str, default: str) -> str:
-        value = info.get(name) if isinstance(info, dict) else getattr(info, name, None)
-        return str(value) if value not in (None, "") else default
-
-    service, _, operation = node.partition(":")
-    return NodeMeta(service=get("service", service), operation=get("operation", operation), kind=get("kind", "span"))
+def node_meta(info: NodeInfo) -> NodeMeta:
+    """NodeMeta from the collector's NodeInfo."""
+    return NodeMeta(service=str(info.service), operation=str(info.operation), kind=str(info.kind))
 
 
 def feature_matrix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -281,9 +277,7 @@ class ModelManager:
         else:
             mechanisms = mech_choice
         model = rca_engine.fit(causal, data, mechanisms=mechanisms)
-        nodes = {str(n): node_meta(info, str(n)) for n, info in graph.nodes.items()}
-        for n in columns:
-            nodes.setdefault(n, node_meta({}, n))
+        nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
         return FittedModel(
             entry=entry,
             model=model,

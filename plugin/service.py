@@ -11,7 +11,7 @@ import numpy as np
 
 from plugin import validation
 from plugin.errors import InvalidArgument, NotFound
-from plugin.explain import Explainer, _field, rarer_than, summary_text, top_contributors
+from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.models import META_PREFIX, ModelManager, node_meta
 
 log = logging.getLogger("whyslow.service")
@@ -78,11 +78,8 @@ class WhySlowService:
         count = validation.limit(limit)
         records = self.store.outliers(lo, hi, entry_id, floor, count)
         out = []
-        for record in records:
-            trace_id = str(_field(record, "trace_id"))
-            payload = _field(record, "explanation", "payload")
-            if not isinstance(payload, dict) or "contributions" not in payload:
-                payload = self.explainer.stored(trace_id)
+        for record in records:  # OutlierMark: detected; the explanation is stored beside it
+            payload = self.explainer.stored(str(record.trace_id))
             if payload is None:
                 continue  # detected, explanation still being computed
             out.append(outlier_summary(payload))
@@ -133,14 +130,14 @@ class WhySlowService:
         mechanisms = dict(graph.mechanisms())
         nodes = []
         for node, info in sorted(graph.nodes.items()):
-            meta = node_meta(info, str(node))
+            meta = node_meta(info)
             nodes.append(
                 {
                     "id": str(node),
                     "service": meta.service,
                     "operation": meta.operation,
                     "kind": meta.kind,
-                    "structure": _field(info, "structure"),
+                    "structure": info.structure,
                     "mechanism": (fitted.mechanisms.get(str(node)) if fitted else None) or mechanisms.get(node),
                     "stats": stats.get(str(node)),
                 }
