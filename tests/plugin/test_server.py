@@ -168,3 +168,20 @@ def test_new_dependency_triggers_refit(tmp_path, monkeypatch):
             traffic.close()
         for s in slow:
             assert server.service.explain(s.trace_id)["contributions"][0]["service"] == "fraud"
+
+
+def test_internal_errors_are_json_without_traceback(tmp_path, caplog):
+    """A broken store (closed under the running server) gives JSON 500s and panel error rows, no tracebacks."""
+    with WhySlowServer(_config(tmp_path)) as server:
+        server.store.close()
+        base = server.url("http")
+        status, headers, body = _get(base + "/api/v1/traces/" + "ab" * 16 + "/rca")
+        assert status == 500 and headers["Content-Type"] == "application/json"
+        message = json.loads(body)["error"]
+        assert message.startswith("internal error (") and "Traceback" not in message
+        req = urllib.request.Request(base + "/query", data=json.dumps(
+            {"targets": [{"refId": "A", "target": "rca", "payload": {"traceId": "ab" * 16}}]}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            frames = json.loads(resp.read())
+        assert frames[0]["rows"][0][0] == "error" and "Traceback" not in frames[0]["rows"][0][1]
