@@ -139,12 +139,23 @@ class SpanDecoder:
                         attrs = None
                     else:
                         attrs = None
-                        for kv in sp.attributes:
-                            k = kv[2:2 + kv[1]] if len(kv) > 2 and kv[1] < 0x80 else kv_key(kv)
-                            if k in wanted:
-                                if attrs is None:
-                                    attrs = {}
-                                attrs[k] = kv
+                        try:
+                            # key of a serialized KeyValue: b"\x0a" <len> <key>; a long key (len >= 0x80) can
+                            # never slice into a wanted key; other layouts take kv_key, an empty one raises
+                            for kv in sp.attributes:
+                                k = kv[2:2 + kv[1]] if kv[0] == 10 else kv_key(kv)
+                                if k in wanted:
+                                    if attrs is None:
+                                        attrs = {}
+                                    attrs[k] = kv
+                        except IndexError:
+                            attrs = None
+                            for kv in sp.attributes:
+                                k = kv_key(kv)
+                                if k in wanted:
+                                    if attrs is None:
+                                        attrs = {}
+                                    attrs[k] = kv
                         key = (service, name, kind, *attrs.values()) if attrs else (service, name, kind)
                     typed = cache.get(key)
                     if typed is None:
