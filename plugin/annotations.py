@@ -55,6 +55,7 @@ class AnnotationPusher:
         queue_size: int = 1000,
         retries: int = 5,
         metrics: Any = None,
+        min_interval_s: float = 0.0,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         timeout_s: float = 5.0,
@@ -71,13 +72,32 @@ class AnnotationPusher:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.counts = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0}
+        self.min_interval_s = min_interval_s
+        self._last: dict[tuple[str, str], float] = {}
+        self._last_lock = threading.Lock()
+        self.counts = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0, "suppressed": 0}
 
     def __repr__(self) -> str:  # never show the token
         return f"AnnotationPusher({self.endpoint!r})"
 
     def submit(self, payload: dict[str, Any]) -> bool:
-        """Queue an explained outlier; False (and counted) when the queue is full."""
+        """Queue an explained outlier; False (and counted) when the queue is full, or when the same entry point
+        with the same root-cause service was annotated less than `min_interval_s` ago (an incident makes
+        one annotation a minute per cause, not one per slow request)."""
+        top = top_contributors(payload, 1)
+        key = (str(payload.get("entry")), top[0]["service"] if top else "")
+        if self.min_interval_s > 0:
+            now = time.monotonic()
+            with self._last_lock:
+                last = self._last.get(key)
+                if last is not None and now - last < self.min_interval_s:
+                    suppress = True
+                else:
+                    suppress = False
+                    self._last[key] = now
+            if suppress:
+                self._count("suppressed")
+                return False
         try:
             self._queue.put_nowait(annotation_body(payload, self.dashboard_uid, self.panel_id))
             return True

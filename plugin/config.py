@@ -58,6 +58,7 @@ class ServeConfig:
     grafana_panel_id: int | None = None
     annotation_queue: int = 1000
     annotation_retries: int = 5
+    annotation_min_interval_s: float = 60.0
     # web UI
     ui_dir: str | None = None
     log_level: str = "info"
@@ -85,6 +86,8 @@ class ServeConfig:
         _positive_int(self.retention_max_rows, "retention_max_rows", minimum=1000)
         _positive_int(self.annotation_queue, "annotation_queue", minimum=1)
         _positive_int(self.annotation_retries, "annotation_retries", minimum=0, maximum=20)
+        if self.annotation_min_interval_s != 0:
+            _positive_number(self.annotation_min_interval_s, "annotation_min_interval_s")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("log_level must be one of debug, info, warning, error")
         self.log_level = self.log_level.lower()

@@ -111,6 +111,7 @@ class WhySlowServer:
             self.annotations = AnnotationPusher(
                 cfg.grafana_url, cfg.grafana_token, cfg.grafana_dashboard_uid, cfg.grafana_panel_id,
                 queue_size=cfg.annotation_queue, retries=cfg.annotation_retries, metrics=self.metrics,
+                min_interval_s=cfg.annotation_min_interval_s,
             )
             callbacks.append(self.annotations.submit)
         self.detector = Detector(self.models, self.explainer, cfg, self.metrics, self.hub, callbacks)

@@ -40,6 +40,8 @@ HELP = {
     "grafana_panel_id": "panel id for pushed annotations",
     "annotation_queue": "annotations waiting to be sent before new ones are dropped (counted) [1000]",
     "annotation_retries": "retries (exponential backoff) per annotation [5]",
+    "annotation_min_interval_s": "at most one annotation per entry point and root-cause service in this many "
+                                 "seconds; 0: one per outlier [60]",
     "ui_dir": "directory of the panel's standalone page [grafana_panel/harness-dist]",
     "log_level": "debug, info, warning or error [info]",
 }

@@ -149,6 +149,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
         grafana_url=grafana.url,
         grafana_dashboard_uid="whyslow-rca",
         grafana_panel_id=2,
+        annotation_min_interval_s=0,  # one annotation per outlier (the default coalesces per minute)
     ).start()
     traffic = ShopTraffic(srv.otlp_grpc, seed=11)
     try:

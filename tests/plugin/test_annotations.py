@@ -53,7 +53,7 @@ def test_retries_then_sends_and_never_logs_the_token(caplog):
     finally:
         grafana.close()
     assert grafana.problems == [] and len(grafana.received) == 1 and grafana.attempts == 3
-    assert pusher.counts == {"sent": 1, "failed": 0, "dropped": 0, "retried": 2}
+    assert pusher.counts == {"sent": 1, "failed": 0, "dropped": 0, "retried": 2, "suppressed": 0}
     assert "retrying" in caplog.text
     assert TOKEN not in caplog.text and TOKEN not in repr(pusher)
 
@@ -86,3 +86,21 @@ def test_client_errors_are_not_retried():
     finally:
         grafana.close()
     assert grafana.attempts == 1 and pusher.counts["failed"] == 1 and pusher.counts["retried"] == 0
+
+
+def test_one_annotation_per_cause_per_interval():
+    """An incident (many slow requests, same cause) makes one annotation per entry point and root cause."""
+    grafana = GrafanaStandIn(TOKEN)
+    pusher = AnnotationPusher(grafana.url, TOKEN, min_interval_s=60)
+    other = payload("cd" * 16)
+    other["contributions"] = list(reversed(other["contributions"]))  # cart first
+    other["contributions"][0]["contribution"] = 20.0
+    try:
+        pusher.start()
+        results = [pusher.submit(payload(f"{i:032x}")) for i in range(1, 11)] + [pusher.submit(other)]
+        pusher.stop()
+    finally:
+        grafana.close()
+    assert results == [True] + [False] * 9 + [True]
+    assert pusher.counts["suppressed"] == 9 and pusher.counts["sent"] == 2
+    assert sorted(b["tags"][1] for b in grafana.received) == ["root-cause:cart", "root-cause:payments"]
