@@ -328,7 +328,8 @@ class SqliteStore:
         eid = self._entry_id(con, entry)
         if eid is None:
             return cg
-        names = dict(con.execute("SELECT id, node FROM nodes").fetchall())
+        names = dict(con.execute("SELECT n.id, n.node FROM graph_nodes g JOIN nodes n ON n.id = g.node_id "
+                                 "WHERE g.entry_id = ?", (eid,)).fetchall())
         edges = [(names[a], names[b]) for a, b in con.execute(
             "SELECT caller_id, callee_id FROM graph_edges WHERE entry_id = ? ORDER BY traces DESC, caller_id, callee_id",
             (eid,))]
