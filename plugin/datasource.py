@@ -165,6 +165,9 @@ class DataSource:
         trace_id = str(trace_id).strip()
         try:
             intervals = validation.intervals(payload.get("intervals"))
+        except InvalidArgument as exc:
+            return self._status_frames("error", exc.message, None, ref_id)
+        try:
             expl = self.service.explain(trace_id, intervals)
         except InvalidArgument as exc:
             return self._status_frames("unknown_trace", f"{exc.message} (got {trace_id[:80]!r})", None, ref_id)

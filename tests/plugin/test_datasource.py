@@ -84,6 +84,8 @@ def test_rca_status_rows(shop):
         ({"traceId": "ab" * 16}, "unknown_trace"),
         ({"traceId": shop.home[0].trace_id}, "learning"),
         ({"traceId": shop.normal[-1].trace_id}, "not_outlier"),
+        ({"traceId": shop.slow_ids[0], "intervals": 1}, "error"),
+        ({"traceId": shop.slow_ids[0], "intervals": "x"}, "error"),
     ]
     for payload, expected in cases:
         frames = _rca(shop, payload)
