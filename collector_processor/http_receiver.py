@@ -64,6 +64,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "whyslow-otlp"
+    sys_version = ""  # do not advertise the Python version
     timeout = 30  # a stalled client cannot hold a thread forever
     pipeline: Pipeline  # set on the subclass made per receiver
     slots: threading.BoundedSemaphore
