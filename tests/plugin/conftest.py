@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from plugin.grpc_build import ensure_generated  # noqa: E402
+
+ensure_generated()  # the test modules import the generated stubs (a fresh clone has none yet)
+
 import json  # noqa: E402
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
