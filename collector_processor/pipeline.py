@@ -56,6 +56,7 @@ _STAT_KEYS = (
     "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_stored",
     "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
+    "traces_replaced",
     "store_errors", "analysis_errors", "listener_errors",
 )
 
@@ -235,7 +236,7 @@ class Pipeline:
         stored = 0
         for k, (batch, release) in enumerate(pending):
             try:
-                self.store.write_batch(batch, release)
+                replaced = self.store.write_batch(batch, release)
             except Exception:
                 log.exception("storing %d traces failed; will retry", len(batch))
                 with self._stat_lock:
@@ -250,6 +251,7 @@ class Pipeline:
                 break
             with self._stat_lock:
                 c["traces_stored"] += len(batch)
+                c["traces_replaced"] += replaced
                 c["spans_stored"] += int(batch.n_spans.sum())
             stored += len(batch)
             self._notify(batch)

@@ -234,20 +234,21 @@ class SqliteStore:
             for f in files.values():
                 f.close()
 
-    def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> None:
+    def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int:
         """Store a batch of completed traces (features + graph evidence) and release their spool rows in one
-        transaction. A trace id stored before (re-opened by late spans) is replaced."""
+        transaction. A trace id stored before (re-opened by late spans) is replaced; returns how many were."""
         release = [(int(i),) for i in release_spool]
         if (batch is None or not len(batch)) and not release:
-            return
+            return 0
         now = time.time_ns()
+        replaced = 0
         with self._lock:
             w = self._w
             w.execute("BEGIN IMMEDIATE")
             try:
                 row = self._next_trace_row
                 if batch is not None and len(batch):
-                    row = self._write(w, batch, row, now)
+                    row, replaced = self._write(w, batch, row, now)
                 if release:
                     w.executemany("DELETE FROM spool WHERE id = ?", release)
                 w.execute("COMMIT")
@@ -261,12 +262,13 @@ class SqliteStore:
                 for seg in touched:
                     if seg != self._seg:
                         self._gc_segment(seg)
+                return replaced
             except BaseException:
                 w.execute("ROLLBACK")
                 self._node_ids = dict((n, i) for i, n in self._w.execute("SELECT id, node FROM nodes"))
                 raise
 
-    def _write(self, w: sqlite3.Connection, b: AnalysedBatch, row: int, now: int) -> int:
+    def _write(self, w: sqlite3.Connection, b: AnalysedBatch, row: int, now: int) -> tuple[int, int]:
         ids = b.trace_ids
         last: dict[str, int] = {}
         for k, t in enumerate(ids):  # the same trace twice in one batch: the later one wins
@@ -303,7 +305,7 @@ class SqliteStore:
             "INSERT INTO graph_edges VALUES (?,?,?,?) ON CONFLICT(entry_id, caller_id, callee_id) "
             "DO UPDATE SET traces = traces + excluded.traces",
             [(node_id(e), node_id(a), node_id(c), cnt) for (e, a, c), cnt in b.graph_edges.items()])
-        return row
+        return row, len(old)
 
     # ---------------------------------------------------------------- reading (backend)
     def _entry_id(self, con: sqlite3.Connection, entry: str) -> int | None:

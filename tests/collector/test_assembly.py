@@ -198,3 +198,15 @@ def test_late_spans_of_an_evicted_trace_reopen_it(make_pipeline, store):
     tf = store.trace_features(f"{95:032x}")
     assert tf.n_spans == 4 and tf.nodes["api:GET /x"].own_ms == 20.0
     assert p.stats()["traces_reopened"] == 1
+
+
+def test_fragment_after_the_late_window_is_counted(make_pipeline, store):
+    p = make_pipeline(late_window_s=0.0)
+    spans = chain(97)
+    now = time.monotonic()
+    p.accept(request(spans[:3]))
+    p.tick(now + 3)
+    p.accept(request(spans[3:]))  # too late to re-open: a fragment replaces the stored trace, counted
+    complete_all(p)
+    st = p.stats()
+    assert st["traces_replaced"] == 1 and st["traces_reopened"] == 0
