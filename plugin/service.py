@@ -175,6 +175,3 @@ class WhySlowService:
             "detector": dict(self.detector.counters) if self.detector is not None else {},
             "annotations": dict(self.annotations.counts) if self.annotations is not None else None,
         }
-
-    def ready(self) -> bool:
-        return True
