@@ -1,0 +1,70 @@
+"""Accuracy must not regress below the figures the benchmarks recorded (benchmarks/results/accuracy_floor.json).
+
+Each test runs a small, fast subset of a benchmark with the real engine (and, for Train-Ticket, the real
+collector over OTLP/gRPC) and compares with the recorded figure minus a margin; the floor is data written by
+``make bench``, not a number in this file.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import shared_dataset
+
+from benchmarks.common import FLOOR_FILE, TopK
+
+MARGIN = 0.15  # a subset of a benchmark is noisier than the full run
+
+
+def floor(section: str, key: str) -> float:
+    data = json.loads(FLOOR_FILE.read_text()) if FLOOR_FILE.exists() else {}
+    if key not in data.get(section, {}):
+        pytest.fail(f"no recorded figure {section}/{key} in {FLOOR_FILE}: run `make bench` to record it")
+    return float(data[section][key])
+
+
+@pytest.mark.slow
+def test_petshop_low_traffic_engine_not_below_floor():
+    from benchmarks.petshop import BEST, EngineConfig, engine_method, recall
+    from benchmarks.petshop_data import load_scenario
+
+    s = load_scenario(shared_dataset("petshop"), "low_traffic")
+    method = engine_method(EngineConfig(mechanisms={"latency": "linear", "availability": "sum"}))
+    assert BEST.startswith("whyslow engine")
+    for metric in ("latency", "availability"):
+        r = recall(s, method, metric)
+        assert r.recall(1) >= floor("petshop_engine", f"low_traffic/{metric}/top1") - MARGIN, metric
+        assert r.recall(3) >= floor("petshop_engine", f"low_traffic/{metric}/top3") - MARGIN, metric
+
+
+@pytest.mark.slow
+def test_synthetic_engine_with_structure_not_below_floor():
+    from benchmarks.synthetic import SETTINGS, EngineMethod, run_setting, setting_seed
+
+    for name in ("20 nodes", "20 nodes, all parallel (max)"):
+        s = next(x for x in SETTINGS if x.name == name)
+        res = run_setting(s, {"engine": EngineMethod("structure")}, n_worlds=2, n_cases=10,
+                          seed=setting_seed(s, 7))
+        top1, _top3, n, _t = res["engine"]
+        assert n == 20
+        assert top1 / n >= floor("synthetic", f"{name}/whyslow engine, sum/max structure/top1") - MARGIN, name
+
+
+@pytest.mark.slow
+def test_trainticket_pipeline_names_the_injected_service():
+    """Spans -> OTLP/gRPC -> collector -> store -> engine on two faults (basic and route network delays)."""
+    from benchmarks.nezha_trainticket import engine_rankings, ingest, load_windows
+
+    w = load_windows(shared_dataset("nezha_trainticket"), only=[2, 13])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = ingest(w.files, Path(tmp))
+        assert run.stats["spans_dropped"] == 0 and run.stats["spans_rejected"] == 0
+        er = engine_rankings(run, w, "structure", threshold=3.0, progress=False)
+        run.store.close()
+    res = TopK((1, 3))
+    for ranking, f in zip(er.rankings, w.faults, strict=True):
+        res.add(ranking, f.service)
+    assert res.hits[1] == 2, er.rankings
