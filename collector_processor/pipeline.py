@@ -104,6 +104,12 @@ class Pipeline:
             with self._stat_lock:
                 self._c["requests_invalid"] += 1
             raise
+        if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
+            spans = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+            with self._stat_lock:
+                self._c["requests_refused"] += 1
+                self._c["spans_refused"] += spans
+            raise PipelineFull(self.config.retry_after_s)
         batch = self._decoder.decode(req)
         n = len(batch.spans)
         if n:
