@@ -1,14 +1,17 @@
 """Generate the whyslow.v1 gRPC stubs into plugin/grpc_gen/ (gitignored) with package-relative imports.
 
 `python -m plugin.grpc_build` (the Makefile's `proto` target) regenerates; `ensure_generated()` runs it on
-first import when the stubs are missing or older than the .proto (a hash of the .proto is kept). Files are
-generated in a private temporary directory and moved into place one by one, the hash stamp last, so
-processes starting at the same time never import half-written stubs.
+first import when the stubs are missing or older than the .proto (a hash of the .proto is kept in
+`grpc_gen/PROTO_SHA256`). Files are generated in a private temporary directory and moved into place one by one,
+the hash stamp last, so processes starting at the same time never import half-written stubs. A wheel ships the
+stubs with their stamp (pyproject package-data), so an installed copy imports without writing anything, even
+from a read-only site-packages.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -23,6 +26,11 @@ PROTO = PROTO_ROOT / "whyslow" / "v1" / "whyslow.proto"
 OUT = HERE / "grpc_gen"
 STAMP = OUT / "PROTO_SHA256"
 _lock = threading.Lock()
+log = logging.getLogger("whyslow.grpc_build")
+
+
+class StubsNotWritable(RuntimeError):
+    """The stub directory cannot be written (a read-only install)."""
 
 
 def _digest() -> str:
@@ -37,7 +45,7 @@ def build() -> Path:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".grpc_gen-", dir=HERE))
     except OSError as exc:
-        raise RuntimeError(f"cannot write the gRPC stubs into {HERE} ({exc.strerror}); "
+        raise StubsNotWritable(f"cannot write the gRPC stubs into {HERE} ({exc.strerror}); "
                            "run `python -m plugin.grpc_build` with write access") from None
     try:
         args = ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={tmp}",
@@ -66,16 +74,30 @@ def build() -> Path:
     return OUT / "whyslow" / "v1"
 
 
+def is_fresh() -> bool:
+    """True when the stubs exist and were generated from the current .proto (read-only check)."""
+    try:
+        stamp = STAMP.read_text().strip()
+    except OSError:
+        return False
+    return stamp == _digest() and (OUT / "whyslow" / "v1" / "whyslow_pb2_grpc.py").exists()
+
+
 def ensure_generated() -> None:
-    """Build the stubs when missing or stale (first import after `pip install .` or a .proto edit)."""
+    """Build the stubs when missing or stale (a fresh clone, or a .proto edit); never writes when fresh.
+
+    When the stubs exist but are unstamped or stale and their directory is read-only (an install that lost
+    its stamp), they are used as they are, with a warning, rather than failing the import."""
     with _lock:
-        fresh = (
-            STAMP.exists()
-            and STAMP.read_text().strip() == _digest()
-            and (OUT / "whyslow" / "v1" / "whyslow_pb2_grpc.py").exists()
-        )
-        if not fresh:
+        if is_fresh():
+            return
+        try:
             build()
+        except StubsNotWritable as exc:
+            if not (OUT / "whyslow" / "v1" / "whyslow_pb2_grpc.py").exists():
+                raise
+            log.warning("gRPC stubs in %s are not stamped with the current .proto and cannot be rebuilt "
+                        "(%s): using them as installed", OUT, exc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,113 @@
+"""The wheel ships the generated gRPC stubs with their freshness stamp, so an installed copy imports
+plugin.grpc_api from a read-only site-packages without regenerating (or writing) anything."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from plugin import grpc_build
+from tests.serve_helpers import ROOT
+
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "plugin", "rca_engine", "collector_processor")
+
+
+def _copy_sources(dest: Path) -> None:
+    """A private copy of what the wheel is built from: building in the shared tree would write build/ and
+    *.egg-info next to other people's work."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".grpc_gen-*", ".PROTO_SHA256.*")
+    dest.mkdir(parents=True)
+    for name in SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+
+
+def _make_writable(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+def test_wheel_ships_stamped_stubs_and_imports_read_only(tmp_path: Path) -> None:
+    grpc_build.ensure_generated()  # a fresh clone has no stubs yet; the wheel is built from a generated tree
+    src = tmp_path / "src"
+    _copy_sources(src)
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    proc = subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(wheels)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = wheels.glob("whyslow-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        stamp = zf.read("plugin/grpc_gen/PROTO_SHA256").decode().strip()
+    for name in ("plugin/grpc_gen/__init__.py", "plugin/grpc_gen/whyslow/v1/whyslow_pb2.py",
+                 "plugin/grpc_gen/whyslow/v1/whyslow_pb2_grpc.py", "plugin/proto/whyslow/v1/whyslow.proto"):
+        assert name in names, f"{name} missing from {wheel.name}"
+    assert stamp == grpc_build._digest()
+
+    target = tmp_path / "site"
+    proc = subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+    for p in [target, *target.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        env = {**os.environ, "PYTHONPATH": str(target), "PYTHONDONTWRITEBYTECODE": "1"}
+        code = ("import plugin, plugin.grpc_api as g, plugin.grpc_build as b; "
+                "print(plugin.__file__); print(b.is_fresh()); print(g.SERVICE_NAME)")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        module_file, fresh, service = proc.stdout.split()
+        assert Path(module_file).is_relative_to(target)  # the installed copy, not the repository
+        assert fresh == "True"
+        assert service == "whyslow.v1.WhySlow"
+        assert "regenerat" not in proc.stderr and "not stamped" not in proc.stderr
+        after = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+        assert after == before  # nothing written
+    finally:
+        _make_writable(target)
+
+
+def test_read_only_unstamped_stubs_are_used_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Stubs that lost their stamp in a read-only directory are imported as they are, with a warning; a
+    read-only one without any stubs is a clear error."""
+    grpc_build.ensure_generated()
+    here = tmp_path / "plugin"
+    shutil.copytree(grpc_build.HERE / "proto", here / "proto")
+    shutil.copytree(grpc_build.OUT, here / "grpc_gen", ignore=shutil.ignore_patterns("__pycache__"))
+    (here / "grpc_gen" / "PROTO_SHA256").unlink()
+    monkeypatch.setattr(grpc_build, "HERE", here)
+    monkeypatch.setattr(grpc_build, "PROTO", here / "proto" / "whyslow" / "v1" / "whyslow.proto")
+    monkeypatch.setattr(grpc_build, "OUT", here / "grpc_gen")
+    monkeypatch.setattr(grpc_build, "STAMP", here / "grpc_gen" / "PROTO_SHA256")
+    here.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores file modes: fail the way a read-only directory fails for a user
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+        monkeypatch.setattr(grpc_build.tempfile, "mkdtemp", refuse)
+    try:
+        assert not grpc_build.is_fresh()
+        with caplog.at_level("WARNING", logger="whyslow.grpc_build"):
+            grpc_build.ensure_generated()  # no exception
+        assert "not stamped" in caplog.text
+        assert not (here / "grpc_gen" / "PROTO_SHA256").exists()
+        here.chmod(0o755)
+        shutil.rmtree(here / "grpc_gen" / "whyslow")
+        here.chmod(0o555)
+        with pytest.raises(grpc_build.StubsNotWritable, match="cannot write the gRPC stubs"):
+            grpc_build.ensure_generated()
+    finally:
+        here.chmod(0o755)
