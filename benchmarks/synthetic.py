@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ])
     write_result("synthetic", "Synthetic suite: known root causes, controlled difficulty",
                  command_line("benchmarks.synthetic", argv), body)
-    if not args.quick:
+    if eng:
         floor = {}
         for s in settings:
             for m, (a, _b, c, _) in results[s.name].items():
