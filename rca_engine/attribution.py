@@ -23,6 +23,7 @@ from .model import CausalModel, _fit_values
 from .scoring import ITScorer, check_options, coalition_log_prob, median_rank
 
 METHODS = ("auto", "exact", "permutation")
+GAMES = ("counting", "tail")
 MAX_EXACT_PLAYERS = 11
 SAMPLING_NUM_SAMPLES = 1000  # Monte-Carlo size per coalition when sampling permutations (many more coalitions)
 _CHUNK_ELEMENTS = 1_000_000  # coalitions x samples per pass near the target (bounds memory)
@@ -47,6 +48,7 @@ class Explanation:
     tail: str = "fitted"
     base: str = "median"
     seed: int = 0
+    game: str = "counting"
 
     @property
     def shares(self) -> dict[Hashable, float]:
@@ -78,6 +80,7 @@ class Explanation:
             "tail": self.tail,
             "base": self.base,
             "seed": self.seed,
+            "game": self.game,
         }
 
 
@@ -97,10 +100,13 @@ class Attributor:
 
     def __init__(self, model: CausalModel, target: Hashable, *, num_samples: int | None = None, seed: int = 0,
                  base: str = "median", tail: str = "fitted", dowhy_compatible: bool = False,
-                 method: str = "auto") -> None:
+                 method: str = "auto", game: str = "counting") -> None:
         if dowhy_compatible:
-            base, tail = "median", "dowhy"
+            base, tail, game = "median", "dowhy", "counting"
         check_options(base, tail)
+        if game not in GAMES:
+            raise RCAError(f"unknown game {game!r}; choose one of {', '.join(GAMES)}")
+        self.game = game
         if method not in METHODS:
             raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         self.players = model.upstream(target)
@@ -201,20 +207,19 @@ class Attributor:
         noise[is_fixed] = fixed[j]
         return self.mechs[j].evaluate_columns(cols, noise)
 
-    def set_function(self, x_value: float, fixed: np.ndarray) -> shapley.SetFunction:
-        """v(S) for a batch of coalitions S, evaluated in memory-bounded chunks."""
+    def set_function(self, x_value: float, fixed: np.ndarray, method: str) -> shapley.SetFunction:
+        """v(S) for a batch of coalitions S with tail estimator ``method``, in memory-bounded chunks."""
         a_arr, b_arr = self.scorer.thresholds(np.array([x_value]))
         # float32 propagation: thresholds get a relative slack of 1e-6 so that reproducing x counts as reaching it
         a = float(a_arr[0]) + 1e-6 * (1.0 + abs(float(a_arr[0]))) if np.isfinite(a_arr[0]) else float(a_arr[0])
         b = float(b_arr[0]) - 1e-6 * (1.0 + abs(float(b_arr[0]))) if np.isfinite(b_arr[0]) else float(b_arr[0])
         x_rank = float(median_rank(self.scorer.ref_, np.array([x_value]))[0]) if self.tail == "dowhy" else None
-        upper = x_value >= self.scorer.median_
-        cache: dict[int, np.ndarray] = {}
+        cache = self._cache
 
         def value(coal: np.ndarray) -> np.ndarray:
             out = np.empty(coal.shape[0])
             for part, y in self.target_values(coal, fixed, cache):
-                out[part] = coalition_log_prob(y, self.scorer, a, b, x_rank, upper)
+                out[part] = coalition_log_prob(y, self.scorer, a, b, x_rank, method)
             return out
 
         return value
@@ -226,11 +231,17 @@ class Attributor:
         n = len(self.players)
         fixed = self.model.noise_of(values[None, :], self.players)[0]
         x_value = float(values[-1])
-        value = self.set_function(x_value, fixed)
+        self._cache: dict[int, np.ndarray] = {}  # small-node values of this outlier, shared by both set functions
+        game_method = "dowhy" if self.game == "counting" else self.tail
+        value = self.set_function(x_value, fixed, game_method)
         # v(∅) on the same Monte-Carlo draws as every other coalition (common random numbers): a node whose noise
         # never matters then gets exactly 0. The score is the IT score of x on those draws; it agrees with
         # model.it_score (cached, larger reference sample) up to Monte-Carlo error.
-        v_empty = min(float(value(np.zeros((1, n), dtype=bool))[0]), 0.0)
+        empty = np.zeros((1, n), dtype=bool)
+        v_empty = min(float(value(empty)[0]), 0.0)
+        score = -v_empty
+        if game_method != self.tail:  # counting game, scaled to the fitted-tail score below
+            score = -min(float(self.set_function(x_value, fixed, self.tail)(empty)[0]), 0.0)
         v_full = 0.0
         use = self.method
         perms_used = 0
@@ -246,11 +257,16 @@ class Attributor:
             rng = np.random.default_rng([self.seed, 19])
             phi, perms_used = shapley.permutation(value, n, v_empty, v_full, rng, tolerance=tolerance,
                                                   max_permutations=max_permutations)
+        if score != -v_empty:
+            # Shares from the (stable) counting game, magnitude from the fitted-tail score: counting saturates at
+            # log(2M+1) and its rare-coalition values are floors, the fitted tail in every coalition is unbiased but
+            # noisy there (extrapolation). Scaling keeps the sum exact and null players at 0.
+            phi = phi * (score / -v_empty) if -v_empty > 1e-9 else phi + (score + v_empty) / n
         contributions = {v: float(c) for v, c in zip(self.players, phi, strict=False)}
         return Explanation(
             target=self.target,
             target_value=x_value,
-            outlier_score=float(-v_empty),
+            outlier_score=float(score),
             contributions=contributions,
             root_causes=sorted(contributions, key=lambda k: -contributions[k]),
             counterfactuals=self.counterfactuals(fixed),
@@ -261,6 +277,7 @@ class Attributor:
             tail=self.tail,
             base=self.base,
             seed=self.seed,
+            game=self.game,
         )
 
     def counterfactuals(self, fixed: np.ndarray) -> dict[Hashable, float]:
@@ -282,20 +299,23 @@ def _options(kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, ob
 def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int | None = None,
               method: str = "auto", tail: str = "fitted", base: str = "median", intervals: int = 0,
               dowhy_compatible: bool = False, max_permutations: int = 256, tolerance: float = 0.01,
-              confidence: float = 0.95, n_jobs: int | None = None) -> Explanation:
+              confidence: float = 0.95, n_jobs: int | None = None, game: str = "counting") -> Explanation:
     """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
 
     ``method``: "exact" (all coalitions, the "auto" choice up to 11 players) or "permutation" (antithetic sampling
     with a stopping rule, at most ``max_permutations``). ``num_samples``: Monte-Carlo draws per coalition (default
     3,000 for exact, 1,000 for sampling, which evaluates many more coalitions). ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
     ``intervals`` > 0: that many bootstrap refits give a ``confidence`` interval per contribution.
+    ``game``: the set function's tail estimator. "counting" (default): Shapley values of DoWhy's counting game
+    (stable), scaled so that they sum to the ``tail`` estimate of the score; "tail": the ``tail`` estimator in
+    every coalition (unbiased but noisy where coalitions reach beyond the Monte-Carlo range).
     ``dowhy_compatible``: DoWhy 0.14's exact algorithm (counting, scorer fitted on the Monte-Carlo samples,
     exact Shapley up to 5 players, 25 Halton permutations above).
     """
     if not isinstance(model, CausalModel):
         raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
     att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible, method=method)
+                     dowhy_compatible=dowhy_compatible, method=method, game=game)
     values = model.values_of(sample, att.players)
     if values.shape[0] != 1:
         raise RCAError(f"attribute() explains one sample, got {values.shape[0]} rows; use attribute_many()")
@@ -304,7 +324,7 @@ def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int
         expl.intervals = bootstrap_intervals(
             model, target, values[0], att.players, int(intervals), confidence=confidence, n_jobs=n_jobs,
             seed=seed, num_samples=num_samples, method=method, tail=tail, base=base,
-            dowhy_compatible=dowhy_compatible,
+            dowhy_compatible=dowhy_compatible, game=game,
         )
     return expl
 
@@ -313,12 +333,12 @@ def attribute_many(model: CausalModel, target: Hashable, samples: object, *, see
                    num_samples: int | None = None,
                    method: str = "auto", tail: str = "fitted", base: str = "median",
                    dowhy_compatible: bool = False, max_permutations: int = 256,
-                   tolerance: float = 0.01) -> list[Explanation]:
+                   tolerance: float = 0.01, game: str = "counting") -> list[Explanation]:
     """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once)."""
     if not isinstance(model, CausalModel):
         raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
     att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible, method=method)
+                     dowhy_compatible=dowhy_compatible, method=method, game=game)
     values = model.values_of(samples, att.players)
     return [att.explain(row, max_permutations=max_permutations, tolerance=tolerance) for row in values]
 

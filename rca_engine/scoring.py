@@ -128,16 +128,17 @@ class ITScorer:
 
 
 def coalition_log_prob(
-    y: np.ndarray, scorer: ITScorer, a: float, b: float, x_rank: float | None = None, upper: bool = True
+    y: np.ndarray, scorer: ITScorer, a: float, b: float, x_rank: float | None = None, method: str | None = None
 ) -> np.ndarray:
     """log P(g(Y) >= g(x)) for each row of Monte-Carlo target values ``y`` (rows x samples).
 
-    ``dowhy`` tail: DoWhy's set function, counting with the two-sided rank of ``scorer`` (x_rank = rank of x).
+    ``method`` (default: the scorer's tail) ``dowhy``: DoWhy's counting estimator, with the two-sided rank of
+    ``scorer`` when ``x_rank`` is given (DoWhy's scorer), else on the event {Y <= a} ∪ {Y >= b}.
     ``fitted``: {Y <= a} ∪ {Y >= b}, counting + fitted tail on both sides (as the reference IT score does).
     """
     m = y.shape[1]
-    if scorer.tail == "dowhy":
-        if scorer.base == "median" and x_rank is not None:
+    if (method or scorer.tail) == "dowhy":
+        if x_rank is not None:
             lo, lo_strict, hi, hi_strict = rank_event_bounds(scorer.ref_, x_rank)
             below = (y < lo) if lo_strict else (y <= lo)
             above = (y > hi) if hi_strict else (y >= hi)

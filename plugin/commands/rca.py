@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-samples", type=int, default=3000, help="Monte-Carlo samples per coalition (default 3000)")
     p.add_argument("--method", choices=("auto", "exact", "permutation"), default="auto", help="Shapley estimator")
     p.add_argument("--tail", choices=("fitted", "dowhy"), default="fitted", help="tail probability estimator")
+    p.add_argument("--game", choices=("counting", "tail"), default="counting",
+                   help="set function: counting game scaled to the score (stable, default) or fitted tail everywhere")
     p.add_argument("--dowhy-compatible", action="store_true", help="DoWhy 0.14's exact algorithm (for comparisons)")
     p.add_argument("--dropna", action="store_true", help="drop training rows with missing values")
     p.add_argument("--top", type=int, default=0, help="show only the N largest contributions (0 = all)")
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 rca_engine.attribute(
                     model, args.target, sample.iloc[[i]], seed=args.seed, num_samples=args.num_samples,
                     method=args.method, tail=args.tail, intervals=args.intervals,
-                    dowhy_compatible=args.dowhy_compatible,
+                    dowhy_compatible=args.dowhy_compatible, game=args.game,
                 )
             )
     except (CliError, rca_engine.RCAError) as exc:

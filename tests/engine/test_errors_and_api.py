@@ -94,6 +94,8 @@ def test_attribute_input_errors(model: rca_engine.CausalModel) -> None:
         rca_engine.attribute(model, "c", row, method="magic")
     with pytest.raises(rca_engine.RCAError, match="tail"):
         rca_engine.attribute(model, "c", row, tail="gumbel")
+    with pytest.raises(rca_engine.RCAError, match="unknown game"):
+        rca_engine.attribute(model, "c", row, game="poker")
     with pytest.raises(rca_engine.RCAError, match="one sample"):
         rca_engine.attribute(model, "c", pd.DataFrame([row, row]))
     with pytest.raises(rca_engine.RCAError, match="fitted rca_engine model"):

@@ -70,8 +70,9 @@ EDGES = {("A", "B"): 0.8, ("B", "D"): 0.5, ("C", "D"): 0.7, ("A", "C"): 0.3}
 SD = {"A": 1.0, "B": 1.0, "C": 0.5, "D": 0.6}
 
 
+@pytest.mark.parametrize("game", ["counting", "tail"])
 @pytest.mark.parametrize("base", ["zscore", "median"])
-def test_exact_shapley_matches_closed_form(base: str) -> None:
+def test_exact_shapley_matches_closed_form(base: str, game: str) -> None:
     graph, data = linear_gaussian(EDGES, SD, 20000, seed=0)
     model = rca_engine.fit(graph, data, "linear")
     nodes = ["A", "B", "C", "D"]
@@ -79,7 +80,8 @@ def test_exact_shapley_matches_closed_form(base: str) -> None:
     values: dict[str, float] = {}
     for v, e in zip(nodes, noise, strict=True):
         values[v] = e + sum(w * values[a] for (a, b), w in EDGES.items() if b == v)
-    expl = rca_engine.attribute(model, "D", values, method="exact", num_samples=20000, base=base, seed=4)
+    expl = rca_engine.attribute(model, "D", values, method="exact", num_samples=20000, base=base, seed=4,
+                                game=game)
     coef = noise_coefficients(graph, EDGES, "D", nodes)
     phi, score = brute_force_shapley(coef, np.array([SD[v] for v in nodes]), noise)
     got = np.array([expl.contributions[v] for v in nodes])
