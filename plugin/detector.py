@@ -5,6 +5,14 @@ A scoring thread drains the queue in batches and scores each entry point's batch
 engine call; traces above the threshold go to a bounded explanation queue served by another thread, so
 a slow attribution never delays scoring. Explained outliers are published to the `OutlierHub`
 (gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
+
+Traces that complete while an entry point is still learning cannot be scored; their ids are kept (the newest
+`window` per entry point, seeded from the store at start) and scored as one backlog job once the first model
+is fitted. That model was fitted on those same traces (a few slow ones among them make themselves look
+ordinary), so the backlog's candidate outliers (at or above the threshold, or an entry latency beyond
+sqrt(2 * threshold) robust standard deviations from the median) are left out and the model is refitted once
+without them; the refitted model's scores decide what is marked and explained. A fault present in a
+minority of the learning traces is found; one present in most of them is learned as normal.
 """
 
 from __future__ import annotations
@@ -13,16 +21,18 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import rca_engine
 from collector_processor import CompletedTrace
 from plugin.explain import Explainer
-from plugin.models import ModelManager, feature_matrix
+from plugin.models import FittedModel, ModelManager, feature_matrix
 
 log = logging.getLogger("whyslow.detector")
 
@@ -90,6 +100,13 @@ class OutlierHub:
             sub.put(None)
 
 
+@dataclass(frozen=True)
+class BacklogJob:
+    """Score the traces of `entry` that arrived before its first model (queued on the scoring thread)."""
+
+    entry: str
+
+
 class Detector:
     """Scores completed traces and explains outliers automatically (two background threads)."""
 
@@ -108,14 +125,23 @@ class Detector:
         self.metrics = metrics
         self.hub = hub
         self.on_outlier = list(on_outlier or [])
-        self._traces: queue.Queue[Any] = queue.Queue()
+        self._traces: queue.Queue[CompletedTrace | BacklogJob | None] = queue.Queue()
+        self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
+        self._unscored_lock = threading.Lock()
+        models.first_fit_listeners.append(self._on_first_fit)
         self._explain: queue.Queue[tuple[str, float] | None] = queue.Queue(maxsize=config.explain_queue)
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._pending = 0
         self._pending_lock = threading.Condition()
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
-                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0}
+                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0}
+
+    @property
+    def pending(self) -> int:
+        """Traces (and learning backlogs) queued for scoring plus outliers queued for explanation."""
+        with self._pending_lock:
+            return self._pending
 
     # --- listener (collector thread) -------------------------------------------------------------
     def on_trace(self, trace: CompletedTrace) -> None:
@@ -126,6 +152,7 @@ class Detector:
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        self._seed_backlog()
         self._stopping.clear()
         for target, name in ((self._score_loop, "whyslow-score"), (self._explain_loop, "whyslow-explain")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -176,8 +203,13 @@ class Detector:
                     self._traces.put(None)
                     break
                 batch.append(nxt)
+            jobs = [b for b in batch if isinstance(b, BacklogJob)]
+            traces = [b for b in batch if not isinstance(b, BacklogJob)]
             try:
-                self.score_batch(batch)
+                if traces:
+                    self.score_batch(traces)
+                for job in jobs:
+                    self.score_backlog(job.entry)
             except Exception:  # noqa: BLE001 - never lose the thread
                 log.exception("scoring a batch of %d traces failed", len(batch))
             finally:
@@ -190,41 +222,128 @@ class Detector:
             entry = str(trace.entry)
             groups[entry].append(trace)
         for entry, traces in groups.items():
+            fitted = self.models.get(entry)
+            if fitted is None:  # remembered before `observe` can wake the first fit (see score_backlog)
+                with self._unscored_lock:
+                    self._unscored[entry].extend(str(t.trace_id) for t in traces)
             self.models.observe(entry, len(traces))
             self.counters["traces"] += len(traces)
             self.metrics.traces.labels(entry).inc(len(traces))
-            fitted = self.models.get(entry)
             if fitted is None:
                 self.counters["unscored_learning"] += len(traces)
                 continue
             rows = [t.row for t in traces]
             self.models.nodes_seen(entry, set().union(*rows))
-            frame = feature_matrix(pd.DataFrame(rows), fitted.columns)
-            try:
-                scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
-            except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others
-                self.counters["score_errors"] += len(traces)
-                log.warning("scoring %d traces of %s failed: %s", len(traces), entry, exc)
+            scores = self._scores(entry, fitted, pd.DataFrame(rows))
+            if scores is None:
                 continue
-            self.counters["scored"] += len(traces)
-            self.metrics.scored.inc(len(traces))
-            for trace, score in zip(traces, scores, strict=True):
-                if score >= self.config.threshold:
-                    self.counters["outliers"] += 1
-                    self.metrics.outliers.labels(entry).inc()
-                    trace_id = str(trace.trace_id)
-                    try:
-                        self.explainer.store.mark_outlier(trace_id, float(score))
-                    except Exception as exc:  # noqa: BLE001
-                        log.warning("cannot mark %s as outlier: %s", trace_id, exc)
-                    with self._pending_lock:
-                        self._pending += 1
-                    try:
-                        self._explain.put_nowait((trace_id, float(score)))
-                    except queue.Full:
-                        self._done()
-                        self.counters["explain_dropped"] += 1
-                        self.metrics.explain_dropped.inc()
+            self._count_scored(len(traces))
+            self._flag(entry, [str(t.trace_id) for t in traces], scores)
+
+    def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> Any:
+        """IT scores of the entry latency of `rows` (one vectorised call); None (counted) on failure."""
+        frame = feature_matrix(rows, fitted.columns)
+        try:
+            scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
+        except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others
+            self.counters["score_errors"] += len(frame)
+            log.warning("scoring %d traces of %s failed: %s", len(frame), entry, exc)
+            return None
+        return scores
+
+    def _count_scored(self, n: int) -> None:
+        self.counters["scored"] += n
+        self.metrics.scored.inc(n)
+
+    def _flag(self, entry: str, trace_ids: list[str], scores: Any) -> None:
+        """Mark the traces at or above the threshold as outliers and queue their explanations."""
+        for trace_id, score in zip(trace_ids, scores, strict=True):
+            if score >= self.config.threshold:
+                self.counters["outliers"] += 1
+                self.metrics.outliers.labels(entry).inc()
+                try:
+                    self.explainer.store.mark_outlier(trace_id, float(score))
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("cannot mark %s as outlier: %s", trace_id, exc)
+                with self._pending_lock:
+                    self._pending += 1
+                try:
+                    self._explain.put_nowait((trace_id, float(score)))
+                except queue.Full:
+                    self._done()
+                    self.counters["explain_dropped"] += 1
+                    self.metrics.explain_dropped.inc()
+
+    # --- the learning backlog --------------------------------------------------------------------
+    def _seed_backlog(self) -> None:
+        """Remember the stored traces of entry points without a model (a restart while still learning)."""
+        for entry in self.models.entries():
+            if self.models.get(entry) is not None:
+                continue
+            try:
+                ids = self.explainer.store.features(entry, limit=self.config.window).index
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cannot read the learning backlog of %s: %s", entry, exc)
+                continue
+            with self._unscored_lock:
+                known = set(self._unscored[entry])
+                self._unscored[entry].extend(str(t) for t in ids if str(t) not in known)
+
+    def _on_first_fit(self, entry: str, fitted: FittedModel) -> None:
+        """ModelManager listener: queue the entry point's learning backlog for scoring."""
+        with self._unscored_lock:
+            if not self._unscored.get(entry):
+                return
+        with self._pending_lock:
+            self._pending += 1
+        self._traces.put(BacklogJob(entry))
+
+    def score_backlog(self, entry: str) -> int:
+        """Score the traces of `entry` that arrived before its first model; returns how many were scored.
+
+        The first model was fitted on these very traces, so those scoring at or above the threshold are left
+        out and the model is refitted once without them (when enough traces remain) before the final scores
+        decide what is marked and explained."""
+        with self._unscored_lock:
+            ids = list(self._unscored.pop(entry, ()))
+        fitted = self.models.get(entry)
+        if not ids or fitted is None:
+            return 0
+        stored = self.explainer.store.features(entry, limit=self.config.window)
+        frame = stored.loc[stored.index.isin(set(ids))]
+        if frame.empty:
+            return 0
+        trace_ids = [str(t) for t in frame.index]
+        scores = self._scores(entry, fitted, frame)
+        if scores is None:
+            return 0
+        flagged = {t for t, s, far in zip(trace_ids, scores, self._far(frame[entry]), strict=True)
+                   if s >= self.config.threshold or far}
+        if flagged:
+            try:
+                # the traces left out still count towards min_traces (at most half of it is waived)
+                min_rows = max(self.config.min_traces - len(flagged), (self.config.min_traces + 1) // 2)
+                refitted = self.models.fit(entry, exclude=flagged, min_rows=min_rows)
+            except Exception as exc:  # noqa: BLE001 - keep the first model and its scores
+                log.info("no refit of %s without its %d learning outliers: %s", entry, len(flagged), exc)
+            else:
+                rescored = self._scores(entry, refitted, frame)
+                scores = scores if rescored is None else rescored
+        self._count_scored(len(frame))
+        self.counters["backlog_scored"] += len(frame)
+        log.info("scored %d traces of %s that arrived while it was learning", len(frame), entry)
+        self._flag(entry, trace_ids, scores)
+        return len(frame)
+
+    def _far(self, latency: pd.Series) -> np.ndarray:
+        """Entry latencies more than sqrt(2 * threshold) robust standard deviations (1.4826 MAD) above the
+        median: as rare as the threshold under a normal tail, so candidates to leave out of the refit."""
+        x = latency.to_numpy(dtype=float)
+        median = float(np.median(x))
+        spread = 1.4826 * float(np.median(np.abs(x - median)))
+        if spread <= 0:
+            return np.zeros(len(x), dtype=bool)
+        return (x - median) / spread > np.sqrt(2.0 * max(self.config.threshold, 0.0))
 
     # --- explaining ------------------------------------------------------------------------------
     def _explain_loop(self) -> None:

@@ -11,6 +11,7 @@ import logging
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,6 +107,9 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
+        # called with (entry, model) on the fitting thread right after an entry point's first model is
+        # swapped in (the detector scores the traces that arrived while it was learning)
+        self.first_fit_listeners: list[Callable[[str, FittedModel], None]] = []
 
     # --- state -----------------------------------------------------------------------------------
     def load(self) -> int:
@@ -222,8 +226,13 @@ class ModelManager:
                     out.append(entry)
         return out
 
-    def fit(self, entry: str) -> FittedModel:
-        """Fit the entry point's model now (synchronously) and swap it in; raises on failure."""
+    def fit(self, entry: str, exclude: set[str] | frozenset[str] = frozenset(),
+            min_rows: int | None = None) -> FittedModel:
+        """Fit the entry point's model now (synchronously) and swap it in; raises on failure.
+
+        `exclude`: trace ids left out of the training rows besides the stored outliers (the learning
+        backlog's own outliers, before they are marked); `min_rows` (default `min_traces`): fewer training
+        rows than this is an error."""
         state = self._entry(entry)
         with self._fit_lock:
             with self._lock:
@@ -231,7 +240,7 @@ class ModelManager:
                 pending = set(state.new_nodes)
                 state.last_attempt = time.time()
             try:
-                fitted = self._fit(entry)
+                fitted = self._fit(entry, exclude, self.config.min_traces if min_rows is None else min_rows)
             except Exception as exc:
                 with self._lock:
                     state.last_error = str(exc) or type(exc).__name__
@@ -244,6 +253,7 @@ class ModelManager:
             except Exception as exc:  # noqa: BLE001 - serving the new model matters more than persisting it
                 log.warning("could not persist the model of %s: %s", entry, exc)
             with self._lock:
+                first = state.model is None
                 state.model = fitted
                 columns = set(fitted.columns)
                 state.ignored |= pending - columns  # asked for a refit, still not in the graph: not again
@@ -256,19 +266,27 @@ class ModelManager:
                 self.metrics.fit_seconds.observe(fitted.fit_seconds)
             self._update_gauge()
             log.info("model %s fitted on %d traces in %.2fs", entry, fitted.rows, fitted.fit_seconds)
+            if first:
+                for listener in self.first_fit_listeners:
+                    try:
+                        listener(entry, fitted)
+                    except Exception as exc:  # noqa: BLE001 - a listener must not undo the fit
+                        log.warning("first-fit listener failed for %s: %s", entry, exc)
             return fitted
 
-    def _fit(self, entry: str) -> FittedModel:
+    def _fit(self, entry: str, exclude: set[str] | frozenset[str], min_rows: int) -> FittedModel:
         t0 = time.perf_counter()
         graph = self.store.graph(entry)
         causal = graph.causal_graph()
         # recent normal traces: detected outliers and incomplete traces (missing spans read as 0 ms) excluded
         frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window, complete_only=True)
+        if exclude:
+            frame = frame.drop(index=[t for t in exclude if t in frame.index])
         columns = [str(n) for n in causal.nodes]
         if entry not in columns:
             raise ValueError(f"entry point {entry!r} is not a node of its own call graph")
-        if len(frame) < self.config.min_traces:
-            raise ValueError(f"only {len(frame)} complete normal traces stored, need {self.config.min_traces}")
+        if len(frame) < min_rows:
+            raise ValueError(f"only {len(frame)} complete normal traces stored, need {min_rows}")
         data = feature_matrix(frame, columns)
         mech_choice = self.config.mechanisms
         if mech_choice == "structural":

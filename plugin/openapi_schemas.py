@@ -131,7 +131,10 @@ SCHEMAS: dict[str, Any] = {
             "min_traces": INT,
             "models": {"type": "array", "items": ref("ModelStatus")},
             "pipeline": {"type": "object", "additionalProperties": NUM},
-            "detector": {"type": "object", "additionalProperties": INT},
+            # counters since start, and `pending`: traces (or a learning backlog) queued for scoring plus
+            # outliers queued for explanation; 0 means everything received so far is scored and explained
+            "detector": {"type": "object", "additionalProperties": INT,
+                         "properties": {"pending": {**INT, "minimum": 0}}},
             "annotations": {"type": ["object", "null"], "additionalProperties": INT},
         }
     ),

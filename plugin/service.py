@@ -172,6 +172,7 @@ class WhySlowService:
             "min_traces": self.config.min_traces,
             "models": [s.to_dict() for s in self.models.status()],
             "pipeline": self.pipeline_stats(),
-            "detector": dict(self.detector.counters) if self.detector is not None else {},
+            "detector": ({**self.detector.counters, "pending": self.detector.pending}
+                         if self.detector is not None else {}),
             "annotations": dict(self.annotations.counts) if self.annotations is not None else None,
         }

@@ -123,18 +123,15 @@ class DemoRun:
         return dict(self.client.status().get("detector") or {})
 
     def wait_processed(self, what: str) -> None:
-        """Until the server has scored every trace sent so far and explained every outlier it found."""
+        """Until the server has scored every trace sent so far and explained every outlier it found:
+        nothing pending in its detector, and the same counters on two polls in a row (a trace still being
+        assembled by the collector is not pending yet)."""
 
         last: list[dict[str, Any]] = []
 
         def done() -> bool:
-            # The detector counts a batch's traces before it counts that batch's outliers: require the same
-            # settled counters on two polls in a row.
             c = self.detector_counters()
-            traces = int(c.get("traces", 0))
-            scored = int(c.get("scored", 0)) + int(c.get("unscored_learning", 0))
-            handled = int(c.get("explained", 0)) + int(c.get("explain_errors", 0)) + int(c.get("explain_dropped", 0))
-            settled = traces >= self.sent_traces and scored >= traces and handled >= int(c.get("outliers", 0))
+            settled = int(c.get("pending", 1)) == 0 and int(c.get("traces", 0)) >= self.sent_traces
             stable = settled and bool(last) and last[-1] == c
             last[:] = [c]
             return stable
