@@ -234,3 +234,60 @@ def test_narrow_panel_and_linked_highlight(live: Live, browser: Any, test_output
         assert errors == []
     finally:
         context.close()
+
+
+AUTH_TOKEN = "panel-test-token-91c2e"
+
+
+@pytest.fixture(scope="module")
+def live_auth(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Live]:
+    """A second backend started with --auth-token (a smaller shop: 80 normal traces, 2 slow)."""
+    srv = ServeProcess(tmp_path_factory.mktemp("panel-auth") / "data", auth_token=AUTH_TOKEN, min_traces=60,
+                       window=1000, refit_interval_s=3600, trace_timeout_s=0.3).start()
+    traffic = ShopTraffic(srv.otlp_grpc, seed=31)
+    try:
+        normal = traffic.send(80)
+        srv.wait_for(lambda: _model_ready(srv, ENTRY), timeout=60)
+        slow = traffic.send(2, slow=SLOW_SERVICE, slow_ms=SLOW_MS)
+        srv.wait_for(lambda: {s.trace_id for s in slow} <= _outlier_ids(srv), timeout=90)
+        yield Live(srv, slow, normal, [])
+    finally:
+        traffic.close()
+        srv.stop()
+
+
+def test_auth_token_sign_in_and_out(live_auth: Live, page: Any) -> None:
+    """With --auth-token the page first shows the sign-in form (the backend answered 401), then, with the
+    token entered, the slowed service is the first bar; the token stays out of the URL, lives in
+    sessionStorage, goes on every /query, and sign out forgets it."""
+    sent_auth: list[str | None] = []
+    page.on("request", lambda req: sent_auth.append(req.headers.get("authorization"))
+            if req.url.endswith("/query") else None)
+    page.goto(live_auth.ui(traceId=live_auth.slow[0].trace_id, theme="dark"))
+    form = page.locator('[data-testid="auth-form"]')
+    form.wait_for(timeout=30_000)
+    assert page.get_attribute('[data-testid="auth-token"]', "type") == "password"
+    assert _state(page) == "error"
+    assert sent_auth and all(a is None for a in sent_auth)
+
+    page.fill('[data-testid="auth-token"]', AUTH_TOKEN)
+    page.click('[data-testid="auth-submit"]')
+    page.wait_for_selector('[data-testid="whyslow-bar"]', timeout=30_000)
+    assert _state(page) == "ok"
+    assert page.locator('[data-testid="whyslow-bar"]').first.get_attribute("data-service") == SLOW_SERVICE
+    assert form.count() == 0
+    assert AUTH_TOKEN not in page.url
+    assert page.evaluate("() => Object.values(sessionStorage)") == [AUTH_TOKEN]
+    assert page.evaluate("() => Object.values(localStorage)") == []
+    assert f"Bearer {AUTH_TOKEN}" in sent_auth
+    page.wait_for_selector(f'[data-testid="outlier-item"][data-trace-id="{live_auth.slow[0].trace_id}"]',
+                           timeout=30_000)
+
+    page.reload()  # same tab: still signed in
+    page.wait_for_selector('[data-testid="whyslow-bar"]', timeout=30_000)
+    assert page.locator('[data-testid="auth-form"]').count() == 0
+
+    page.click('[data-testid="sign-out"]')
+    page.locator('[data-testid="auth-form"]').wait_for(timeout=30_000)
+    assert page.evaluate("() => Object.values(sessionStorage)") == []
+    assert not page.errors  # type: ignore[attr-defined]

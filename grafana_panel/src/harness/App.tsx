@@ -11,13 +11,14 @@ import {
   TimeRange,
 } from '@grafana/data';
 import { useStyles2 } from '@grafana/ui';
-import React, { useEffect, useMemo, useRef, useState } from 'react';
+import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 
 import { NodeName } from '../components/NodeName';
 import { RootCausePanel } from '../components/RootCausePanel';
 import { formatLatency, formatNats } from '../format';
 import { defaultOptions, PanelOptions } from '../types';
 import { frameError } from '../frames';
+import { clearToken, loadToken, saveToken } from './auth';
 import { OutlierRow, parseOutliers } from './outliers';
 import { QueryError, runQuery } from './query';
 
@@ -70,8 +71,8 @@ function failed(e: unknown, timeRange: TimeRange): PanelData {
 
 /** Explanation frames for the trace in the URL, as PanelData. */
 /** Explanation frames for the trace in the URL, as PanelData; Loading from the very render that changes the trace. */
-function useExplanation(traceId: string, intervals: number): PanelData {
-  const key = `${traceId}/${intervals}`;
+function useExplanation(traceId: string, intervals: number, token: string, onUnauthorized: () => void): PanelData {
+  const key = `${traceId}/${intervals}/${token}`;
   const [result, setResult] = useState<{ key: string; data: PanelData } | null>(null);
   useEffect(() => {
     const timeRange = lastWindow();
@@ -86,31 +87,41 @@ function useExplanation(traceId: string, intervals: number): PanelData {
     }
     const abort = new AbortController();
     const payload = intervals > 0 ? { traceId, intervals } : { traceId };
-    runQuery(QUERY_URL, 'rca', payload, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal)
+    runQuery(QUERY_URL, 'rca', payload, { from: timeRange.from.toDate(), to: timeRange.to.toDate() }, abort.signal, token)
       .then((series) => settle({ state: LoadingState.Done, series, timeRange }))
       .catch((e) => {
         if ((e as Error).name !== 'AbortError') {
+          if (isUnauthorized(e)) {
+            onUnauthorized();
+          }
           settle(failed(e, timeRange));
         }
       });
     return () => abort.abort();
-  }, [key, traceId, intervals]);
+  }, [key, traceId, intervals, token, onUnauthorized]);
   if (result && result.key === key) {
     return result.data;
   }
   return { state: LoadingState.Loading, series: [], timeRange: result?.data.timeRange ?? getDefaultTimeRange() };
 }
 
-function useOutliers(): { rows: OutlierRow[]; error: string } {
+function isUnauthorized(e: unknown): boolean {
+  return e instanceof QueryError && e.status === 401;
+}
+
+function useOutliers(token: string, onUnauthorized: () => void): { rows: OutlierRow[]; error: string } {
   const [state, setState] = useState<{ rows: OutlierRow[]; error: string }>({ rows: [], error: '' });
   useEffect(() => {
     const abort = new AbortController();
     const load = () => {
       const range = lastWindow();
-      runQuery(QUERY_URL, 'outliers', {}, { from: range.from.toDate(), to: range.to.toDate() }, abort.signal)
+      runQuery(QUERY_URL, 'outliers', {}, { from: range.from.toDate(), to: range.to.toDate() }, abort.signal, token)
         .then((frames) => setState({ rows: parseOutliers(frames), error: frameError(frames) ?? '' }))
         .catch((e) => {
           if ((e as Error).name !== 'AbortError') {
+            if (isUnauthorized(e)) {
+              onUnauthorized();
+            }
             setState((s) => ({ rows: s.rows, error: (e as Error).message }));
           }
         });
@@ -121,7 +132,7 @@ function useOutliers(): { rows: OutlierRow[]; error: string } {
       abort.abort();
       window.clearInterval(timer);
     };
-  }, []);
+  }, [token, onUnauthorized]);
   return state;
 }
 
@@ -147,8 +158,12 @@ const fieldConfig: FieldConfigSource = { defaults: {}, overrides: [] };
 
 export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }> = ({ url, navigate }) => {
   const styles = useStyles2(getStyles);
-  const data = useExplanation(url.traceId, url.intervals);
-  const outliers = useOutliers();
+  const [token, setToken] = useState(loadToken);
+  const [signIn, setSignIn] = useState(false);
+  const [tokenDraft, setTokenDraft] = useState('');
+  const onUnauthorized = useCallback(() => setSignIn(true), []);
+  const data = useExplanation(url.traceId, url.intervals, token, onUnauthorized);
+  const outliers = useOutliers(token, onUnauthorized);
   const [options, setOptions] = useState<PanelOptions>(defaultOptions);
   const [draft, setDraft] = useState(url.traceId);
   const [bodyRef, size] = useSize<HTMLDivElement>();
@@ -193,7 +208,53 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
         >
           {url.theme === 'dark' ? 'Light' : 'Dark'} theme
         </button>
+        {token && (
+          <button
+            className={styles.button}
+            type="button"
+            data-testid="sign-out"
+            onClick={() => {
+              clearToken();
+              setToken('');
+            }}
+          >
+            Sign out
+          </button>
+        )}
       </header>
+      {signIn && (
+        <form
+          className={styles.auth}
+          data-testid="auth-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const next = tokenDraft.trim();
+            if (next) {
+              saveToken(next);
+              setTokenDraft('');
+              setSignIn(false);
+              setToken(next);
+            }
+          }}
+        >
+          <span>
+            {token ? 'The backend rejected the token.' : 'This whyslow backend needs a token.'} Sign in with the
+            bearer token it was started with (<code>--auth-token</code>); it is kept for this tab only.
+          </span>
+          <input
+            className={styles.input}
+            type="password"
+            autoComplete="current-password"
+            aria-label="auth token"
+            data-testid="auth-token"
+            value={tokenDraft}
+            onChange={(e) => setTokenDraft(e.target.value)}
+          />
+          <button className={styles.button} type="submit" data-testid="auth-submit">
+            Sign in
+          </button>
+        </form>
+      )}
       <div className={styles.main}>
         <aside className={styles.side} data-testid="outlier-list">
           <div className={styles.sideTitle}>Recent outliers</div>
@@ -327,6 +388,14 @@ const getStyles = (theme: GrafanaTheme2) => ({
     borderRadius: theme.shape.radius.default,
     cursor: 'pointer',
     '&:hover': { background: theme.colors.secondary.shade },
+  }),
+  auth: css({
+    display: 'flex',
+    alignItems: 'center',
+    gap: theme.spacing(1),
+    padding: theme.spacing(1, 2),
+    borderBottom: `1px solid ${theme.colors.border.weak}`,
+    background: theme.colors.warning.transparent,
   }),
   main: css({ flex: 1, display: 'flex', minHeight: 0, gap: theme.spacing(2), padding: theme.spacing(2) }),
   side: css({ width: 250, flexShrink: 0, display: 'flex', flexDirection: 'column', gap: theme.spacing(0.5), overflowY: 'auto' }),

@@ -4,6 +4,8 @@
  */
 import { DataFrame, toDataFrame } from '@grafana/data';
 
+import { authHeaders } from './auth';
+
 export interface QueryRange {
   from: Date;
   to: Date;
@@ -50,19 +52,21 @@ async function errorMessage(response: Response): Promise<string> {
   return text.trim().slice(0, 500) || response.statusText || 'request failed';
 }
 
-/** POSTs one target to `url` and returns its frames. */
+/** POSTs one target to `url` (with the bearer token, when there is one) and returns its frames; a 401 is a
+ * QueryError with status 401. */
 export async function runQuery(
   url: string,
   target: string,
   payload: Record<string, unknown>,
   range: QueryRange,
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  token = ''
 ): Promise<DataFrame[]> {
   let response: Response;
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...authHeaders(token) },
       body: JSON.stringify(queryBody(target, payload, range)),
       signal,
     });
