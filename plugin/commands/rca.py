@@ -214,8 +214,9 @@ def render(expl: rca_engine.Explanation, row: int, rows: int, top: int = 0) -> s
     width = max([len(str(n)) for n in ranked] + [4])
     scale = max([abs(v) for v in expl.contributions.values()] + [1e-12])
     has_iv = bool(expl.intervals)
+    iv_width = 18 if has_iv else 0
     lines.append(f"  {'#':>2}  {'node':<{width}}  {'nats':>7}  {'share':>6}  {'':<20}  "
-                 f"{'95% interval' if has_iv else '':<17}{'if this node had been typical'}".rstrip())
+                 f"{'95% interval' if has_iv else '':<{iv_width}}{'if this node had been typical'}".rstrip())
     for i, node in enumerate(ranked, 1):
         c = expl.contributions[node]
         share = c / expl.outlier_score if abs(expl.outlier_score) > 1e-12 else float("nan")
@@ -224,8 +225,8 @@ def render(expl: rca_engine.Explanation, row: int, rows: int, top: int = 0) -> s
         iv = ""
         if has_iv:
             lo, hi = expl.intervals[node]
-            iv = f"[{lo:6.2f}, {hi:6.2f}]"
+            iv = f"[{lo:6.2f}, {hi:6.2f}] "
         cf = expl.counterfactuals.get(node)
         cf_text = f"{expl.target} would be {_fmt(cf)} instead of {_fmt(expl.target_value)}" if cf is not None else ""
-        lines.append(f"  {i:>2}  {str(node):<{width}}  {c:7.3f}  {share:6.1%}  {bar}  {iv:<17}{cf_text}".rstrip())
+        lines.append(f"  {i:>2}  {str(node):<{width}}  {c:7.3f}  {share:6.1%}  {bar}  {iv:<{iv_width}}{cf_text}".rstrip())
     return "\n".join(lines)
