@@ -2,8 +2,9 @@
 
 Real OTel SDK traffic (OTLP gRPC) teaches the backend a small shop, then traces with `payments` made slow are
 sent; the page at /ui/?traceId=<slow trace> must rank `payments` first, agree with the REST API, and show
-every other state (no trace, unknown trace, learning, not an outlier). Screenshots (light and dark) go to
-test-output/.
+every other state (no trace, unknown trace, learning, not an outlier). A second backend run with
+--auth-token checks the page's sign-in form (401 first, then the token, then the explanation; sign out).
+Screenshots (light and dark) go to test-output/.
 """
 
 from __future__ import annotations
