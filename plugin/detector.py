@@ -317,7 +317,7 @@ class Detector:
         scores = self._scores(entry, fitted, frame)
         if scores is None:
             return 0
-        flagged = {t for t, s, far in zip(trace_ids, scores, self._far(frame[entry]), strict=True)
+        flagged = {t for t, s, far in zip(trace_ids, scores, self._far(frame[entry] if entry in frame else frame["__duration_ms"]), strict=True)
                    if s >= self.config.threshold or far}
         if flagged:
             try:
