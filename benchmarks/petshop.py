@@ -239,7 +239,10 @@ Sources: [R] amazon-science/petshop-root-cause-analysis, `code/RCA-Dataset-Eval.
 figures recorded in issue 7 of this project (top-1 only).
 The paper (arXiv:2311.04806, Table 2) also reports ε-Diagnosis, RCD, CIRCA, random walk and ranked correlation;
 their per-cell figures could not be retrieved into this environment, so they are not quoted here (no number is
-better than a wrong one); the traversal baseline is re-implemented and re-run here instead."""
+better than a wrong one); the traversal baseline is re-implemented and re-run here instead. Later work on the same
+data — smooth traversal and IT-score ordering (Orchard, Okati et al., NeurIPS 2025; code
+amazon-science/RCAWithMissingStructuralKnowledgeCode, which stores no PetShop result files) and IDI — is not
+quoted for the same reason and not reproduced yet."""
 
 
 BEST = "whyslow engine, linear latency / sum availability"

@@ -27,13 +27,19 @@ names the exact command that produced it. Datasets are read from `../shared/data
 """
 
 
-def benchmark_modules() -> list[str]:
+def benchmark_modules(broken: dict[str, str] | None = None) -> list[str]:
+    """Names of the modules with a ``main``; modules that fail to import go to ``broken`` with the error."""
     names = []
     for path in sorted(HERE.glob("*.py")):
         name = path.stem
         if name in SKIP:
             continue
-        module = importlib.import_module(f"benchmarks.{name}")
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except Exception as err:  # a broken module must not stop the other benchmarks
+            if broken is not None:
+                broken[name] = f"import failed: {type(err).__name__}: {err}"
+            continue
         if callable(getattr(module, "main", None)):
             names.append(name)
     return names
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     failures: dict[str, str] = {}
     if not args.assemble_only:
-        names = [n for n in benchmark_modules() if args.only is None or n in args.only]
+        names = [n for n in benchmark_modules(failures) if args.only is None or n in args.only]
         for name in names:
             cmd = [sys.executable, "-m", f"benchmarks.{name}"] + (["--quick"] if args.quick else [])
             print(f"== {' '.join(cmd[1:])}", flush=True)
