@@ -14,6 +14,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,21 @@ QUICK = ["5 nodes", "20 nodes", "20 nodes, all parallel (max)", "20 nodes, two s
 
 # A method: (world, normal latencies, normal own times, case) -> ranked nodes
 Method = Callable[[World, pd.DataFrame, pd.DataFrame, Case], list[str]]
+
+
+ANALYSIS = """\
+**Reading the synthetic suite** (small samples: 10 cases per setting in the committed run; `make bench` runs
+5 graphs x 20 cases). On the cases a user asks about — the request itself is an outlier — the engine with the true
+sum/max structure names the injected node first as often as the largest own-time z-score on every setting (graph
+sizes 5-50, large faults, half-parallel calls), and more often with 30 training traces (1.00 vs 0.89); DoWhy's
+attribute_anomalies agrees on its few cases at ~20 s per case against ~35 ms. Over *all* injected cases the z-score
+looks far better on small faults, all-parallel calls and cache-like callers: there most injected delays do not make
+the request slow at all (off the critical path, hidden by a cache hit, or under 1 sd), so the request's latency is
+unremarkable and its attribution rightly does not single out the delayed node; a per-node z-score names it
+regardless of whether it mattered. With two simultaneous causes the engine puts both in its top 3 every time
+(traversal: 0.60). Auto-selected mechanisms match the structure mechanisms here at ~30x the time; the structure
+is free when the collector supplies it. Traversal (MAD > 5 on node latencies) mostly answers nothing: a 3 sd entry
+delay is under 5 MADs."""
 
 
 def zscore_method(w: World, normal: pd.DataFrame, normal_own: pd.DataFrame, case: Case) -> list[str]:
@@ -116,27 +132,51 @@ def hit(ranking: list[str], causes: list[str], k: int) -> bool:
     return all(c in ranking[:k] for c in causes)
 
 
+OUTLIER_NATS = 3.0  # a case counts as "the request is an outlier" above this IT score of the entry latency
+
+
+@dataclass
+class SettingResult:
+    """Hits of one method in one setting: all cases, and the cases whose entry latency is an outlier."""
+
+    top1: int = 0
+    top3: int = 0
+    n: int = 0
+    seconds: float = 0.0
+    top1_outlier: int = 0
+    n_outlier: int = 0
+
+
 def run_setting(s: Setting, methods: dict[str, Method], n_worlds: int, n_cases: int, seed: int,
-                bar: tqdm | None = None, limits: dict[str, int] | None = None) -> dict[str, tuple[int, int, int, float]]:
-    """(top-1 hits, top-3 hits, cases, seconds) per method."""
-    out = {m: [0, 0, 0, 0.0] for m in methods}
+                bar: tqdm | None = None, limits: dict[str, int] | None = None) -> dict[str, SettingResult]:
+    """Hits per method. A delay off the critical path (parallel calls) need not slow the request: the
+    "outlier" counts keep only cases whose entry latency has an IT score >= OUTLIER_NATS against normal data."""
+    import rca_engine
+
+    out = {m: SettingResult() for m in methods}
     rng = np.random.default_rng(seed)
     for _ in range(n_worlds):
         w = make_world(s, rng)
         normal, normal_own = sample(w, s.n_train, rng)
         cases = make_cases(w, s, normal, n_cases, rng)
+        detector = rca_engine.ITScorer("median", "fitted").fit(normal[w.target].to_numpy())
+        is_outlier = detector.score(np.array([c.latencies[w.target] for c in cases])) >= OUTLIER_NATS
         for name, method in methods.items():
             limit = (limits or {}).get(name, len(cases))
-            for case in cases[:limit]:
+            for case, outlier in zip(cases[:limit], is_outlier[:limit], strict=True):
                 t0 = time.perf_counter()
                 ranking = method(w, normal, normal_own, case)
-                out[name][3] += time.perf_counter() - t0
-                out[name][0] += hit(ranking, case.causes, 1)
-                out[name][1] += hit(ranking, case.causes, 3)
-                out[name][2] += 1
+                r = out[name]
+                r.seconds += time.perf_counter() - t0
+                r.top1 += hit(ranking, case.causes, 1)
+                r.top3 += hit(ranking, case.causes, 3)
+                r.n += 1
+                if outlier:
+                    r.top1_outlier += hit(ranking, case.causes, 1)
+                    r.n_outlier += 1
                 if bar is not None:
                     bar.update(1)
-    return {m: (int(a), int(b), int(c), float(t)) for m, (a, b, c, t) in out.items()}
+    return out
 
 
 def build_methods(with_engine: bool, with_dowhy: bool) -> dict[str, Method]:
@@ -185,8 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for s in settings:
         r = results[s.name]
-        rows.append([s.name] + [f"{a / c:.2f} / {b / c:.2f} (n={c})" if c else "n/a" for a, b, c, _ in r.values()])
-    timing = {m: sum(results[s.name][m][3] for s in settings) / max(1, sum(results[s.name][m][2] for s in settings))
+        rows.append([s.name] + [f"{x.top1 / x.n:.2f} / {x.top3 / x.n:.2f} (n={x.n})" if x.n else "n/a"
+                                for x in r.values()])
+    orows = []
+    for s in settings:
+        r = results[s.name]
+        orows.append([s.name] + [f"{x.top1_outlier / x.n_outlier:.2f} (n={x.n_outlier})" if x.n_outlier else "n/a"
+                                 for x in r.values()])
+    timing = {m: sum(results[s.name][m].seconds for s in settings) / max(1, sum(results[s.name][m].n for s in settings))
               for m in methods}
     body = "\n".join([
         f"{n_worlds} random graphs per setting, {n_cases} faulty traces per graph (DoWhy: first "
@@ -194,6 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "entry latency added to one node's own time, 1000 training traces, 10% shared callees.",
         "",
         markdown_table(header, rows),
+        "",
+        f"Top-1 on the cases where the request itself is an outlier (entry IT score >= {OUTLIER_NATS:g} nats against "
+        "its normal data) — the cases a user asks about:",
+        "",
+        markdown_table(["setting"] + [f"{m} top1" for m in methods], orows),
+        "",
+        ANALYSIS,
         "",
         "Mean time per case (fit amortised over a graph's cases): "
         + ", ".join(f"{m}: {t * 1000:.1f} ms" for m, t in timing.items()),
@@ -204,9 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if eng:
         floor = {}
         for s in settings:
-            for m, (a, _b, c, _) in results[s.name].items():
-                if c and m.startswith("whyslow"):
-                    floor[f"{s.name}/{m}/top1"] = a / c
+            for m, x in results[s.name].items():
+                if x.n and m.startswith("whyslow"):
+                    floor[f"{s.name}/{m}/top1"] = x.top1 / x.n
         if floor:
             update_floor("synthetic", floor)
     return 0

@@ -48,9 +48,9 @@ def test_synthetic_engine_with_structure_not_below_floor():
         s = next(x for x in SETTINGS if x.name == name)
         res = run_setting(s, {"engine": EngineMethod("structure")}, n_worlds=2, n_cases=10,
                           seed=setting_seed(s, 7))
-        top1, _top3, n, _t = res["engine"]
-        assert n == 20
-        assert top1 / n >= floor("synthetic", f"{name}/whyslow engine, sum/max structure/top1") - MARGIN, name
+        r = res["engine"]
+        assert r.n == 20
+        assert r.top1 / r.n >= floor("synthetic", f"{name}/whyslow engine, sum/max structure/top1") - MARGIN, name
 
 
 @pytest.mark.slow
