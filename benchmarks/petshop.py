@@ -81,6 +81,7 @@ class EngineConfig:
     impute: str = "median"  # "median" | "interpolate"
     num_samples: int = 1000
     max_permutations: int = 64
+    game: str = "counting"  # the engine's Shapley game ("counting" default, "tail": fitted tail in every coalition)
 
     def mechanism_for(self, metric: str) -> str:
         return self.mechanisms if isinstance(self.mechanisms, str) else self.mechanisms[metric]
@@ -143,7 +144,7 @@ def engine_method(cfg: EngineConfig) -> Method:
                 if cfg.threshold > 0 and float(detector.score(np.array([x]))[0]) < cfg.threshold:
                     continue
                 expl = rca_engine.attribute(model, target=target, sample=ab.iloc[i], num_samples=cfg.num_samples,
-                                            max_permutations=cfg.max_permutations)
+                                            max_permutations=cfg.max_permutations, game=cfg.game)
                 return [n for n in expl.root_causes if expl.contributions.get(n, 0.0) > 0]
             return []
         except rca_engine.RCAError as err:
@@ -209,14 +210,16 @@ PUBLISHED_SPECIFICITY = {  # traversal, same notebook [R]
     ("temporal", "latency"): 0.600, ("temporal", "availability"): 1.0,
 }
 ANALYSIS = """\
-**Where we win, where we lose, and why** (figures of the full run, low / high traffic).
-*Latency*: with linear mechanisms the engine beats the traversal baseline on high traffic (top-1 0.714 vs 0.571,
-top-3 0.929 vs 0.786) and on low-traffic top-3 (0.786 vs 0.571), and is far above DoWhy's attribute_anomalies in
-the paper's configuration (0.07-0.21 top-1); it loses low-traffic top-1 (0.429 vs 0.571): the DynamoDB-overload
-issues blame `petlistadoptions` (the table's caller) and the status-updater sleeps blame `payforadoption` (its
-caller): in the 589 normal rows the culprit's latency barely moves, so the regression of the caller on it is poorly
-determined and the jump is read as the caller's own noise. Auto-selected mechanisms give the same recall as linear
-at 20x the run time.
+**Where we win, where we lose, and why** (engine at commit 93c9c1f; low / high traffic; 12-14 issues per cell, so
+one issue moves a cell by 0.07-0.08).
+*Latency*: with linear mechanisms the engine puts the culprit in its top 3 far more often than the traversal baseline
+(0.929 / 1.000 vs 0.571 / 0.786) and is far above DoWhy's attribute_anomalies in the paper's configuration (0.07-0.21
+top-1). On top-1 it loses on low traffic (0.286 vs 0.571) and ties on high (0.571) with the engine's default Shapley
+game; the `game='tail'` variant trades top-3 for top-1 (0.429 / 0.714 top-1, 0.786 / 0.929 top-3). The misses: the
+DynamoDB-overload issues blame `petlistadoptions` (the table's caller) and the status-updater sleeps blame
+`payforadoption` (its caller): in the 589 normal rows the culprit's latency barely moves, so the regression of its
+caller on it is poorly determined and the jump is read as the caller's own noise. Auto-selected mechanisms give
+about the same recall as linear at 20x the run time.
 *Availability*: we lose clearly (0.17-0.42 vs 0.83 / 0.67). The culprits' unavailability is exactly 0 in every
 normal row, so no learned mechanism (linear, auto) can know their errors reach PetSite: the drop is credited to
 PetSite itself (DoWhy has the same failure: 0.25 / 0.00). The structural `sum` mechanism (caller errors = own +
@@ -225,8 +228,8 @@ with independent noises, whose spread is far wider than the data: the target's I
 the contributions are noise. Fix proposed to the engine (resample noise rows jointly; /work/coord/notes-accuracy.md).
 *Specificity*: 0.83-1.00 against 0.00-0.33 for traversal (which searches forward through the whole "abnormal" part),
 thanks to the explicit decision "target IT score against its own normal data below 3 nats = no outlier, no root
-cause". Without it ("ranking only") low-traffic availability top-1 rises to 0.417: several injected issues move
-PetSite's availability by under 1 %, below that decision threshold.
+cause". Without it ("ranking only") specificity is 0.00-0.33, and low-traffic availability top-1 rises to 0.417:
+several injected issues move PetSite's availability by under 1 %, below that decision threshold.
 Our re-implemented traversal reproduces every published top-1/top-3 figure exactly; its specificity on
 availability (0.17 / 0.00) differs from the published 1.00 — we could not find why (the published normal data may
 differ from the copy here)."""
@@ -264,6 +267,7 @@ def _methods(quick: bool) -> dict[str, Method]:
     methods[BEST] = engine_method(EngineConfig(mechanisms=best))
     methods["whyslow engine, same, ranking only (no outlier decision)"] = engine_method(
         EngineConfig(mechanisms=best, threshold=0.0))
+    methods["whyslow engine, same, game='tail'"] = engine_method(EngineConfig(mechanisms=best, game="tail"))
     methods["whyslow engine, linear"] = engine_method(EngineConfig(mechanisms="linear"))
     methods["whyslow engine, sum"] = engine_method(EngineConfig(mechanisms="sum"))
     if not quick:
