@@ -1,4 +1,5 @@
-"""Shared test fixtures: the shared datasets beside the project root (skipped when absent)."""
+"""Shared fixtures. Helpers that tests import live in plain modules (`tests.datasets`, `tests.serve_helpers`,
+`tests.traffic`): a test never imports a conftest, whose module name is not unique across folders."""
 
 from __future__ import annotations
 
@@ -6,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-TEST_OUTPUT = ROOT / "test-output"
-
-
-def shared_dataset(name: str) -> Path:
-    """Path of ``../shared/datasets/<name>``, or skip the test with the reason when it is not there."""
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"dataset {name!r} not found at {path} (it ships only with the project's CI, not with a clone)")
-    return path
+from tests.datasets import TEST_OUTPUT
 
 
 @pytest.fixture(scope="session")

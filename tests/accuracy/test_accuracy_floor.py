@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import shared_dataset
+from tests.datasets import shared_dataset
 
 from benchmarks.common import FLOOR_FILE, TopK
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import shared_dataset
+from tests.datasets import shared_dataset
 
 from benchmarks.petshop import PUBLISHED, recall, traversal_method
 from benchmarks.petshop_data import load_scenario

@@ -9,7 +9,7 @@ import grpc
 import networkx as nx
 import pandas as pd
 import pytest
-from conftest import shared_dataset
+from tests.datasets import shared_dataset
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
 from collector_processor import OtlpGrpcReceiver, csv_spans

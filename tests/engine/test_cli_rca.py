@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, shared_dataset
+from tests.datasets import ROOT, shared_dataset
 
 import rca_engine
 from rca_engine.synthetic import random_system

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import shared_dataset
+from tests.datasets import shared_dataset
 
 import rca_engine
 
