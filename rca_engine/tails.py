@@ -6,9 +6,12 @@ capped probability 0.5 / (M + 0.5) and extreme outliers can no longer be ranked.
 ``fitted`` (default): counting while at least ``K_SWITCH`` samples reach t; beyond that the log survival
 function is extrapolated from the ``k`` largest samples: -log S(y) is regressed on z = (y - u) / s (u the k-th
 largest value, s the spread of the top values) with a quadratic (light, Gaussian-like tails) or, when the
-quadratic term would be negative (exponential or heavier tails), a line. This is exact in shape for Gaussian
-(asymptotically quadratic) and exponential (linear) tails, conservative for Pareto-like tails, always finite,
-strictly decreasing, and vectorised over many samples (one batched 3x3 least-squares solve per row).
+quadratic term would be negative (exponential or heavier tails), a line. Beyond the largest sample (z > 1) the
+fit continues along its tangent: no tail is assumed lighter than exponential where no data was seen, so a request
+ten times slower than usual scores tens to hundreds of nats, not the thousands a squared distance would claim.
+Within the sample range this tracks Gaussian (quadratic) and exponential (linear) tails; beyond it, it is a
+lower bound of any log-concave tail (conservative), always finite, strictly decreasing, and vectorised over many
+samples (one batched 3x3 least-squares solve per row).
 """
 
 from __future__ import annotations
@@ -54,8 +57,32 @@ def fit_log_survival(top: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, n
         ata2 = np.stack([np.stack([np.full(int(c.sum()), float(k)), s1[c]], 1), np.stack([s1[c], s2[c]], 1)], 1)
         lin = np.linalg.solve(ata2 + 1e-12 * np.eye(2), np.stack([t0[c], t1[c]], 1)[..., None])[..., 0]
         coef[c] = np.column_stack([lin, np.zeros(lin.shape[0])])
-    ok &= coef[:, 1] > 0
+    ok &= coef[:, 1] + 2.0 * coef[:, 2] > 0  # increasing at the edge of the sample, and so beyond it
     return u, np.where(ok, s, 0.0), coef
+
+
+def neg_log_survival(z: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """-log S at z from the fit ``coef`` (rows x 3, or one row broadcast): the quadratic up to the largest sample
+    (z = 1), then its tangent line. The tangent is a lower bound of a convex (log-concave) tail, so a score far
+    beyond the data is conservative: it keeps growing (extreme events stay ranked) but never faster than an
+    exponential tail with the slope reached at the edge of the sample, instead of squaring the distance.
+    """
+    c0, c1, c2 = (np.asarray(coef)[..., i] for i in range(3))
+    inside = c0 + c1 * z + c2 * z * z
+    edge, slope = c0 + c1 + c2, c1 + 2.0 * c2
+    return np.where(z <= 1.0, inside, edge + slope * (z - 1.0))
+
+
+def inverse_neg_log_survival(h: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """z with neg_log_survival(z, coef) = h (for h beyond the fitted start of the tail)."""
+    c0, c1, c2 = (float(c) for c in coef)
+    edge, slope = c0 + c1 + c2, c1 + 2.0 * c2
+    rhs = h - c0
+    if c2 > 0:
+        inside = (-c1 + np.sqrt(np.maximum(c1 * c1 + 4 * c2 * rhs, 0.0))) / (2 * c2)
+    else:
+        inside = rhs / c1
+    return np.where(h <= edge, inside, 1.0 + (h - edge) / slope)
 
 
 def upper_log_prob(y: np.ndarray, t: np.ndarray | float, method: str = "fitted") -> np.ndarray:
@@ -73,7 +100,7 @@ def upper_log_prob(y: np.ndarray, t: np.ndarray | float, method: str = "fitted")
         top = top_values(y[need], tail_size(m))
         u, s, coef = fit_log_survival(top, m)
         z = (t[need] - u) / np.where(s > 0, s, 1.0)
-        ext = -(coef[:, 0] + coef[:, 1] * z + coef[:, 2] * z * z)
+        ext = -neg_log_survival(z, coef)
         out[need] = np.where(s > 0, np.minimum(ext, np.log(K_SWITCH / m)), smoothed[need])
     return out
 
@@ -105,7 +132,7 @@ class SortedTail:
         if need.any():
             if s > 0:
                 z = (t[need] - u) / s
-                out[need] = np.minimum(-(coef[0] + coef[1] * z + coef[2] * z * z), np.log(K_SWITCH / m))
+                out[need] = np.minimum(-neg_log_survival(z, coef), np.log(K_SWITCH / m))
             else:
                 out[need] = smoothed[need]
         return out
@@ -129,9 +156,7 @@ class SortedTail:
         u, s, coef = (v[0] for v in fit)
         far = p < K_SWITCH / m
         if self.method != "dowhy" and far.any() and s > 0:
-            c0, c1, c2 = coef
-            rhs = -log_p[far] - c0
-            z = (-c1 + np.sqrt(np.maximum(c1 * c1 + 4 * c2 * rhs, 0.0))) / (2 * c2) if c2 > 0 else rhs / c1
+            z = inverse_neg_log_survival(-log_p[far], coef)
             q[far] = np.maximum(u + s * z, ref[-1])
         return q
 
