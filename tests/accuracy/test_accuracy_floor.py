@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.datasets import shared_dataset
 
 from benchmarks.common import FLOOR_FILE, TopK
+from tests.datasets import shared_dataset
 
 MARGIN = 0.15  # a subset of a benchmark is noisier than the full run
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.datasets import shared_dataset
 
 from benchmarks.petshop import PUBLISHED, recall, traversal_method
 from benchmarks.petshop_data import load_scenario
+from tests.datasets import shared_dataset
 
 
 @pytest.mark.parametrize("scenario", ["low_traffic", "high_traffic"])

@@ -9,10 +9,10 @@ import grpc
 import networkx as nx
 import pandas as pd
 import pytest
-from tests.datasets import shared_dataset
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
 from collector_processor import OtlpGrpcReceiver, csv_spans
+from tests.datasets import shared_dataset
 
 from .conftest import complete_all
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.datasets import ROOT, shared_dataset
 
 import rca_engine
 from rca_engine.synthetic import random_system
+from tests.datasets import ROOT, shared_dataset
 
 WHYSLOW = ROOT / ".venv" / "bin" / "whyslow"
 GRAPH_FILE = Path(rca_engine.__file__).parent / "examples" / "microservice_graph.json"

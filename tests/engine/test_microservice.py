@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.datasets import shared_dataset
 
 import rca_engine
+from tests.datasets import shared_dataset
 
 GRAPH_FILE = Path(rca_engine.__file__).parent / "examples" / "microservice_graph.json"
 
