@@ -36,8 +36,8 @@ system-deps:
 panel:
 	@if [ -f $(PANEL)/package.json ]; then cd $(PANEL) && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm run lint && npm run test:ci && npm run build; fi
 
-## test: everything — Python tests (engine, collector, backend, deploy files, browser test of the panel)
-test: install system-deps panel
+## test: everything — lint, Python tests (engine, collector, backend, deploy files, browser test of the panel)
+test: install system-deps panel lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-py: Python tests only, no panel build (quick local loop)
