@@ -76,10 +76,11 @@ def sample_frame(sample: object, nodes: Sequence[Hashable], what: str = "sample"
     if missing:
         raise DataError(f"{what} lacks values for nodes {_describe(missing)}")
     sub = frame.loc[:, list(nodes)]
-    try:
-        sub = sub.apply(pd.to_numeric)
-    except (TypeError, ValueError):
-        pass
+    if not all(pd.api.types.is_numeric_dtype(t) for t in sub.dtypes):  # numeric columns need no conversion
+        try:
+            sub = sub.apply(pd.to_numeric)
+        except (TypeError, ValueError):
+            pass
     values = numeric_block(sub, what)
     bad = ~np.isfinite(values)
     if bad.any():

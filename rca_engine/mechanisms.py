@@ -65,6 +65,10 @@ class Mechanism:
         noise += self.predict(stacked).reshape(noise.shape).astype(noise.dtype)
         return noise
 
+    def affine_form(self) -> tuple[float, np.ndarray] | None:
+        """(intercept, weight per parent) when f is affine in the parents, else None (the general path)."""
+        return None
+
     def draw_noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws (with replacement) from the empirical noise distribution."""
         return self.noise_samples_[rng.integers(0, self.noise_samples_.shape[0], size=n)]
@@ -95,6 +99,9 @@ class EmpiricalMechanism(Mechanism):
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
         return noise
 
+    def affine_form(self) -> tuple[float, np.ndarray] | None:
+        return 0.0, np.empty(0)
+
 
 class LinearMechanism(Mechanism):
     """x = a + b·parents + noise, least squares."""
@@ -113,6 +120,9 @@ class LinearMechanism(Mechanism):
 
     def predict(self, parents: np.ndarray) -> np.ndarray:
         return np.asarray(parents, dtype=float) @ self.coef_ + self.intercept_
+
+    def affine_form(self) -> tuple[float, np.ndarray] | None:
+        return float(self.intercept_), self.coef_
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
         out = noise
@@ -178,6 +188,9 @@ class SumMechanism(_StructureMechanism):
     def predict(self, parents: np.ndarray) -> np.ndarray:
         return np.asarray(parents, dtype=float) @ self.weights_
 
+    def affine_form(self) -> tuple[float, np.ndarray] | None:
+        return 0.0, self.weights_
+
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
         out = noise
         for c, w in zip(columns, self.weights_.tolist(), strict=False):
@@ -193,6 +206,9 @@ class MaxMechanism(_StructureMechanism):
     def predict(self, parents: np.ndarray) -> np.ndarray:
         p = np.asarray(parents, dtype=float)
         return (p * self.weights_).max(axis=1) if p.shape[1] > 1 else p[:, 0] * self.weights_[0]
+
+    def affine_form(self) -> tuple[float, np.ndarray] | None:
+        return (0.0, self.weights_) if self.weights_.size == 1 else None  # the max of one parent is linear
 
     def evaluate_columns(self, columns: list[np.ndarray], noise: np.ndarray) -> np.ndarray:
         w0 = self.weights_.tolist()
