@@ -2,9 +2,10 @@
 
     whyslow rca --graph edges.json --train normal.csv --sample outliers.csv --target Website [--json]
 
-The graph file is a JSON edge list ({"edges": [[cause, effect], ...]}, a list of pairs, or a list of
-{"source": .., "target": ..} objects) or a two-column CSV; ``--call-graph`` says the edges are caller -> callee
-(they are inverted into cause -> effect). Errors exit with status 2 and a one-line message.
+The graph file is a JSON edge list ({"edges": [[cause, effect], ...]}, a list of pairs, a list of
+{"source": .., "target": ..} objects, networkx node-link JSON, or an adjacency object {node: [nodes]}) or a
+two-column CSV (comma, tab or semicolon separated, optional header); numeric node names match CSV headers.
+``--call-graph`` says the edges are caller -> callee (they are inverted into cause -> effect). Errors exit with status 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import pandas as pd
 
 import rca_engine
 
-HEADER_WORDS = {"source", "target", "cause", "effect", "caller", "callee", "from", "to", "parent", "child"}
+HEADER_WORDS = {"source", "target", "cause", "effect", "caller", "callee", "from", "to", "parent", "child",
+                "src", "dst", "dest", "destination", "upstream", "downstream", "u", "v"}
 
 
 class CliError(Exception):
@@ -148,8 +150,15 @@ def _json_edges(text: str, path: Path) -> tuple[list[tuple[Hashable, Hashable]],
     except json.JSONDecodeError as exc:
         raise CliError(f"graph file {path} is not valid JSON: {exc}") from None
     nodes: list[Hashable] = []
-    if isinstance(data, dict):
-        nodes = [str(n) for n in data.get("nodes", [])]
+    if isinstance(data, dict) and "edges" not in data and "links" not in data:
+        if not all(isinstance(v, list) for v in data.values()):
+            raise CliError(f"graph file {path}: expected a list of edges, an object with an 'edges' list or an "
+                           "adjacency object node -> [nodes]")
+        nodes = [_node_name(k, path, k) for k in data]
+        data = [[k, v] for k, vs in data.items() for v in vs]
+    elif isinstance(data, dict):
+        nodes = [_node_name(n.get("id", n.get("name")) if isinstance(n, dict) else n, path, n)
+                 for n in data.get("nodes", [])]
         data = data.get("edges", data.get("links"))
     if not isinstance(data, list):
         raise CliError(f"graph file {path}: expected a list of edges or an object with an 'edges' list")
@@ -162,20 +171,30 @@ def _json_edges(text: str, path: Path) -> tuple[list[tuple[Hashable, Hashable]],
             a, b = item
         else:
             raise CliError(f"graph file {path}: bad edge {item!r} (expected [source, target])")
-        if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
-            raise CliError(f"graph file {path}: edge endpoints must be non-empty strings, got {item!r}")
-        edges.append((a, b))
+        edges.append((_node_name(a, path, item), _node_name(b, path, item)))
     return edges, nodes
 
 
+def _node_name(value: object, path: Path, context: object) -> str:
+    """A node name as the CSV column it refers to: strings as they are, numbers as CSV headers spell them."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+        raise CliError(f"graph file {path}: node names must be non-empty strings or numbers, got {context!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def _csv_edges(text: str) -> tuple[list[tuple[Hashable, Hashable]], list[Hashable]]:
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    delimiter = next((d for d in (",", "\t", ";") if d in first), ",")
+    rows = [r for r in csv.reader(lines, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and {c.strip().lower() for c in rows[0]} <= HEADER_WORDS:
         rows = rows[1:]
     edges = []
     for r in rows:
         if len(r) != 2 or not r[0].strip() or not r[1].strip():
-            raise CliError(f"graph CSV: each line must be 'source,target', got {','.join(r)!r}")
+            raise CliError(f"graph CSV: each line must be 'source,target', got {delimiter.join(r)!r}")
         edges.append((r[0].strip(), r[1].strip()))
     return edges, []
 

@@ -99,3 +99,57 @@ def test_dowhy_microservice_example() -> None:
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout)
     assert row["root_causes"][0] == "Caching Service"
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chain '1' -> 'my db' -> 'Web site' (numeric, spaced names) with '1' slowed in the sample."""
+    d = tmp_path_factory.mktemp("rca_shapes")
+    rng = np.random.default_rng(7)
+    a = rng.exponential(1, 400)
+    b = a + rng.exponential(1, 400)
+    pd.DataFrame({"1": a, "my db": b, "Web site": b + rng.exponential(1, 400)}).to_csv(d / "train.csv", index=False)
+    pd.DataFrame({"1": [12.0], "my db": [12.5], "Web site": [13.0]}).to_csv(d / "slow.csv", index=False)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "call_graph"),
+    [
+        ("adjacency.json", json.dumps({"1": ["my db"], "my db": ["Web site"]}), False),
+        ("calls_adjacency.json", json.dumps({"Web site": ["my db"], "my db": [1]}), True),
+        ("numeric.json", json.dumps([[1, "my db"], ["my db", "Web site"]]), False),
+        ("nodelink.json", json.dumps({"nodes": [{"id": 1}, {"id": "my db"}, {"id": "Web site"}],
+                                      "links": [{"source": 1, "target": "my db"},
+                                                {"source": "my db", "target": "Web site"}]}), False),
+        ("srcdst.csv", "src,dst\n1,my db\nmy db,Web site\n", False),
+        ("semicolon.csv", "cause;effect\n1;my db\nmy db;Web site\n", False),
+        ("tabs.tsv", "1\tmy db\nmy db\tWeb site\n", False),
+    ],
+)
+def test_graph_file_shapes(odd_names: Path, name: str, content: str, call_graph: bool) -> None:
+    """Plausible graph files (adjacency, numeric names, node-link, other delimiters/headers) all read the same graph."""
+    (odd_names / name).write_text(content)
+    r = whyslow("--graph", str(odd_names / name), *(["--call-graph"] if call_graph else []),
+                "--train", str(odd_names / "train.csv"), "--sample", str(odd_names / "slow.csv"),
+                "--target", "Web site", "--mechanisms", "sum", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out["contributions"]) == {"1", "my db", "Web site"}
+    assert out["root_causes"][0] == "1"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps({"a": 1}), "adjacency object"),
+        (json.dumps([[None, "a"]]), "node names must be non-empty strings or numbers"),
+        (json.dumps([[True, "a"]]), "node names must be non-empty strings or numbers"),
+    ],
+)
+def test_bad_graph_shapes_one_line(odd_names: Path, content: str, message: str) -> None:
+    (odd_names / "bad_shape.json").write_text(content)
+    r = whyslow("--graph", str(odd_names / "bad_shape.json"), "--train", str(odd_names / "train.csv"),
+                "--sample", str(odd_names / "slow.csv"), "--target", "Web site")
+    assert r.returncode == 2
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
