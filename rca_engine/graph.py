@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 
 import networkx as nx
 
@@ -12,7 +12,8 @@ from .errors import GraphError, UnknownNodeError
 def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable]]) -> nx.DiGraph:
     """Causal graph of latencies from a caller -> callee call graph (callee latency causes caller latency).
 
-    Accepts an ``nx.DiGraph`` (node attributes are copied) or an iterable of ``(caller, callee)`` pairs.
+    Accepts an ``nx.DiGraph`` (node attributes are copied), an iterable of ``(caller, callee)`` pairs or an
+    adjacency mapping ``{caller: [callees]}``.
     """
     if isinstance(call_graph, nx.DiGraph):
         causal = nx.DiGraph()
@@ -20,7 +21,9 @@ def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable
         causal.add_edges_from((callee, caller, dict(data)) for caller, callee, data in call_graph.edges(data=True))
     else:
         causal = nx.DiGraph()
-        for edge in call_graph:
+        if isinstance(call_graph, Mapping):
+            causal.add_nodes_from(call_graph)  # a caller with no callees is still a node
+        for edge in _edge_iter(call_graph):
             caller, callee = _pair(edge)
             causal.add_edge(callee, caller)
     validate_graph(causal)
@@ -28,13 +31,30 @@ def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable
 
 
 def graph_from_edges(edges: Iterable[tuple[Hashable, Hashable]], nodes: Iterable[Hashable] = ()) -> nx.DiGraph:
-    """Cause -> effect DAG from ``(cause, effect)`` pairs (plus isolated ``nodes``), validated."""
+    """Cause -> effect DAG from ``(cause, effect)`` pairs or ``{cause: [effects]}`` (plus isolated ``nodes``), validated."""
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
-    for edge in edges:
+    if isinstance(edges, Mapping):
+        graph.add_nodes_from(edges)
+    for edge in _edge_iter(edges):
         graph.add_edge(*_pair(edge))
     validate_graph(graph)
     return graph
+
+
+def _edge_iter(edges: object) -> Iterable[object]:
+    """The pairs of an edge iterable, or of an adjacency mapping ``{node: [nodes it points to]}``."""
+    if isinstance(edges, Mapping):
+        pairs = []
+        for a, bs in edges.items():
+            if isinstance(bs, (str, bytes)) or not isinstance(bs, Iterable):
+                raise GraphError(f"an adjacency mapping needs a list of nodes per node, got {a!r}: {bs!r}")
+            pairs.extend((a, b) for b in bs)
+        return pairs
+    if isinstance(edges, (str, bytes)) or not isinstance(edges, Iterable):
+        raise GraphError(f"edges must be an iterable of (source, target) pairs or a networkx.DiGraph, "
+                         f"got {type(edges).__name__}")
+    return edges
 
 
 def _pair(edge: object) -> tuple[Hashable, Hashable]:

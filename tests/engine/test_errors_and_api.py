@@ -195,3 +195,18 @@ def test_sum_max_weights() -> None:
     assert np.allclose(model.mechanisms["par"].noise_samples_, own)
     assert np.allclose(model.mechanisms["seq"].noise_samples_, own)
     assert model.mechanism_names() == {"a": "empirical", "b": "empirical", "par": "max", "seq": "sum"}
+
+
+def test_graph_builders_take_adjacency_and_reject_non_iterables() -> None:
+    """An adjacency mapping is read as pairs (a key with no callees stays a node); None/str/int is a GraphError."""
+    causal = rca_engine.invert_call_graph({"web": ["api", "auth"], "api": ["db"], "auth": []})
+    assert set(causal.edges) == {("api", "web"), ("auth", "web"), ("db", "api")}
+    g = rca_engine.graph_from_edges({1: [2], 2: [], 3: []})
+    assert set(g.edges) == {(1, 2)} and set(g.nodes) == {1, 2, 3}
+    for bad in (None, 5, "ab"):
+        with pytest.raises(rca_engine.GraphError, match="iterable of"):
+            rca_engine.invert_call_graph(bad)  # type: ignore[arg-type]
+        with pytest.raises(rca_engine.GraphError, match="iterable of"):
+            rca_engine.graph_from_edges(bad)  # type: ignore[arg-type]
+    with pytest.raises(rca_engine.GraphError, match="list of nodes per node"):
+        rca_engine.invert_call_graph({"web": "api"})
