@@ -187,8 +187,9 @@ class GrpcApi:
     def __init__(self, service: WhySlowService, hub: OutlierHub, address: str, token: str | None,
                  max_workers: int = 32, max_watchers: int = 16):
         interceptors = [BearerAuthInterceptor(token)] if token else []
+        # no SO_REUSEPORT: a port another process (e.g. a second whyslow) listens on must fail, not be shared
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                                  interceptors=interceptors)
+                                  interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         # watchers hold a worker thread each: at most half the pool, so queries always get threads
         pb_grpc.add_WhySlowServicer_to_server(WhySlowServicer(service, hub, max_watchers), self.server)
         self.health = health.HealthServicer()

@@ -185,3 +185,22 @@ def test_internal_errors_are_json_without_traceback(tmp_path, caplog):
         with urllib.request.urlopen(req, timeout=10) as resp:
             frames = json.loads(resp.read())
         assert frames[0]["rows"][0][0] == "error" and "Traceback" not in frames[0]["rows"][0][1]
+
+
+def test_grpc_port_in_use_is_refused(tmp_path):
+    """A gRPC API port another gRPC server listens on (SO_REUSEPORT by default) is an error, not silently shared."""
+    from concurrent import futures
+
+    import grpc
+    import pytest
+
+    other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = other.add_insecure_port("127.0.0.1:0")
+    other.start()
+    try:
+        cfg = ServeConfig(data_dir=str(tmp_path / "data"), otlp_grpc="127.0.0.1:0", otlp_http="127.0.0.1:0",
+                          http="127.0.0.1:0", grpc=f"127.0.0.1:{port}").validate()
+        with pytest.raises(OSError, match="gRPC API"):
+            WhySlowServer(cfg).start()
+    finally:
+        other.stop(0)
