@@ -13,7 +13,7 @@ from typing import Any
 
 from plugin import validation
 from plugin.errors import InvalidArgument, NoModel, NotFound, ServiceError
-from plugin.explain import summary_text
+from plugin.explain import rarer_text, summary_text
 from plugin.service import WhySlowService
 
 log = logging.getLogger("whyslow.datasource")
@@ -192,7 +192,7 @@ class DataSource:
         ok = expl["is_outlier"]
         message = summary_text(expl) if ok else (
             f"Not an outlier: IT score {expl['outlier_score']:.2f} is below the threshold "
-            f"{expl['threshold']:.2f} (rarer than 1 in {expl['rarer_than']:.0f})"
+            f"{expl['threshold']:.2f} (rarer than 1 in {rarer_text(expl['rarer_than'])})"
         )
         summary = [[
             "ok" if ok else "not_outlier", message, expl["trace_id"], expl["entry"], expl["target_latency_ms"],

@@ -202,14 +202,25 @@ def top_contributors(payload: dict[str, Any], n: int = 3) -> list[dict[str, Any]
     return [c for c in payload.get("contributions", []) if c["contribution"] > 0][:n]
 
 
+def rarer_text(rarer: float) -> str:
+    """'1 in …' count for people: thousands separators up to a billion, then scientific notation."""
+    return f"{rarer:,.0f}" if rarer < 1e9 else f"{rarer:.1e}"
+
+
+def contributor_label(c: dict[str, Any]) -> str:
+    """Service and operation of a contribution; a call gap reads as the network/queueing time of the call."""
+    label = f"{c['service']} {c['operation']}"
+    return f"network to {label}" if c.get("kind") == "call_gap" else label
+
+
 def summary_text(payload: dict[str, Any], n: int = 3) -> str:
     """One human line: target latency, rarity and the top contributors with their share."""
     parts = [
-        f"{c['service']} {c['operation']} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"
+        f"{contributor_label(c)} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"
         for c in top_contributors(payload, n)
     ]
     head = (
         f"{payload['entry']} took {payload['target_latency_ms']:.1f} ms "
-        f"(IT score {payload['outlier_score']:.1f}, rarer than 1 in {payload['rarer_than']:.0f})"
+        f"(IT score {payload['outlier_score']:.1f}, rarer than 1 in {rarer_text(payload['rarer_than'])})"
     )
     return head + (": " + "; ".join(parts) if parts else "")

@@ -39,6 +39,19 @@ def test_body_shape():
     assert "dashboardUID" not in body and "panelId" not in body
 
 
+def test_text_names_call_gaps_and_keeps_huge_rarities_short():
+    """A call gap and its callee's span used to read the same ('payments POST /pay' twice); a score of 130 nats
+    printed a 57-digit '1 in …'."""
+    p = payload()
+    p["contributions"][1] = {"node": "net:payments:POST /pay", "service": "payments", "operation": "POST /pay",
+                             "kind": "call_gap", "contribution": 2.5, "share": 2.5 / 12}
+    p["outlier_score"], p["rarer_than"] = 130.0, 2.87e56
+    text = annotation_body(p, None, None)["text"]
+    assert "payments POST /pay 9.00 nats (75%); network to payments POST /pay 2.50 nats (21%)" in text
+    assert "rarer than 1 in 2.9e+56)" in text
+    assert "rarer than 1 in 162,755)" in annotation_body(payload(), None, None)["text"]
+
+
 def test_retries_then_sends_and_never_logs_the_token(caplog):
     grafana = GrafanaStandIn(TOKEN, fail_first=2)
     pusher = AnnotationPusher(grafana.url, TOKEN, "whyslow-rca", 1, backoff_s=0.05)
