@@ -11,6 +11,7 @@ from typing import Any
 from plugin.errors import InvalidArgument
 
 TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+UUID_FORM = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MAX_LIMIT = 1000
 MAX_INTERVALS = 200
 MAX_ENTRY_LEN = 512
@@ -19,7 +20,16 @@ _MAX_NS = 7_258_118_400 * 10**9
 
 
 def trace_id(value: Any) -> str:
-    """A W3C/OTLP trace id: 32 hex characters, not all zero; returned lower-case."""
+    """A W3C/OTLP trace id: 32 hex characters, not all zero; returned lower-case.
+
+    Also read as users paste them: surrounding blanks, UUID-style dashes, and a 64-bit (16 hex) Zipkin/Jaeger id,
+    which OTLP carries left-padded with zeros."""
+    if isinstance(value, str):
+        value = value.strip()
+        if UUID_FORM.match(value):
+            value = value.replace("-", "")
+        if len(value) == 16 and TRACE_ID.match("0" * 16 + value):
+            value = "0" * 16 + value
     if not isinstance(value, str) or not TRACE_ID.match(value):
         raise InvalidArgument("trace id must be 32 hexadecimal characters")
     if int(value, 16) == 0:
