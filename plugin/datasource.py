@@ -104,7 +104,8 @@ def _scoped(body: dict[str, Any], name: str) -> Any:
 
 
 def _unresolved(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and (not value.strip() or value.strip().startswith("$")))
+    """A value Grafana left as a variable: empty, $var / ${var} or the older [[var]] syntax."""
+    return value is None or (isinstance(value, str) and (not value.strip() or value.strip().startswith(("$", "[["))))
 
 
 class DataSource:

@@ -74,12 +74,16 @@ def test_rca_trace_id_from_scoped_vars(shop):
     frames = _rca(shop, {"traceId": "$traceId"}, scoped={"traceId": {"text": s.trace_id, "value": s.trace_id}})
     assert frames["summary"]["rows"][0]["status"] == "ok"
     assert frames["contributions"]["rows"][0]["service"] == "cart"
+    # Grafana's older [[var]] syntax, left unresolved, is read from scopedVars too (was 'unknown_trace')
+    frames = _rca(shop, {"traceId": "[[traceId]]"}, scoped={"traceId": {"value": s.trace_id}})
+    assert frames["summary"]["rows"][0]["status"] == "ok"
 
 
 def test_rca_status_rows(shop):
     cases = [
         ({}, "no_trace"),
         ({"traceId": "$traceId"}, "no_trace"),
+        ({"traceId": "[[traceId]]"}, "no_trace"),
         ({"traceId": "zz-not-hex"}, "unknown_trace"),
         ({"traceId": "ab" * 16}, "unknown_trace"),
         ({"traceId": shop.home[0].trace_id}, "learning"),
