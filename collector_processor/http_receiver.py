@@ -122,16 +122,17 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- methods
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         limit = self.pipeline.config.max_recv_bytes
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if self.path.split("?", 1)[0] != PATH:
             self.close_connection = True
-            self._status(404, _GRPC_UNIMPLEMENTED, f"unknown path {self.path[:100]!r}; OTLP traces go to {PATH}")
+            self._status(404, _GRPC_UNIMPLEMENTED, f"unknown path {self.path[:100]!r}; OTLP traces go to {PATH}",
+                         _reply_type(ctype))
             return
-        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype not in (PROTOBUF, JSON):
             self.pipeline.count_request_error("requests_invalid")
             self.close_connection = True
             self._status(415, _GRPC_INVALID_ARGUMENT,
-                         f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}")
+                         f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}", JSON)
             return
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
@@ -205,8 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         self.close_connection = True
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         self._status(405, _GRPC_UNIMPLEMENTED, f"method {self.command} not allowed; POST OTLP traces to {PATH}",
-                     extra={"Allow": "POST"})
+                     _reply_type(ctype), extra={"Allow": "POST"})
 
     do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
 
@@ -251,3 +253,8 @@ class OtlpHttpReceiver:
             if self._thread is not None:
                 self._thread.join(timeout=grace or 1.0)
             self._server = None
+
+
+def _reply_type(ctype: str) -> str:
+    """Format of an error Status: the request's when it is an OTLP one, else JSON (readable, e.g. from curl)."""
+    return PROTOBUF if ctype == PROTOBUF else JSON

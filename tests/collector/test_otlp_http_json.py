@@ -128,6 +128,15 @@ def test_wrong_content_type_method_path(receivers):
     assert post(h.port, b"{}", "application/x-protobuf", encoding="br")[0] == 415
     assert post(h.port, b"", path="/v1/metrics")[0] == 404
     assert post(h.port, b"", method="GET")[0] == 405
+    # a caller that did not speak protobuf (curl, a browser, a wrong exporter) reads the Status as JSON
+    for status, kw in ((415, {"ctype": "text/plain"}), (404, {"ctype": "application/json", "path": "/v1/logs"}),
+                       (405, {"ctype": "", "method": "GET"})):
+        code, headers, data = post(h.port, b"{}", **kw)
+        assert code == status and headers["Content-Type"] == "application/json"
+        assert "/v1/traces" in json.loads(data)["message"] or "Content-Type" in json.loads(data)["message"]
+    code, headers, data = post(h.port, b"", "application/x-protobuf", path="/v1/metrics")
+    assert code == 404 and headers["Content-Type"] == "application/x-protobuf"
+    assert "/v1/traces" in _status_of(data, "application/x-protobuf").message
 
 
 def test_oversized_body_and_gzip_bomb_get_413(make_pipeline, store):
