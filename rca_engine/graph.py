@@ -45,7 +45,7 @@ def graph_from_edges(edges: Iterable[tuple[Hashable, Hashable]], nodes: Iterable
 def _edge_iter(edges: object) -> Iterable[object]:
     """The pairs of an edge iterable, or of an adjacency mapping ``{node: [nodes it points to]}``."""
     if isinstance(edges, Mapping):
-        pairs = []
+        pairs: list[tuple[object, object]] = []
         for a, bs in edges.items():
             if isinstance(bs, (str, bytes)) or not isinstance(bs, Iterable):
                 raise GraphError(f"an adjacency mapping needs a list of nodes per node, got {a!r}: {bs!r}")
