@@ -10,6 +10,7 @@ per attributed outlier. Targets: one outlier on a 25-node graph with 2,000 rows 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 
@@ -50,11 +51,12 @@ def fit_table(node_counts: Sequence[int], row_counts: Sequence[int], repeats: in
     return markdown_table(["nodes", "rows", "fit sum/max", "fit linear", "fit auto"], rows)
 
 
-def attribution_table(node_counts: Sequence[int], rows_train: int, cases: int) -> tuple[str, dict[int, float]]:
+def attribution_table(node_counts: Sequence[int], rows_train: int, cases: int,
+                      p_parallel: float = 0.3) -> tuple[str, dict[int, float]]:
     rows, per_node = [], {}
     for n in node_counts:
         rng = np.random.default_rng(100 + n)
-        system = random_system(n, rng)
+        system = random_system(n, rng, p_parallel=p_parallel)  # same graphs for every p_parallel
         train = system.simulate(rows_train, rng)
         model = rca_engine.fit(system.causal_graph, train, system.structure)
         model.scorer(system.entry)  # the per-node scorer is fitted once and cached (part of serving, not of a query)
@@ -111,12 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and cases")
     args = parser.parse_args(argv)
+    load = os.getloadavg()[0]
     with threadpool_limits(1):
         fit_nodes = [10, 25] if args.quick else [10, 25, 50]
         fit_rows = [2000, 10000] if args.quick else [2000, 10000, 50000]
         fit_md = fit_table(fit_nodes, fit_rows, repeats=3)
         att_nodes = [5, 10, 25] if args.quick else [5, 10, 15, 25, 40]
         att_md, per_node = attribution_table(att_nodes, 2000, cases=5 if args.quick else 10)
+        sum_md, _ = attribution_table(att_nodes, 2000, cases=5 if args.quick else 10, p_parallel=0.0)
         knobs_md = knob_table()
         rng = np.random.default_rng(3)
         system = random_system(25, rng)
@@ -129,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows_md.append([f"{r:,}", f"{t * 1000:.1f} ms"])
     body = (
         "All timings on one core (BLAS/OpenMP limited to 1 thread), median of repeats. The machine is shared with "
-        "other developers' jobs (load average ~6 on 2 cores while this ran), so wall times are inflated; the CPU "
+        f"other developers' jobs (load average {load:.1f} on 2 cores when this started), so wall times are inflated; the CPU "
         "time of the (single-threaded) process is given where it matters.\n\n"
         "### Fitting (sum/max = the latency-structure mechanisms of each node; auto = linear vs. gradient boosting "
         "by held-out error)\n\n" + fit_md + "\n\n"
@@ -137,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Shapley with 3,000 Monte-Carlo samples up to 11 players, antithetic permutation sampling with 1,000 samples and "
         "at most 256 permutations above). The injected fault adds 6x the node's typical own time; when that is small "
         "against the entry's spread the entry is not an outlier at all, hence the last column.\n\n" + att_md
+        + "\n\n### The same graphs and outliers with sequential calls only (every caller a sum, so every mechanism is "
+        "affine and the target values of all coalitions come from path coefficients: rca_engine.affine; above, graphs "
+        "with a parallel caller (max of several callees) take the node-by-node graph pass)\n\n" + sum_md
         + "\n\n### Speed/accuracy knobs on a 25-node graph (2,000 rows; error = max |contribution - reference| "
         "relative to the outlier score, reference = 1,024 permutations x 3,000 samples)\n\n" + knobs_md
         + "\n\n### Attribution time vs. training rows (25 nodes)\n\n" + markdown_table(["rows", "time / outlier"], rows_md)
