@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.spans = 100_000
         args.repeats = min(args.repeats, 2)
-    cpu = _pin(0)
+    pinned_cpu = _pin(0)
     payloads = make_requests(args.spans, args.batch)
     n = _count(payloads)
     mb = sum(map(len, payloads)) / 1e6
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     body = (
         f"Workload: {n:,} spans in {len(payloads)} requests of ~{args.batch} spans ({mb:.0f} MB protobuf), traces "
         f"of 26 spans (server/client pairs with HTTP semantic-convention attributes, database calls), "
-        f"{args.inflight} requests in flight. Collector pinned to CPU {cpu} (one core); client in another "
+        f"{args.inflight} requests in flight. Collector pinned to CPU {pinned_cpu} (one core); client in another "
         "process on another CPU.\n\n"
         + f"Load average when the run started: {load:.1f} (2-core machine shared with other jobs).\n\n"
         + markdown_table(["stage", "spans per CPU-second (best run)", "spans per wall second (best run)"], rows)
