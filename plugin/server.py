@@ -11,6 +11,7 @@ REST (Flask under waitress) + JSON datasource + gRPC API + Grafana annotation pu
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -97,8 +98,9 @@ class WhySlowServer:
         self.metrics = ServerMetrics()
         try:
             self.store = collector_processor.open_store(cfg.data_dir)
-        except OSError as exc:
-            raise OSError(f"cannot open the data directory {cfg.data_dir} ({exc.strerror or exc})") from None
+        except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
         self.models = ModelManager(self.store, cfg, self.metrics)
         loaded = self.models.load()
         if loaded:

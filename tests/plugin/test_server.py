@@ -204,3 +204,14 @@ def test_grpc_port_in_use_is_refused(tmp_path):
             WhySlowServer(cfg).start()
     finally:
         other.stop(0)
+
+
+def test_unusable_store_names_the_data_directory(tmp_path):
+    """A corrupt (or read-only) SQLite file: the error says which data directory, not just 'file is not a database'."""
+    import pytest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "whyslow.sqlite3").write_bytes(b"not a database " * 64)
+    with pytest.raises(OSError, match=r"cannot open the data directory .*data \(file is not a database\)"):
+        WhySlowServer(_config(tmp_path)).start()
