@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DEFAULT_MIN_ROWS, sample_frame, training_matrix
-from .errors import MechanismError
+from .errors import DataError, MechanismError
 from .graph import ordered_parents, require_node, upstream_order, validate_graph
 from .mechanisms import Mechanism, make_mechanism, select_auto
 from .scoring import ITScorer, check_options
@@ -112,7 +112,12 @@ class CausalModel:
 
     def it_score(self, node: Hashable, values: object, base: str = "median", tail: str = "fitted") -> np.ndarray:
         """Vectorised IT outlier scores (nats) of many values of one node against its fitted marginal."""
-        arr = np.asarray(values, dtype=float).reshape(-1)
+        try:
+            arr = np.asarray(values, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise DataError(f"values of {node!r} must be numbers, got {type(values).__name__}") from None
+        if not np.isfinite(arr).all():
+            raise DataError(f"values of {node!r} have {int((~np.isfinite(arr)).sum())} NaN/inf entries")
         return self.scorer(node, base, tail).score(arr)
 
 

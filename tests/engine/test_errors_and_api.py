@@ -210,3 +210,11 @@ def test_graph_builders_take_adjacency_and_reject_non_iterables() -> None:
             rca_engine.graph_from_edges(bad)  # type: ignore[arg-type]
     with pytest.raises(rca_engine.GraphError, match="list of nodes per node"):
         rca_engine.invert_call_graph({"web": "api"})
+
+
+def test_it_score_rejects_nan_and_text(model: rca_engine.CausalModel) -> None:
+    """A NaN latency used to score -0.0 (silently 'normal'); text raised a bare ValueError."""
+    with pytest.raises(rca_engine.DataError, match="1 NaN/inf"):
+        model.it_score("c", [1.0, float("nan")])
+    with pytest.raises(rca_engine.DataError, match="must be numbers"):
+        model.it_score("c", ["slow"])
