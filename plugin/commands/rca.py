@@ -115,7 +115,9 @@ def read_csv(path: Path, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise CliError(f"{what} file not found: {path}")
     try:
-        frame = pd.read_csv(path)
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        frame = pd.read_csv(path, sep=_delimiter(first))
     except pd.errors.EmptyDataError:
         raise CliError(f"{what} file is empty: {path}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -184,10 +186,14 @@ def _node_name(value: object, path: Path, context: object) -> str:
     return str(value)
 
 
+def _delimiter(first_line: str) -> str:
+    """The separator of a CSV from its first line: comma, else tab, else semicolon."""
+    return next((d for d in (",", "\t", ";") if d in first_line), ",")
+
+
 def _csv_edges(text: str) -> tuple[list[tuple[Hashable, Hashable]], list[Hashable]]:
     lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    delimiter = next((d for d in (",", "\t", ";") if d in first), ",")
+    delimiter = _delimiter(next((line for line in lines if line.strip()), ""))
     rows = [r for r in csv.reader(lines, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and {c.strip().lower() for c in rows[0]} <= HEADER_WORDS:
         rows = rows[1:]

@@ -153,3 +153,15 @@ def test_bad_graph_shapes_one_line(odd_names: Path, content: str, message: str) 
                 "--sample", str(odd_names / "slow.csv"), "--target", "Web site")
     assert r.returncode == 2
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tab_and_semicolon_separated_data(odd_names: Path) -> None:
+    """A TSV training table and a semicolon sample (European spreadsheet export) read like the comma CSVs."""
+    pd.read_csv(odd_names / "train.csv").to_csv(odd_names / "train.tsv", sep="\t", index=False)
+    pd.read_csv(odd_names / "slow.csv").to_csv(odd_names / "slow_semi.csv", sep=";", index=False)
+    (odd_names / "chain.json").write_text(json.dumps([["1", "my db"], ["my db", "Web site"]]))
+    runs = [whyslow("--graph", str(odd_names / "chain.json"), "--train", str(odd_names / train),
+                    "--sample", str(odd_names / sample), "--target", "Web site", "--mechanisms", "sum", "--json")
+            for train, sample in (("train.csv", "slow.csv"), ("train.tsv", "slow_semi.csv"))]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert json.loads(runs[1].stdout)["contributions"] == json.loads(runs[0].stdout)["contributions"]
