@@ -129,8 +129,8 @@ def _positive_int(value: Any, name: str, minimum: int = 1, maximum: int | None =
 
 
 def _positive_number(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
-        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _token(value: str | None, path: str | None, name: str) -> str | None:

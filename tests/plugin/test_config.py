@@ -52,7 +52,10 @@ def test_token_file(tmp_path):
     ({"http": "localhost"}, {}, "http must be host:port"),
     ({"grpc": "127.0.0.1:70000"}, {}, "port must be 0..65535"),
     ({"min_traces": "abc"}, {}, "min_traces (flag --min-traces): cannot parse"),
-    ({}, {"WHYSLOW_THRESHOLD": "-1"}, "threshold must be a number > 0"),
+    ({}, {"WHYSLOW_THRESHOLD": "-1"}, "threshold must be a finite number > 0"),
+    # inf used to start (status JSON then carried Infinity, which is not JSON; traces never completed)
+    ({"threshold": "inf"}, {}, "threshold must be a finite number > 0, got inf"),
+    ({"trace_timeout_s": "inf"}, {}, "trace_timeout_s must be a finite number > 0"),
     ({"min_traces": "500", "window": "100"}, {}, "window (100) must be >= min_traces (500)"),
     ({"grafana_url": "ftp://x"}, {}, "grafana_url must be an http(s) URL"),
     ({"log_level": "loud"}, {}, "log_level must be one of"),
