@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="whyslow",
         description="Causal root-cause attribution of slow traces (OpenTelemetry + Grafana).",
     )
+    parser.add_argument("--version", action="version", version=f"whyslow {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -29,6 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), without importing the server."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("whyslow")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,3 +111,14 @@ def test_read_only_unstamped_stubs_are_used_with_a_warning(tmp_path: Path, monke
             grpc_build.ensure_generated()
     finally:
         here.chmod(0o755)
+
+
+def test_cli_version_matches_the_service(capsys: pytest.CaptureFixture[str]) -> None:
+    """`whyslow --version` (was: 'unrecognized arguments') prints the version /api/v1/status reports."""
+    from plugin.cli import main
+    from plugin.service import VERSION
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"whyslow {VERSION}"
