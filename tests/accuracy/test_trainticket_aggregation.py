@@ -1,0 +1,44 @@
+"""The Train-Ticket benchmark's aggregation of a fault window's explanations (no dataset needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.nezha_trainticket import AGGREGATIONS, Evidence, resolve_edge_ends
+
+
+def test_caller_with_several_slow_edges_collects_them():
+    # CPU contention in A slows its calls to B, C and D: each edge is ambiguous alone, together they point at A
+    pairs = {("B", "A"): 1.0, ("C", "A"): 1.0, ("D", "A"): 1.0}
+    total = resolve_edge_ends({}, pairs, steps=1)
+    # half split: A 1.5, B/C/D 0.5 each; one re-split: A takes 1.5 / (1.5 + 0.5) = 3/4 of every edge
+    assert total["A"] == pytest.approx(3 * 0.75)
+    for callee in "BCD":
+        assert total[callee] == pytest.approx(0.25)
+    assert sum(total.values()) == pytest.approx(3.0)  # evidence is only moved, never created
+
+
+def test_callee_with_several_slow_callers_collects_them_and_singles_count():
+    # a delay on X's interface slows the calls into X from P and Q, and X's own work shows 0.2
+    total = resolve_edge_ends({"X": 0.2}, {("X", "P"): 1.0, ("X", "Q"): 1.0}, steps=1)
+    x0, p0 = 0.2 + 1.0, 0.5  # after the half split
+    assert total["X"] == pytest.approx(0.2 + 2 * x0 / (x0 + p0))
+    assert total["P"] == pytest.approx(p0 / (x0 + p0))
+    assert resolve_edge_ends({"X": 0.2}, {("X", "P"): 1.0}, steps=0) == pytest.approx({"X": 0.7, "P": 0.5})
+
+
+def test_background_is_subtracted_per_trace_and_clipped():
+    credit = {how: {"net:b": [("b", 1.0)], "a:op": [("a", 1.0)]} for how in AGGREGATIONS}
+    edges = {"net:b": ("b", "a")}
+    window, background = Evidence(), Evidence()
+    # two outlier traces in the window, shares (b 0.75, a 0.25) and (b 1.0)
+    window.add({"net:b": 3.0, "a:op": 1.0, "x:neg": -2.0}, 1.0, "share", credit, edges)
+    window.add({"net:b": 5.0}, 1.0, "share", credit, edges)
+    # fault-free: one outlier among 10 traces blaming a:op fully -> 0.1 per trace
+    background.add({"a:op": 4.0}, 1.0 / 10, "share", credit, edges)
+    window.merge(background, -5.0)  # the window has 5 traces of this entry point
+    table = window.tables["node metadata"]
+    assert table["b"] == pytest.approx(1.75) and table["a"] == pytest.approx(0.25 - 0.5)
+    clipped = window.clipped()
+    assert clipped.tables["node metadata"]["a"] == 0.0 and clipped.pairs[("b", "a")] == pytest.approx(1.75)
+    assert "x:neg" not in table and window.singles["a"] == pytest.approx(-0.25)
