@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -71,6 +72,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Requests the stdlib rejects before a do_* method (malformed request line, HTTP/2): counted, and an
+        HTTP/2 client — a gRPC exporter pointed at this port — is told where to go."""
+        self.pipeline.count_request_error("requests_invalid")
+        now = time.monotonic()
+        if code == 505 and "HTTP/2" in (getattr(self, "requestline", "") or "") and \
+                now - getattr(self.server, "http2_warned_at", -60.0) >= 60.0:  # at most once a minute
+            self.server.http2_warned_at = now  # type: ignore[attr-defined]
+            log.warning("an HTTP/2 (gRPC?) client %s sent to the OTLP HTTP port; OTLP gRPC exporters go to the "
+                        "OTLP gRPC receiver", self.address_string())
+        super().send_error(code, message, explain)
 
     # ---- responses
     def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:

@@ -276,3 +276,18 @@ def test_http_concurrency_is_bounded(make_pipeline):
     ok = request([{"service": "a", "span": 1, "name": "x", "kind": SERVER, "start_ms": 0, "end_ms": 5}])
     assert post(h.port, ok.SerializeToString())[0] == 200
     h.stop(0)
+
+
+def test_grpc_exporter_on_the_http_port_is_counted_and_explained(receivers, pipeline, caplog):
+    """A gRPC exporter pointed at the HTTP port used to fail with nothing counted or logged on our side."""
+    _, h = receivers
+    with grpc.insecure_channel(f"127.0.0.1:{h.port}") as channel, caplog.at_level("WARNING"):
+        with pytest.raises(grpc.RpcError):
+            TraceServiceStub(channel).Export(request([{"service": "a", "span": 1, "name": "x", "kind": SERVER,
+                                                        "start_ms": 0, "end_ms": 5}]), timeout=5)
+        deadline = time.monotonic() + 5
+        while pipeline.stats()["requests_invalid"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert pipeline.stats()["requests_invalid"] >= 1 and pipeline.stats()["spans_accepted"] == 0
+    assert "OTLP gRPC exporters go to the OTLP gRPC receiver" in caplog.text
+    assert post(h.port, b"{}", "application/json")[0] == 200  # and the port still serves HTTP/1.1
