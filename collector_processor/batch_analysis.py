@@ -15,6 +15,9 @@ Per (trace, node): latency = total duration of its spans, count, own = duration 
 intervals clipped to the span (clock-skewed children are clipped and counted), gap = own for call nodes, error
 flag, first start offset. Structure evidence per node: consecutive children (by start) of one span that
 overlap by more than ``overlap_fraction`` of the shorter are parallel pairs, else sequential pairs.
+Wrapper spans (``reparent_wrappers``): a childless INTERNAL span that envelops same-service siblings (up to
+``wrapper_slack``) adopts them as its children before all of the above (instrumentations that parent the wrapped call to the wrapper's
+parent would otherwise make the wrapper an independent leaf that absorbs every downstream delay).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collector_processor.otlp_decode import (
     KIND,
     KIND_CLIENT,
     KIND_CONSUMER,
+    KIND_INTERNAL,
     KIND_PRODUCER,
     KIND_SERVER,
     LEAF,
@@ -66,6 +70,7 @@ class AnalysedBatch:
     orphan_spans: int = 0
     cycle_spans: int = 0
     skewed_spans: int = 0
+    reparented_spans: int = 0          # spans adopted by a wrapper span (see _wrapper_adoptions)
 
     def __len__(self) -> int:
         return len(self.trace_ids)
@@ -123,13 +128,65 @@ def _firsts(group: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
 
 
+def _wrapper_adoptions(par: np.ndarray, child: np.ndarray, kind: np.ndarray, svc: np.ndarray,
+                       start: np.ndarray, end: np.ndarray, slack: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wrapper spans: (adopted spans, their adopting wrapper) -- see ``reparent_wrappers`` in the README.
+
+    A childless INTERNAL/unspecified span A adopts every sibling B (same parent, same service, B not a
+    SERVER/CONSUMER span, B no longer than A) whose interval lies inside A's, up to ``slack`` x B's duration
+    outside (an async wrapper can return just before the client span it wraps is closed). Each B goes to its
+    tightest container (shortest, then latest start, then lowest index); equal durations are ordered by index,
+    so adoption never closes a cycle and nested wrappers chain. Candidate pairs come from a range search per
+    sibling group sorted by start.
+    """
+    none = np.zeros(0, dtype=np.int64)
+    n = len(par)
+    nkids = np.bincount(par[child], minlength=n)
+    b_all = np.flatnonzero(child & (kind != KIND_SERVER) & (kind != KIND_CONSUMER))
+    a_all = b_all[(nkids[b_all] == 0) & (kind[b_all] <= KIND_INTERNAL)]
+    if len(a_all) == 0 or len(b_all) < 2:
+        return none, none
+    # dense sibling-group ids (parent, service) and dense time ranks, so one int64 key sorts (group, time)
+    _, g = _unique_inverse(par[b_all] * (int(svc.max(initial=0)) + 1) + svc[b_all])
+    g_of = np.full(n, -1, dtype=np.int64)
+    g_of[b_all] = g
+    lead = (slack * (end[a_all] - start[a_all])).astype(np.int64)  # B no longer than A: B's slack <= A's
+    _, rk = _unique_inverse(np.concatenate([start[b_all], start[a_all] - lead, end[a_all]]))
+    width = int(rk.max(initial=0)) + 1
+    nb, na = len(b_all), len(a_all)
+    kb = g * width + rk[:nb]
+    ob = np.argsort(kb, kind="stable")
+    kb_s, b_s = kb[ob], b_all[ob]
+    ga = g_of[a_all] * width
+    lo = np.searchsorted(kb_s, ga + rk[nb:nb + na], side="left")
+    hi = np.searchsorted(kb_s, ga + rk[nb + na:], side="right")
+    cnt = hi - lo
+    total = int(cnt.sum())
+    if total == 0:
+        return none, none
+    a = np.repeat(a_all, cnt)
+    pos = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
+    b = b_s[pos]
+    dur_a, dur_b = end[a] - start[a], end[b] - start[b]
+    outside = np.maximum(0, start[a] - start[b]) + np.maximum(0, end[b] - end[a])
+    ok = (b != a) & (outside <= slack * dur_b) & ((dur_a > dur_b) | ((dur_a == dur_b) & (a < b)))
+    a, b, dur_a = a[ok], b[ok], dur_a[ok]
+    if len(a) == 0:
+        return none, none
+    o = np.lexsort((a, -start[a], dur_a, b))
+    first = o[_firsts(b[o])]
+    return b[first], a[first]
+
 class BatchAnalyser:
     """Turns assembled traces into an :class:`AnalysedBatch` (see the module docstring)."""
 
-    def __init__(self, types: SpanTypes, overlap_fraction: float = 0.1, qualify_catch_all_root: bool = True) -> None:
+    def __init__(self, types: SpanTypes, overlap_fraction: float = 0.1, qualify_catch_all_root: bool = True,
+                 reparent_wrappers: bool = True, wrapper_slack: float = 0.05) -> None:
         self.types = types
         self.overlap_fraction = overlap_fraction
         self.qualify = qualify_catch_all_root
+        self.reparent_wrappers = reparent_wrappers
+        self.wrapper_slack = wrapper_slack
         self._names: dict[int, str] = {}
 
     def node_name(self, code: int) -> str:
@@ -202,6 +259,13 @@ class BatchAnalyser:
         is_caller = (kind == KIND_CLIENT) | (kind == KIND_PRODUCER)
         child = reach & (par >= 0)
         child[root] = False
+        adopted = np.zeros(0, dtype=np.int64)
+        if self.reparent_wrappers:
+            adopted, wrapper = _wrapper_adoptions(par, child, kind, self.types.arrays()[0][typ], start, end,
+                                                  self.wrapper_slack)
+            if len(adopted):
+                par = par.copy()
+                par[adopted] = wrapper
         pc = np.flatnonzero(child & is_callee & is_caller[np.maximum(par, 0)])
         callee_of = np.full(n, -1, dtype=np.int64)
         if len(pc):
@@ -239,6 +303,8 @@ class BatchAnalyser:
         cs = np.clip(start[c_idx], ps_, pe_)
         ce = np.clip(end[c_idx], ps_, pe_)
         skew = (start[c_idx] < ps_) | (end[c_idx] > pe_)
+        if len(adopted):  # the slack of an adopted span is not clock skew (its real parent contained it)
+            skew &= ~np.isin(c_idx, adopted)
         o4 = np.lexsort((cs, p))
         p_s, cs_s, ce_s, c_s = p[o4], cs[o4], ce[o4], c_idx[o4]
         firsts4 = np.zeros(len(p_s), dtype=bool)
@@ -317,5 +383,5 @@ class BatchAnalyser:
             trace_ids=[a.trace_id.hex() for a in done], entries=entries, start=start[rs],
             duration_ms=dur[rs] / 1e6, complete=complete, n_spans=sizes, f_trace=f_trace, f_node_idx=f_nidx, nodes=names,
             values=vals, node_info=info, graph_nodes=gnodes, graph_edges=gedges,
-            orphan_spans=int(under_top.sum()), cycle_spans=int(in_cycle.sum()),
+            orphan_spans=int(under_top.sum()), cycle_spans=int(in_cycle.sum()), reparented_spans=len(adopted),
             skewed_spans=int(skew[np.isin(c_idx, R)].sum()) if len(c_idx) else 0)

@@ -41,3 +41,7 @@ class PipelineConfig:
     # a root with a catch-all route (an API gateway's "/*") is named after the first endpoint it reached, so
     # that every endpoint behind the gateway gets its own entry point and graph
     qualify_catch_all_root: bool = True
+    # a childless INTERNAL "wrapper" span whose interval contains same-service siblings adopts them as children
+    # (some instrumentations parent the wrapped outgoing call to the wrapper's parent); counted in spans_reparented
+    reparent_wrappers: bool = True
+    wrapper_slack: float = 0.05         # share of an adopted span's duration allowed outside the wrapper

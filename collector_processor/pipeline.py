@@ -54,7 +54,7 @@ _STAT_KEYS = (
     "requests_received", "requests_invalid", "requests_too_large", "requests_refused",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
     "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
-    "spans_clock_skew", "spans_stored",
+    "spans_clock_skew", "spans_reparented", "spans_stored",
     "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
     "traces_replaced",
     "store_errors", "analysis_errors", "listener_errors",
@@ -71,7 +71,8 @@ class Pipeline:
         self._stat_lock = threading.Lock()
         self.types = SpanTypes(self.config.max_span_types)
         self._decoder = SpanDecoder(self.types, self.config.max_name_len)
-        self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root)
+        self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root,
+                                       self.config.reparent_wrappers, self.config.wrapper_slack)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
         self._queued_spans = 0
         self._qlock = threading.Lock()
@@ -239,6 +240,7 @@ class Pipeline:
                 c["spans_orphan"] += batch.orphan_spans
                 c["spans_in_cycles"] += batch.cycle_spans
                 c["spans_clock_skew"] += batch.skewed_spans
+                c["spans_reparented"] += batch.reparented_spans
         stored = 0
         for k, (batch, release) in enumerate(pending):
             try:
