@@ -220,9 +220,14 @@ class Attributor:
     def set_function(self, x_value: float, fixed: np.ndarray, method: str) -> shapley.SetFunction:
         """v(S) for a batch of coalitions S with tail estimator ``method``, in memory-bounded chunks."""
         a_arr, b_arr = self.scorer.thresholds(np.array([x_value]))
-        # float32 propagation: thresholds get a relative slack of 1e-6 so that reproducing x counts as reaching it
-        a = float(a_arr[0]) + 1e-6 * (1.0 + abs(float(a_arr[0]))) if np.isfinite(a_arr[0]) else float(a_arr[0])
-        b = float(b_arr[0]) - 1e-6 * (1.0 + abs(float(b_arr[0]))) if np.isfinite(b_arr[0]) else float(b_arr[0])
+        # float32 propagation: the threshold at x itself gets a relative slack of 1e-6 so that reproducing x counts
+        # as reaching it; the mirror threshold on the other side keeps its exact value (it may sit just beyond an
+        # atom of the reference, which the slack must not pull back in)
+        a, b = float(a_arr[0]), float(b_arr[0])
+        if x_value >= self.scorer.median_:
+            b = b - 1e-6 * (1.0 + abs(b)) if np.isfinite(b) else b
+        else:
+            a = a + 1e-6 * (1.0 + abs(a)) if np.isfinite(a) else a
         x_rank = float(median_rank(self.scorer.ref_, np.array([x_value]))[0]) if self.tail == "dowhy" else None
         cache = self._cache
 

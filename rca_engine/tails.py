@@ -41,7 +41,7 @@ def fit_log_survival(top: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, n
     r, k = top.shape
     u = top[:, -1]
     s = top[:, 0] - u
-    ok = s > 0
+    ok = s > 1e-6 * (1.0 + np.abs(u))  # spreads within float rounding of one value are an atom, not a tail
     z = (top - u[:, None]) / np.where(ok, s, 1.0)[:, None]
     target = -np.log((np.arange(1, k + 1) - 0.5) / m)
     # normal equations of the least-squares fit from power sums (no r x k x 3 design tensor)
@@ -85,6 +85,20 @@ def inverse_neg_log_survival(h: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return np.where(h <= edge, inside, 1.0 + (h - edge) / slope)
 
 
+def extreme_is_atom(top: np.ndarray) -> np.ndarray:
+    """Per row of descending top values: is the largest value repeated (discrete or constant data)?"""
+    top = np.atleast_2d(top)
+    head = top[:, :1]
+    return np.asarray((top >= head - 1e-6 * (1.0 + np.abs(head))).sum(axis=1) >= 2)
+
+
+def beyond_sample_cap(count: np.ndarray, m: int, atom: np.ndarray | bool) -> np.ndarray:
+    """Upper bound of the fitted log tail probability: log(K_SWITCH / m) near the end of the sample; beyond a
+    repeated maximum (discrete or constant data: no sample exceeded it) DoWhy's counting estimate
+    log(0.5 / (m + 0.5)), because the fit there describes the mass of that atom, not what lies beyond it."""
+    return np.asarray(np.where((count == 0) & atom, np.log(0.5 / (m + 0.5)), np.log(K_SWITCH / m)), dtype=float)
+
+
 def upper_log_prob(y: np.ndarray, t: np.ndarray | float, method: str = "fitted") -> np.ndarray:
     """log P(Y >= t) per row of ``y`` (rows x samples) for thresholds ``t`` (scalar or one per row)."""
     y = np.atleast_2d(y)
@@ -100,8 +114,8 @@ def upper_log_prob(y: np.ndarray, t: np.ndarray | float, method: str = "fitted")
         top = top_values(y[need], tail_size(m))
         u, s, coef = fit_log_survival(top, m)
         z = (t[need] - u) / np.where(s > 0, s, 1.0)
-        ext = -neg_log_survival(z, coef)
-        out[need] = np.where(s > 0, np.minimum(ext, np.log(K_SWITCH / m)), smoothed[need])
+        ext = np.minimum(-neg_log_survival(z, coef), beyond_sample_cap(count[need], m, extreme_is_atom(top)))
+        out[need] = np.where(s > 0, ext, smoothed[need])
     return out
 
 
@@ -120,8 +134,11 @@ class SortedTail:
         k = tail_size(m)
         self._upper = fit_log_survival(self.ref[::-1][:k][None, :], m)
         self._lower = fit_log_survival(-self.ref[:k][None, :], m)
+        self._upper_atom = bool(extreme_is_atom(self.ref[::-1][:2])[0])
+        self._lower_atom = bool(extreme_is_atom(-self.ref[:2])[0])
 
-    def _log_prob(self, count: np.ndarray, t: np.ndarray, fit: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    def _log_prob(self, count: np.ndarray, t: np.ndarray, fit: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  atom: bool) -> np.ndarray:
         m = self.ref.size
         smoothed = np.log((count + 0.5) / (m + 0.5))
         if self.method == "dowhy":
@@ -132,7 +149,8 @@ class SortedTail:
         if need.any():
             if s > 0:
                 z = (t[need] - u) / s
-                out[need] = np.minimum(-neg_log_survival(z, coef), np.log(K_SWITCH / m))
+                cap = beyond_sample_cap(count[need], m, atom)
+                out[need] = np.minimum(-neg_log_survival(z, coef), cap)
             else:
                 out[need] = smoothed[need]
         return out
@@ -141,13 +159,13 @@ class SortedTail:
         """log P(Y >= t)."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
         count = self.ref.size - np.searchsorted(self.ref, t, side="left")
-        return self._log_prob(count, t, self._upper)
+        return self._log_prob(count, t, self._upper, self._upper_atom)
 
     def lower_log_prob(self, t: np.ndarray) -> np.ndarray:
         """log P(Y <= t)."""
         t = np.atleast_1d(np.asarray(t, dtype=float))
         count = np.searchsorted(self.ref, t, side="right")
-        return self._log_prob(count, -t, self._lower)
+        return self._log_prob(count, -t, self._lower, self._lower_atom)
 
     def _quantile(self, log_p: np.ndarray, ref: np.ndarray, fit: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         m = ref.size
@@ -155,9 +173,11 @@ class SortedTail:
         q = np.asarray(np.quantile(ref, np.clip(1.0 - p, 0.0, 1.0)), dtype=float).reshape(-1)
         u, s, coef = (v[0] for v in fit)
         far = p < K_SWITCH / m
-        if self.method != "dowhy" and far.any() and s > 0:
-            z = inverse_neg_log_survival(-log_p[far], coef)
-            q[far] = np.maximum(u + s * z, ref[-1])
+        if self.method != "dowhy" and far.any():
+            # an event rarer than the K_SWITCH most extreme samples lies beyond the sample's extreme: strictly beyond,
+            # so that an atom there (repeated or discrete values, a constant) is not counted as part of the event
+            beyond = ref[-1] + 1e-5 * (1.0 + abs(ref[-1]))
+            q[far] = np.maximum(u + s * inverse_neg_log_survival(-log_p[far], coef), beyond) if s > 0 else beyond
         return q
 
     def upper_quantile(self, log_p: np.ndarray) -> np.ndarray:
