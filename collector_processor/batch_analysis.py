@@ -128,6 +128,9 @@ def _firsts(group: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
 
 
+_MAX_WRAPPER_PAIRS = 4_000_000
+
+
 def _wrapper_adoptions(par: np.ndarray, child: np.ndarray, kind: np.ndarray, svc: np.ndarray,
                        start: np.ndarray, end: np.ndarray, slack: float) -> tuple[np.ndarray, np.ndarray]:
     """Wrapper spans: (adopted spans, their adopting wrapper) -- see ``reparent_wrappers`` in the README.
@@ -161,6 +164,9 @@ def _wrapper_adoptions(par: np.ndarray, child: np.ndarray, kind: np.ndarray, svc
     lo = np.searchsorted(kb_s, ga + rk[nb:nb + na], side="left")
     hi = np.searchsorted(kb_s, ga + rk[nb + na:], side="right")
     cnt = hi - lo
+    # a span overlapping more same-service siblings than this is a fan-out, not a wrapper: skipping it bounds the
+    # candidate pairs (and memory) when thousands of parallel siblings overlap each other
+    cnt = np.where(cnt > max(64, _MAX_WRAPPER_PAIRS // na), 0, cnt)
     total = int(cnt.sum())
     if total == 0:
         return none, none
