@@ -27,7 +27,8 @@ class CausalModel:
     """
 
     def __init__(self, graph: nx.DiGraph, mechanisms: dict[Hashable, Mechanism], training: np.ndarray,
-                 specs: Mapping[Hashable, MechanismSpec], seed: int, reference_size: int = DEFAULT_REFERENCE_SIZE) -> None:
+                 specs: Mapping[Hashable, MechanismSpec], seed: int, reference_size: int = DEFAULT_REFERENCE_SIZE,
+                 joint_noise: bool = False) -> None:
         self.graph = graph
         self.nodes: list[Hashable] = list(nx.topological_sort(graph))
         self.index = {n: i for i, n in enumerate(self.nodes)}
@@ -37,6 +38,7 @@ class CausalModel:
         self.specs = dict(specs)  # requested mechanism per node (for refits, e.g. bootstrap)
         self.seed = seed
         self.reference_size = reference_size
+        self.joint_noise = joint_noise  # draw the noises of one training row together (see fit)
         self._scorers: dict[tuple[Hashable, str, str], ITScorer] = {}
         self._lock = threading.Lock()
 
@@ -87,8 +89,13 @@ class CausalModel:
         return out
 
     def draw_noise(self, n: int, nodes: list[Hashable], rng: np.random.Generator) -> np.ndarray:
-        """``n`` independent noise draws (rows x ``nodes``) from each node's noise distribution."""
-        return np.column_stack([self.mechanisms[v].draw_noise(n, rng) for v in nodes]) if nodes else np.empty((n, 0))
+        """``n`` noise draws (rows x ``nodes``): independent per node, or whole training rows with ``joint_noise``."""
+        if not nodes:
+            return np.empty((n, 0))
+        if getattr(self, "joint_noise", False):
+            rows = rng.integers(0, self.n_rows, size=n)
+            return np.column_stack([self.mechanisms[v].noise_samples_[rows] for v in nodes])
+        return np.column_stack([self.mechanisms[v].draw_noise(n, rng) for v in nodes])
 
     def sample(self, n: int, seed: int | None = None) -> pd.DataFrame:
         """``n`` samples of all nodes drawn from the fitted model."""
@@ -135,22 +142,26 @@ def _resolve_specs(graph: nx.DiGraph, mechanisms: MechanismSpec | Mapping[Hashab
 
 def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mapping[Hashable, MechanismSpec] = "auto",
         *, dropna: bool = False, min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0,
-        reference_size: int = DEFAULT_REFERENCE_SIZE) -> CausalModel:
+        reference_size: int = DEFAULT_REFERENCE_SIZE, joint_noise: bool = False) -> CausalModel:
     """Fit one additive-noise mechanism per node of the cause -> effect DAG ``graph`` on ``data``.
 
     ``mechanisms``: "auto" (linear vs. gradient boosting by held-out error), one name for every non-root node
     ("linear", "nonlinear", "sum", "max"), or a dict node -> name or :class:`Mechanism` (missing -> "auto").
     Roots always get the empirical distribution of their values. Raises :class:`RCAError` subclasses on bad input.
+    ``joint_noise``: Monte-Carlo draws take the reconstructed noises of one training row together instead of each
+    node's independently. Under the method's assumption (independent noises) both are the same distribution; when a
+    hidden common cause correlates the noises (shared traffic on every service), joint draws keep the simulated
+    marginals as narrow as the real ones, so outlier scores do not collapse.
     """
     validate_graph(graph)
     specs = _resolve_specs(graph, mechanisms)
     order = list(nx.topological_sort(graph))
     values = training_matrix(data, order, dropna=dropna, min_rows=min_rows)
-    return _fit_values(graph, values, specs, seed, reference_size)
+    return _fit_values(graph, values, specs, seed, reference_size, joint_noise)
 
 
 def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, MechanismSpec], seed: int,
-                reference_size: int) -> CausalModel:
+                reference_size: int, joint_noise: bool = False) -> CausalModel:
     order = list(nx.topological_sort(graph))
     index = {n: i for i, n in enumerate(order)}
     rng = np.random.default_rng(seed)
@@ -167,7 +178,7 @@ def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, 
             mech = _clone(spec)
         mech.fit(x, y, parents)
         fitted[node] = mech
-    return CausalModel(graph, fitted, values, specs, seed, reference_size)
+    return CausalModel(graph, fitted, values, specs, seed, reference_size, joint_noise)
 
 
 def _clone(mech: Mechanism) -> Mechanism:
