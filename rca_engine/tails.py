@@ -85,11 +85,17 @@ def inverse_neg_log_survival(h: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return np.where(h <= edge, inside, 1.0 + (h - edge) / slope)
 
 
-def extreme_is_atom(top: np.ndarray) -> np.ndarray:
-    """Per row of descending top values: is the largest value repeated (discrete or constant data)?"""
+ATOM_FRACTION = 0.02  # a largest value repeated in this share of the sample is a real atom, not resampling
+
+
+def extreme_is_atom(top: np.ndarray, m: int) -> np.ndarray:
+    """Per row of descending top values (of a sample of size ``m``): does the largest value carry a real atom of
+    probability (discrete or constant data)? Resampling n training values M times repeats each about M/n times,
+    which is not an atom unless n is tiny: the repeats must reach ATOM_FRACTION of the sample."""
     top = np.atleast_2d(top)
     head = top[:, :1]
-    return np.asarray((top >= head - 1e-6 * (1.0 + np.abs(head))).sum(axis=1) >= 2)
+    repeats = (top >= head - 1e-6 * (1.0 + np.abs(head))).sum(axis=1)
+    return np.asarray(repeats >= max(2.0, min(ATOM_FRACTION * m, top.shape[1])))
 
 
 def beyond_sample_cap(count: np.ndarray, m: int, atom: np.ndarray | bool) -> np.ndarray:
@@ -114,7 +120,7 @@ def upper_log_prob(y: np.ndarray, t: np.ndarray | float, method: str = "fitted")
         top = top_values(y[need], tail_size(m))
         u, s, coef = fit_log_survival(top, m)
         z = (t[need] - u) / np.where(s > 0, s, 1.0)
-        ext = np.minimum(-neg_log_survival(z, coef), beyond_sample_cap(count[need], m, extreme_is_atom(top)))
+        ext = np.minimum(-neg_log_survival(z, coef), beyond_sample_cap(count[need], m, extreme_is_atom(top, m)))
         out[need] = np.where(s > 0, ext, smoothed[need])
     return out
 
@@ -134,8 +140,8 @@ class SortedTail:
         k = tail_size(m)
         self._upper = fit_log_survival(self.ref[::-1][:k][None, :], m)
         self._lower = fit_log_survival(-self.ref[:k][None, :], m)
-        self._upper_atom = bool(extreme_is_atom(self.ref[::-1][:2])[0])
-        self._lower_atom = bool(extreme_is_atom(-self.ref[:2])[0])
+        self._upper_atom = bool(extreme_is_atom(self.ref[::-1][:k], m)[0])
+        self._lower_atom = bool(extreme_is_atom(-self.ref[:k], m)[0])
 
     def _log_prob(self, count: np.ndarray, t: np.ndarray, fit: tuple[np.ndarray, np.ndarray, np.ndarray],
                   atom: bool) -> np.ndarray:

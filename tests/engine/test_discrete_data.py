@@ -39,3 +39,20 @@ def test_integer_latencies_far_beyond_the_data(mechanisms: str) -> None:
     assert expl.outlier_score >= counting.outlier_score - np.log(2.0) - 1e-9
     assert expl.root_causes[0] == "api"
     assert sum(expl.contributions.values()) == pytest.approx(expl.outlier_score)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_resampled_root_is_not_an_atom(seed: int) -> None:
+    """A root's reference repeats each of its n training values ~M/n times: no atom, so a value just beyond the
+    training maximum keeps an honest score (a 1-in-1,000 request is not pushed over the 1-in-10,000 threshold),
+    while a far outlier still is one."""
+    rng = np.random.default_rng(seed)
+    graph = nx.DiGraph()
+    graph.add_node("x")
+    train = 1.0 + rng.exponential(5.0, 1000)
+    model = rca_engine.fit(graph, pd.DataFrame({"x": train}))
+    one_in_1000 = 1.0 + 5.0 * np.log(1000.0)
+    far = 3.0 * train.max()
+    scores = model.it_score("x", [one_in_1000, far])
+    assert scores[0] < np.log(10_000.0)
+    assert scores[1] > np.log(10_000.0)
