@@ -142,12 +142,19 @@ class ServeProcess:
         return self.request("POST", path, body, **kw)
 
     def wait_for(self, predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
-        """Poll `predicate()` until it returns something truthy; return it (AssertionError on timeout)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})\nserver log:\n{self.log[-4000:]}")
+        """Poll `predicate()` until it returns something truthy; return it (AssertionError, with the server log)."""
+        return wait_until(predicate, timeout, interval, context=lambda: f"server log:\n{self.log[-4000:]}")
+
+
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.2, context: Any = None) -> Any:
+    """Poll `predicate()` until it returns something truthy and return it; AssertionError on timeout
+    (with `context()` appended when given)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    extra = f"\n{context()}" if context else ""
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r}){extra}")

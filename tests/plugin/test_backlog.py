@@ -10,6 +10,7 @@ import urllib.request
 
 from plugin.config import ServeConfig
 from plugin.server import WhySlowServer
+from tests.serve_helpers import wait_until
 from tests.traffic import ENTRY, ShopTraffic
 
 SLOW_MS = 400.0
@@ -18,16 +19,6 @@ SLOW_MS = 400.0
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def _wait(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_learning_backlog_is_scored_and_explained(tmp_path):
@@ -55,7 +46,7 @@ def test_learning_backlog_is_scored_and_explained(tmp_path):
             ready = any(m["entry"] == ENTRY and m["state"] == "ready" for m in st["models"])
             return st if ready and d["pending"] == 0 and d["backlog_scored"] >= len(sent) else None
 
-        st = _wait(settled)
+        st = wait_until(settled)
         d = st["detector"]
         assert d["traces"] == len(sent) and d["unscored_learning"] == len(sent)
         assert d["backlog_scored"] == len(sent) and d["scored"] == len(sent) and d["score_errors"] == 0
@@ -92,7 +83,7 @@ def test_status_pending_counts_queued_work(tmp_path):
         traffic = ShopTraffic(f"127.0.0.1:{server.ports['otlp_grpc']}", seed=9)
         try:
             traffic.send(40)
-            _wait(lambda: any(m["state"] == "ready" for m in _get(base + "/api/v1/status")["models"]))
+            wait_until(lambda: any(m["state"] == "ready" for m in _get(base + "/api/v1/status")["models"]))
             slow = traffic.send(2, slow="cart", slow_ms=SLOW_MS)
         finally:
             traffic.close()
@@ -101,7 +92,7 @@ def test_status_pending_counts_queued_work(tmp_path):
             st = _get(base + "/api/v1/status")
             return st if st["detector"]["pending"] == 0 and st["detector"]["traces"] == 42 else None
 
-        d = _wait(settled)["detector"]
+        d = wait_until(settled)["detector"]
         assert d["scored"] == 42 and d["explained"] == d["outliers"] >= 2
         outliers = {o["trace_id"] for o in _get(base + "/api/v1/outliers?limit=100")["outliers"]}
         assert {s.trace_id for s in slow} <= outliers
@@ -126,7 +117,7 @@ def test_learning_backlog_survives_a_restart(tmp_path):
             slow = traffic.send(3, slow="payments", slow_ms=SLOW_MS, start=start + 2_000_000_000, spacing_ms=200)
         finally:
             traffic.close()
-        _wait(lambda: (lambda d: d["traces"] == 28 and d["pending"] == 0)(_get(base + "/api/v1/status")["detector"]))
+        wait_until(lambda: (lambda d: d["traces"] == 28 and d["pending"] == 0)(_get(base + "/api/v1/status")["detector"]))
         assert _get(base + "/api/v1/outliers")["outliers"] == []  # still learning: nothing scored
     with WhySlowServer(config()) as server:
         base = server.url("http")
@@ -142,7 +133,7 @@ def test_learning_backlog_survives_a_restart(tmp_path):
             d = st["detector"]
             return st if ready and d["pending"] == 0 and d["traces"] == len(after) else None
 
-        d = _wait(settled)["detector"]
+        d = wait_until(settled)["detector"]
         # the 28 traces stored before the restart were scored with the ones that arrived after it
         assert d["backlog_scored"] >= len(before) + len(slow)
         outliers = {o["trace_id"] for o in _get(base + "/api/v1/outliers?limit=100")["outliers"]}

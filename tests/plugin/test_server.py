@@ -12,7 +12,7 @@ from urllib.parse import quote
 from plugin.config import ServeConfig
 from plugin.rest import DEFAULT_UI_DIR
 from plugin.server import WhySlowServer
-from tests.serve_helpers import ServeProcess
+from tests.serve_helpers import ServeProcess, wait_until
 from tests.traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
 
 
@@ -97,16 +97,6 @@ def test_openapi_served_in_process(tmp_path):
     assert time.monotonic() - t0 < 10
 
 
-def _wait(predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def test_refit_in_background_excludes_outliers_and_keeps_serving(tmp_path, monkeypatch):
     """The model is refitted when the data doubled, on normal traces only; queries never wait for it."""
     from plugin import models
@@ -117,12 +107,12 @@ def test_refit_in_background_excludes_outliers_and_keeps_serving(tmp_path, monke
         traffic = ShopTraffic(server.url("otlp_grpc"), seed=21)
         try:
             traffic.send(60)
-            first = _wait(lambda: next((m for m in server.models.status() if m.state == "ready"), None))
+            first = wait_until(lambda: next((m for m in server.models.status() if m.state == "ready"), None))
             assert first.fits == 1 and first.rows == 60
             slow = traffic.send(4, slow="postgresql", slow_ms=300.0)
-            _wait(lambda: len(server.service.outliers()) == 4)
+            wait_until(lambda: len(server.service.outliers()) == 4)
             traffic.send(60)
-            second = _wait(lambda: next((m for m in server.models.status() if m.fits == 2), None))
+            second = wait_until(lambda: next((m for m in server.models.status() if m.fits == 2), None))
         finally:
             traffic.close()
         # refitted on the 120 normal traces: the 4 detected outliers were excluded from training
@@ -156,14 +146,14 @@ def test_new_dependency_triggers_refit(tmp_path, monkeypatch):
         traffic = ShopTraffic(server.url("otlp_grpc"), seed=8)
         try:
             traffic.send(60)
-            first = _wait(lambda: server.models.get(ENTRY))
+            first = wait_until(lambda: server.models.get(ENTRY))
             assert "fraud:POST /check" not in first.columns and first.rows == 60
             traffic.send(40, fraud=True)  # 100 traces seen < 2 x 60 rows: only the new nodes call for a refit
-            second = _wait(lambda: (m := server.models.get(ENTRY)) is not first and m)
+            second = wait_until(lambda: (m := server.models.get(ENTRY)) is not first and m)
             assert "fraud:POST /check" in second.columns and "net:fraud:POST /check" in second.columns
             slow = traffic.send(2, slow="fraud", slow_ms=300.0, fraud=True)
             # (some of the 40 traces with the new call may have been flagged by the first model: they are slower)
-            _wait(lambda: {s.trace_id for s in slow} <= {o["trace_id"] for o in server.service.outliers()})
+            wait_until(lambda: {s.trace_id for s in slow} <= {o["trace_id"] for o in server.service.outliers()})
         finally:
             traffic.close()
         for s in slow:
