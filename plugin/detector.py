@@ -32,7 +32,7 @@ import pandas as pd
 import rca_engine
 from collector_processor import CompletedTrace
 from plugin.explain import Explainer
-from plugin.models import FittedModel, ModelManager, feature_matrix
+from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
 
 log = logging.getLogger("whyslow.detector")
 
@@ -244,7 +244,7 @@ class Detector:
         """IT scores of the entry latency of `rows` (one vectorised call); None (counted) on failure."""
         frame = feature_matrix(rows, fitted.columns)
         try:
-            scores = rca_engine.outlier_scores(fitted.model, frame)[entry].to_numpy(dtype=float)
+            scores = rca_engine.outlier_scores(fitted.model, frame, base=SCORE_BASE)[entry].to_numpy(dtype=float)
         except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others
             self.counters["score_errors"] += len(frame)
             log.warning("scoring %d traces of %s failed: %s", len(frame), entry, exc)

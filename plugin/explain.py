@@ -20,7 +20,7 @@ import pandas as pd
 import rca_engine
 from collector_processor import TraceFeatures
 from plugin.errors import NoModel, NotFound
-from plugin.models import FittedModel, ModelManager, feature_matrix
+from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
 
 log = logging.getLogger("whyslow.explain")
 
@@ -120,7 +120,7 @@ class Explainer:
         kwargs: dict[str, Any] = {}
         if intervals:
             kwargs["intervals"] = intervals
-        expl = rca_engine.attribute(fitted.model, target=entry, sample=sample.iloc[0], **kwargs)
+        expl = rca_engine.attribute(fitted.model, target=entry, sample=sample.iloc[0], base=SCORE_BASE, **kwargs)
         seconds = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.attribution_seconds.observe(seconds)

@@ -24,6 +24,9 @@ from collector_processor import NodeInfo
 log = logging.getLogger("whyslow.models")
 
 META_PREFIX = "__"
+# Latency outliers are one-sided: an unusually fast trace (a short-circuit, a cache hit) is nothing to explain,
+# and a coalition that makes the entry unusually fast must not count as reproducing a slow one.
+SCORE_BASE = "upper"
 EARLY_REFIT_S = 60.0  # early refits (young model, grown graph) at most this often
 
 

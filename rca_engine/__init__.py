@@ -16,6 +16,7 @@ from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, R
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
     MECHANISM_NAMES,
+    AdditiveMechanism,
     EmpiricalMechanism,
     LinearMechanism,
     MaxMechanism,
@@ -24,10 +25,12 @@ from .mechanisms import (
     SumMechanism,
 )
 from .model import CausalModel, fit
-from .scoring import ITScorer
+from .scoring import BASE_SCORES, ITScorer
 
 __all__ = [
+    "BASE_SCORES",
     "MECHANISM_NAMES",
+    "AdditiveMechanism",
     "Attributor",
     "CausalModel",
     "DataError",

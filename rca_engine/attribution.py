@@ -224,11 +224,12 @@ class Attributor:
         # as reaching it; the mirror threshold on the other side keeps its exact value (it may sit just beyond an
         # atom of the reference, which the slack must not pull back in)
         a, b = float(a_arr[0]), float(b_arr[0])
-        if x_value >= self.scorer.median_:
+        if x_value >= self.scorer.median_ or self.base == "upper":
             b = b - 1e-6 * (1.0 + abs(b)) if np.isfinite(b) else b
         else:
             a = a + 1e-6 * (1.0 + abs(a)) if np.isfinite(a) else a
-        x_rank = float(median_rank(self.scorer.ref_, np.array([x_value]))[0]) if self.tail == "dowhy" else None
+        x_rank = (float(median_rank(self.scorer.ref_, np.array([x_value]))[0])
+                  if self.tail == "dowhy" and self.base == "median" else None)
         cache = self._cache
 
         def value(coal: np.ndarray) -> np.ndarray:
@@ -255,8 +256,10 @@ class Attributor:
         empty = np.zeros((1, n), dtype=bool)
         v_empty = min(float(value(empty)[0]), 0.0)
         score = -v_empty
-        if game_method != self.tail:  # counting game, scaled to the fitted-tail score below
-            score = -min(float(self.set_function(x_value, fixed, self.tail)(empty)[0]), 0.0)
+        if game_method != self.tail:
+            # counting game, scaled below to the fitted-tail score of x against the model's cached reference sample
+            # (larger than the Monte-Carlo draws, and the very score the detector computes with it_score)
+            score = float(self.scorer.score(np.array([x_value]))[0])
         v_full = 0.0
         use = self.method
         perms_used = 0

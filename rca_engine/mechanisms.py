@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from .errors import MechanismError
 
-MECHANISM_NAMES = ("empirical", "linear", "nonlinear", "auto", "sum", "max")
+MECHANISM_NAMES = ("empirical", "linear", "additive", "nonlinear", "auto", "sum", "max")
 
 
 class Mechanism:
@@ -130,6 +130,41 @@ class LinearMechanism(Mechanism):
         for c, w in zip(columns, self.coef_.tolist(), strict=False):
             out += w * c
         return out
+
+
+class AdditiveMechanism(LinearMechanism):
+    """x = a + Σ b_i·parent_i + noise with each b_i shrunk toward 1, the sum structure (ridge around a prior).
+
+    The posterior mean under the prior b_i ~ N(1, ``prior_scale``²) and Gaussian noise of the least-squares
+    residual variance: a parent that moves a lot in the training data gets its least-squares coefficient, a
+    parent the data never (or hardly) moves keeps the structural 1 and so passes a change on in full, as a
+    callee's latency or error count does to its caller. Plain least squares cannot know that: it sets the
+    coefficient of a constant parent to 0 and reads the callee's first jump as the caller's own noise.
+    """
+
+    name = "additive"
+
+    def __init__(self, prior_scale: float = 1.0) -> None:
+        super().__init__()
+        if not prior_scale > 0:
+            raise MechanismError(f"prior_scale must be positive, got {prior_scale}")
+        self.prior_scale = float(prior_scale)
+
+    def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
+        k = parents.shape[1]
+        if k == 0:
+            raise MechanismError("the 'additive' mechanism needs at least one parent")
+        x_mean, y_mean = parents.mean(axis=0), float(y.mean())
+        xc, yc = parents - x_mean, y - y_mean
+        ols, *_ = np.linalg.lstsq(xc, yc, rcond=None)
+        dof = max(len(y) - k - 1, 1)
+        sigma2 = float(np.sum((yc - xc @ ols) ** 2)) / dof
+        sigma2 = max(sigma2, 1e-12 * (1.0 + float(np.var(y))))
+        lam = sigma2 / self.prior_scale ** 2
+        prior = np.ones(k)
+        gram = xc.T @ xc + lam * np.eye(k)
+        self.coef_ = np.linalg.solve(gram, xc.T @ yc + lam * prior)
+        self.intercept_ = float(y_mean - x_mean @ self.coef_)
 
 
 class NonlinearMechanism(Mechanism):
@@ -250,11 +285,12 @@ def make_mechanism(spec: str | Mechanism, is_root: bool) -> Mechanism | None:
     if not isinstance(spec, str) or spec not in MECHANISM_NAMES:
         raise MechanismError(f"unknown mechanism {spec!r}; choose one of {', '.join(MECHANISM_NAMES)}")
     if is_root:
-        if spec not in ("empirical", "auto", "sum", "max", "linear", "nonlinear"):
+        if spec not in MECHANISM_NAMES:
             raise MechanismError(f"unknown mechanism {spec!r}")
         return EmpiricalMechanism()
     factories: dict[str, type[Mechanism]] = {
         "linear": LinearMechanism,
+        "additive": AdditiveMechanism,
         "nonlinear": NonlinearMechanism,
         "sum": SumMechanism,
         "max": MaxMechanism,

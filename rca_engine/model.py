@@ -146,7 +146,7 @@ def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mappi
     """Fit one additive-noise mechanism per node of the cause -> effect DAG ``graph`` on ``data``.
 
     ``mechanisms``: "auto" (linear vs. gradient boosting by held-out error), one name for every non-root node
-    ("linear", "nonlinear", "sum", "max"), or a dict node -> name or :class:`Mechanism` (missing -> "auto").
+    ("linear", "additive", "nonlinear", "sum", "max"), or a dict node -> name or :class:`Mechanism` (missing -> "auto").
     Roots always get the empirical distribution of their values. Raises :class:`RCAError` subclasses on bad input.
     ``joint_noise``: Monte-Carlo draws take the reconstructed noises of one training row together instead of each
     node's independently. Under the method's assumption (independent noises) both are the same distribution; when a

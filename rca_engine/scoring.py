@@ -1,9 +1,10 @@
 """Information-theoretic (IT) outlier scores: -log P(g(X) >= g(x)) for a base outlier score g.
 
 Base scores: ``median`` (DoWhy's MedianCDFQuantileScorer, g(x) = 1 - 2 min(P(X < x) + P(X = x)/2,
-P(X > x) + P(X = x)/2), a two-sided quantile) and ``zscore`` (g(x) = |x - mean| / std). For both, the event
-{g(X) >= g(x)} is {X <= a} ∪ {X >= b} for two thresholds, which is how the engine evaluates it on millions of
-Monte-Carlo values at once. Tail probabilities use :mod:`rca_engine.tails` (``fitted`` or DoWhy's ``dowhy``).
+P(X > x) + P(X = x)/2), a two-sided quantile), ``zscore`` (g(x) = |x - mean| / std) and ``upper`` (g(x) = x:
+one-sided, only large values are outliers, as for latencies and error counts, where "unusually fast" or
+"unusually few errors" is nothing to explain). For each, the event {g(X) >= g(x)} is {X <= a} ∪ {X >= b} for two
+thresholds (a = -inf for ``upper``), which is how the engine evaluates it on millions of Monte-Carlo values at once. Tail probabilities use :mod:`rca_engine.tails` (``fitted`` or DoWhy's ``dowhy``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from . import tails
 from .errors import RCAError
 
-BASE_SCORES = ("median", "zscore")
+BASE_SCORES = ("median", "zscore", "upper")
 
 
 def check_options(base: str, tail: str) -> None:
@@ -91,6 +92,8 @@ class ITScorer:
     def thresholds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) such that {g(X) >= g(x)} = {X <= a} ∪ {X >= b} for each value of ``x``."""
         x = np.atleast_1d(np.asarray(x, dtype=float))
+        if self.base == "upper":
+            return np.full(x.shape, -np.inf), x.copy()
         if self.base == "zscore":
             d = np.abs(x - self.mean_)
             return self.mean_ - d, self.mean_ + d
@@ -114,6 +117,8 @@ class ITScorer:
                 a, b = self.thresholds(x)
                 count = np.searchsorted(self.ref_, a, side="right") + (n - np.searchsorted(self.ref_, b, side="left"))
             return np.asarray(np.log((count + 0.5) / (n + 0.5)), dtype=float)
+        if self.base == "upper":
+            return np.asarray(np.minimum(self.tail_.upper_log_prob(x), 0.0), dtype=float)
         if self.base == "median":
             upper = x >= self.median_
             lp = np.where(upper, self.tail_.upper_log_prob(x), self.tail_.lower_log_prob(x))

@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-samples", type=int, default=3000, help="Monte-Carlo samples per coalition (default 3000)")
     p.add_argument("--method", choices=("auto", "exact", "permutation"), default="auto", help="Shapley estimator")
     p.add_argument("--tail", choices=("fitted", "dowhy"), default="fitted", help="tail probability estimator")
+    p.add_argument("--base", choices=rca_engine.BASE_SCORES, default="median",
+                   help="base outlier score: median (two-sided, DoWhy's default), zscore, or upper (one-sided: only "
+                        "large values are outliers, as for latencies and error counts)")
     p.add_argument("--game", choices=("counting", "tail"), default="counting",
                    help="set function: counting game scaled to the score (stable, default) or fitted tail everywhere")
     p.add_argument("--dowhy-compatible", action="store_true", help="DoWhy 0.14's exact algorithm (for comparisons)")
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             explanations.append(
                 rca_engine.attribute(
                     model, args.target, sample.iloc[[i]], seed=args.seed, num_samples=args.num_samples,
-                    method=args.method, tail=args.tail, intervals=args.intervals,
+                    method=args.method, tail=args.tail, base=args.base, intervals=args.intervals,
                     dowhy_compatible=args.dowhy_compatible, game=args.game,
                 )
             )

@@ -28,11 +28,11 @@ def floor(section: str, key: str) -> float:
 
 @pytest.mark.slow
 def test_petshop_low_traffic_engine_not_below_floor():
-    from benchmarks.petshop import BEST, EngineConfig, engine_method, recall
+    from benchmarks.petshop import BEST, BEST_CONFIG, engine_method, recall
     from benchmarks.petshop_data import load_scenario
 
     s = load_scenario(shared_dataset("petshop"), "low_traffic")
-    method = engine_method(EngineConfig(mechanisms={"latency": "linear", "availability": "sum"}))
+    method = engine_method(BEST_CONFIG)
     assert BEST.startswith("whyslow engine")
     for metric in ("latency", "availability"):
         r = recall(s, method, metric)

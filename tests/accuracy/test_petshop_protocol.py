@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.petshop import PUBLISHED, recall, traversal_method
+from benchmarks.petshop import PUBLISHED, Method, recall, traversal_method
 from benchmarks.petshop_data import load_scenario
 from tests.datasets import shared_dataset
 
@@ -15,8 +15,7 @@ def test_traversal_matches_published_recall(scenario):
     s = load_scenario(root, scenario)
     assert len(s.issues) == 26
 
-    def method(g, t, m, n, a):
-        return traversal_method(n, a, g, t, search=True)
+    method = Method(lambda g, t, m, n, a: traversal_method(n, a, g, t, search=True))
 
     published = PUBLISHED["traversal (published [R])"]
     for metric in ("latency", "availability"):

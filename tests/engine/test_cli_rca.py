@@ -56,6 +56,28 @@ def test_json_output_finds_injected_faults(files: dict[str, Path]) -> None:
         assert row["outlier_score"] > 3
 
 
+def test_one_sided_base_and_additive_mechanisms(files: dict[str, Path]) -> None:
+    """--base upper scores only slowness and --mechanisms additive is accepted; the same faults are found and
+    the outlier score matches the engine's one-sided score of the target."""
+    r = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                "--sample", str(files["sample_csv"]), "--target", "s0", "--json", "--base", "upper",
+                "--mechanisms", "additive", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["root_causes"][0] for row in rows] == ["s3", "s5"]
+    graph = rca_engine.invert_call_graph(json.loads(files["calls_json"].read_text())["edges"])
+    model = rca_engine.fit(graph, pd.read_csv(files["train_csv"]), "additive", seed=3)
+    sample = pd.read_csv(files["sample_csv"])["s0"].to_numpy()
+    upper, two_sided = model.it_score("s0", sample, base="upper"), model.it_score("s0", sample, base="median")
+    np.testing.assert_allclose(upper, two_sided + np.log(2.0), rtol=1e-6)  # one tail instead of two
+    for row, t in zip(rows, upper, strict=True):
+        assert row["base"] == "upper"
+        assert row["outlier_score"] == pytest.approx(t, rel=0.15)
+    bad = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                  "--sample", str(files["sample_csv"]), "--target", "s0", "--base", "lower")
+    assert bad.returncode == 2 and "--base" in bad.stderr
+
+
 def test_table_output_with_csv_graph_and_intervals(files: dict[str, Path]) -> None:
     r = whyslow("--graph", str(files["calls_csv"]), "--call-graph", "--train", str(files["train_csv"]),
                 "--sample", str(files["sample_csv"]), "--target", "s0", "--mechanisms", "sum", "--intervals", "4",

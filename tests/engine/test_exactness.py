@@ -20,8 +20,10 @@ import rca_engine
 from rca_engine.scoring import ITScorer
 
 
-def brute_force_shapley(coef: np.ndarray, sd: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, float]:
-    """Shapley values of v(S) = log P(|Y_S| >= |y|) for Y = Σ c_j N_j, N_j ~ N(0, sd_j²) (marginal median 0)."""
+def brute_force_shapley(coef: np.ndarray, sd: np.ndarray, noise: np.ndarray,
+                        one_sided: bool = False) -> tuple[np.ndarray, float]:
+    """Shapley values of v(S) = log P(|Y_S| >= |y|) (``one_sided``: log P(Y_S >= y)) for Y = Σ c_j N_j,
+    N_j ~ N(0, sd_j²) (marginal median 0)."""
     n = coef.size
     y = float(coef @ noise)
 
@@ -32,6 +34,8 @@ def brute_force_shapley(coef: np.ndarray, sd: np.ndarray, noise: np.ndarray) -> 
         if var == 0:
             return 0.0
         sig = np.sqrt(var)
+        if one_sided:
+            return float(norm.logsf((y - mu) / sig))
         return float(np.logaddexp(norm.logcdf((-abs(y) - mu) / sig), norm.logcdf((mu - abs(y)) / sig)))
 
     phi = np.zeros(n)
@@ -71,7 +75,7 @@ SD = {"A": 1.0, "B": 1.0, "C": 0.5, "D": 0.6}
 
 
 @pytest.mark.parametrize("game", ["counting", "tail"])
-@pytest.mark.parametrize("base", ["zscore", "median"])
+@pytest.mark.parametrize("base", ["zscore", "median", "upper"])
 def test_exact_shapley_matches_closed_form(base: str, game: str) -> None:
     graph, data = linear_gaussian(EDGES, SD, 20000, seed=0)
     model = rca_engine.fit(graph, data, "linear")
@@ -83,7 +87,7 @@ def test_exact_shapley_matches_closed_form(base: str, game: str) -> None:
     expl = rca_engine.attribute(model, "D", values, method="exact", num_samples=20000, base=base, seed=4,
                                 game=game)
     coef = noise_coefficients(graph, EDGES, "D", nodes)
-    phi, score = brute_force_shapley(coef, np.array([SD[v] for v in nodes]), noise)
+    phi, score = brute_force_shapley(coef, np.array([SD[v] for v in nodes]), noise, one_sided=base == "upper")
     got = np.array([expl.contributions[v] for v in nodes])
     assert expl.outlier_score == pytest.approx(score, abs=0.1 * score)
     assert np.max(np.abs(got - phi)) < 0.08 * score + 0.05, (got, phi)
@@ -120,9 +124,23 @@ def test_exponential_tail_closed_form(seed: int) -> None:
     truth_median = x - np.log(2.0)  # two-sided: 2 P(X >= x)
     got_z = ITScorer("zscore", "fitted").fit(ref).score(x)
     got_median = ITScorer("median", "fitted").fit(ref).score(x)
+    got_upper = ITScorer("upper", "fitted").fit(ref).score(x)
+    got_upper_counting = ITScorer("upper", "dowhy").fit(ref).score(x[:1])
     assert np.all(np.abs(got_z - truth_z) < 0.2 * truth_z), got_z
     assert np.all(np.abs(got_median - truth_median) < 0.2 * truth_median), got_median
-    assert np.all(np.diff(got_z) > 0) and np.all(np.diff(got_median) > 0)
+    assert np.all(np.abs(got_upper - x) < 0.2 * x), got_upper  # one-sided: -log P(X >= x) = x
+    assert got_upper_counting[0] == pytest.approx(-np.log((np.sum(ref >= 5.0) + 0.5) / 10000.5))
+    assert np.all(np.diff(got_z) > 0) and np.all(np.diff(got_median) > 0) and np.all(np.diff(got_upper) > 0)
+
+
+def test_upper_base_ignores_small_values() -> None:
+    """One-sided: an unusually small value (a fast request) is no outlier; a large one scores as two-sided + log 2."""
+    ref = np.random.default_rng(3).standard_normal(20000)
+    upper = ITScorer("upper", "fitted").fit(ref)
+    median = ITScorer("median", "fitted").fit(ref)
+    assert upper.score(np.array([-4.0]))[0] < 1e-3 and median.score(np.array([-4.0]))[0] > 8.0
+    assert upper.score(np.array([3.0]))[0] == pytest.approx(-norm.logsf(3.0), rel=0.1)
+    assert upper.score(np.array([3.0]))[0] == pytest.approx(median.score(np.array([3.0]))[0] + np.log(2), abs=0.05)
 
 
 def test_sampling_shapley_close_to_exact_on_13_nodes() -> None:

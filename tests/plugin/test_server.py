@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote
 
+import numpy as np
+
 from plugin.config import ServeConfig
 from plugin.rest import DEFAULT_UI_DIR
 from plugin.server import WhySlowServer
@@ -205,3 +207,33 @@ def test_unusable_store_names_the_data_directory(tmp_path):
     (data / "whyslow.sqlite3").write_bytes(b"not a database " * 64)
     with pytest.raises(OSError, match=r"cannot open the data directory .*data \(file is not a database\)"):
         WhySlowServer(_config(tmp_path)).start()
+
+
+def test_unusually_fast_traces_are_not_slow_outliers(tmp_path):
+    """Outliers are one-sided: a trace far faster than normal (cart answering in ~1 ms) is scored near 0 and
+    never listed, while a slow one is; the same fast trace would be a two-sided outlier."""
+    import rca_engine
+    from plugin.models import SCORE_BASE
+
+    assert SCORE_BASE == "upper"
+    cfg = _config(tmp_path, min_traces=80, window=1000, refit_interval_s=3600, trace_timeout_s=0.2, threshold=9.21)
+    with WhySlowServer(cfg) as server:
+        traffic = ShopTraffic(server.url("otlp_grpc"), seed=5)
+        try:
+            traffic.send(120)
+            wait_until(lambda: next((m for m in server.models.status() if m.state == "ready"), None))
+            fast = traffic.send(4, slow="cart", slow_ms=-14.0)
+            slow = traffic.send(2, slow="cart", slow_ms=300.0)
+            wait_until(lambda: len(server.service.outliers()) >= 2)
+            wait_until(lambda: server.detector.pending == 0)
+        finally:
+            traffic.close()
+        listed = {o["trace_id"] for o in server.service.outliers()}
+        assert {s.trace_id for s in slow} <= listed
+        assert not {f.trace_id for f in fast} & listed
+        fitted = server.models.get(ENTRY)
+        normal = fitted.model.training[:, fitted.model.index[ENTRY]]
+        fast_latency = np.array([f.latency_ms for f in fast])
+        assert fast_latency.max() < 0.8 * float(np.median(normal))
+        two_sided = rca_engine.ITScorer("median", "fitted").fit(normal)
+        assert two_sided.score(fast_latency).max() >= cfg.threshold  # two-sided scoring would have flagged them
