@@ -56,7 +56,13 @@ def test_synthetic_engine_with_structure_not_below_floor():
 @pytest.mark.slow
 def test_trainticket_pipeline_names_the_injected_service():
     """Spans -> OTLP/gRPC -> collector -> store -> engine on two faults (basic and route network delays)."""
-    from benchmarks.nezha_trainticket import EDGE_ENDS, engine_rankings, ingest, load_windows
+    from benchmarks.nezha_trainticket import (
+        EDGE_CONSISTENCY,
+        EDGE_ENDS,
+        engine_rankings,
+        ingest,
+        load_windows,
+    )
 
     w = load_windows(shared_dataset("nezha_trainticket"), only=[2, 13])
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +72,7 @@ def test_trainticket_pipeline_names_the_injected_service():
         run.store.close()
     # with only these two windows' pre-injection traces as normal data (~140 traces) the basic-service delay is
     # named first and the route-service delay is in the top 3 (first with all 17 windows' normal data)
-    for how in ("node metadata", EDGE_ENDS):
+    for how in ("node metadata", EDGE_ENDS, EDGE_CONSISTENCY):
         rankings = er.rankings[how]
         res = TopK((1, 3))
         for ranking, f in zip(rankings, w.faults, strict=True):

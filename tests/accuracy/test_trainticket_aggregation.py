@@ -42,3 +42,31 @@ def test_background_is_subtracted_per_trace_and_clipped():
     clipped = window.clipped()
     assert clipped.tables["node metadata"]["a"] == 0.0 and clipped.pairs[("b", "a")] == pytest.approx(1.75)
     assert "x:neg" not in table and window.singles["a"] == pytest.approx(-0.25)
+
+
+def test_per_edge_weight_prefers_the_end_whose_edges_in_one_direction_are_all_slow():
+    """A gateway G calls six peers and one (F) is slow: G has more total evidence, but F's incoming edges are
+    all slow while five of G's outgoing edges are fine, so F takes most of the G -> F edge."""
+    pairs = {("F", "G"): 6.0, ("E", "G"): 1.2, ("F", "P"): 0.6}
+    seen = {("F", "G"), ("E", "G"), ("H", "G"), ("I", "G"), ("J", "G"), ("K", "G"),  # G's six calls
+            ("F", "P"), ("M", "F"), ("N", "F")}  # F is called by G and P and calls M and N (fine)
+    plain = resolve_edge_ends({}, pairs, steps=1)
+    assert max(plain, key=plain.__getitem__) == "G"  # total evidence: the gateway
+    got = resolve_edge_ends({}, pairs, steps=1, seen=seen)
+    w_f = max((3.0 + 0.3) / 2, 0.0)  # mean over F's two incoming edges; its outgoing ones carry nothing
+    w_g = (3.0 + 0.6 + 0 + 0 + 0 + 0) / 6  # mean over G's six outgoing edges
+    w_e, w_p = 0.6, 0.3  # E: one incoming edge; P: one outgoing edge
+    assert got["F"] == pytest.approx(6.0 * w_f / (w_f + w_g) + 0.6 * w_f / (w_f + w_p))
+    assert got["G"] == pytest.approx(6.0 * w_g / (w_f + w_g) + 1.2 * w_g / (w_g + w_e))
+    assert max(got, key=got.__getitem__) == "F"
+    assert sum(got.values()) == pytest.approx(7.8)  # evidence is only moved, never created
+
+
+def test_per_edge_weight_keeps_a_caller_with_all_outgoing_edges_slow():
+    # CPU contention in A: its three calls are slow, its one incoming edge is fine; each callee has one edge
+    pairs = {("B", "A"): 1.0, ("C", "A"): 1.0, ("D", "A"): 1.0}
+    got = resolve_edge_ends({"A": 0.4}, pairs, steps=1, seen=set(pairs) | {("A", "Z")})
+    w_a, w_callee = 0.4 + 0.5, 0.5  # A: its own work + mean over its outgoing edges (0.5 each after the half split)
+    assert got["A"] == pytest.approx(0.4 + 3 * w_a / (w_a + w_callee))
+    assert got["B"] == pytest.approx(w_callee / (w_a + w_callee))
+    assert max(got, key=got.__getitem__) == "A"
