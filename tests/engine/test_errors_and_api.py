@@ -135,11 +135,15 @@ def test_it_score_and_outlier_scores(model: rca_engine.CausalModel) -> None:
     vec = model.it_score("c", values)
     assert np.allclose(vec, [model.it_score("c", [v])[0] for v in values])
     assert np.all(np.diff(vec[1:]) > 0)  # farther -> rarer, also beyond the sample range
-    for c, rel in ((21.0, 0.1), (22.5, 0.25)):  # same IT score from the explanation's Monte-Carlo draws (3,000)
-        expl = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": c})  # and the cached reference (10,000)
+    for c, rel in ((21.0, 0.1), (22.5, 0.25)):  # game="tail": its own Monte-Carlo draws (3,000) agree with
+        expl = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": c}, game="tail")  # the reference
         assert expl.outlier_score == pytest.approx(float(model.it_score("c", [c])[0]), rel=rel)
-    far = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": 40.0})  # 13 sd: extrapolated by both
-    assert far.outlier_score > 10 and model.it_score("c", [40.0])[0] > 10
+    for base in ("median", "upper"):  # the default counting game reports the model's own score, even far out
+        for c in (21.0, 22.5, 40.0):
+            expl = rca_engine.attribute(model, "c", {"a": 10.0, "b": 15.0, "c": c}, base=base)
+            assert expl.outlier_score == pytest.approx(float(model.it_score("c", [c], base=base)[0]), rel=1e-12)
+            assert sum(expl.contributions.values()) == pytest.approx(expl.outlier_score, rel=1e-9)
+    assert model.it_score("c", [40.0])[0] > 10  # 13 sd: extrapolated, still ranked
 
 
 def test_null_player_gets_zero() -> None:
