@@ -16,12 +16,15 @@ Deviations from the upstream code are listed in each docstring; the common ones:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
+from itertools import combinations
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.preprocessing import KBinsDiscretizer
 
 from benchmarks.baselines import MadScorer
 from benchmarks.petshop import ROW, Method
@@ -388,6 +391,138 @@ def smooth_traversal(absent: str = "upstream") -> Method:
     return Method(rank)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# RCD (F-node, localized ψ-PC on discretised data, chunking)
+
+
+def kmeans_binned(values: np.ndarray, bins: int) -> np.ndarray:
+    """Per-column ordinal bin codes of 1-D k-means bins (PyRCA: ``KBinsDiscretizer(bins, 'ordinal', 'kmeans')``).
+
+    Constant columns get the single code 0; bins narrower than 1e-8 are merged (sklearn's behaviour, its warnings
+    silenced). ``values`` must be finite; at most one bin per row.
+    """
+    n_bins = min(bins, values.shape[0])
+    if n_bins < 2:
+        return np.zeros(values.shape, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant columns, merged bins, fewer distinct values than bins
+        codes = KBinsDiscretizer(n_bins=n_bins, encode="ordinal", strategy="kmeans").fit_transform(values)
+    return codes.astype(np.int64)
+
+
+def ci_pvalue(codes: np.ndarray, x: int, y: int, given: Sequence[int] = (), g_test: bool = False) -> float:
+    """p-value of ``X ⫫ Y | S`` on the discrete columns ``x``, ``y``, ``given`` of ``codes`` (non-negative ints).
+
+    Pearson chi-square (``g_test``: G-test, the likelihood ratio) summed over the strata of ``S`` that occur;
+    degrees of freedom per stratum ``(values of X present - 1) x (values of Y present - 1)``, summed; p = 1 when
+    they sum to 0 (causal-learn's ``chisq`` / ``gsq``, which PyRCA's RCD uses).
+    """
+    xs, ys = codes[:, x], codes[:, y]
+    strata = np.zeros(codes.shape[0], dtype=np.int64)
+    for col in given:  # mixed-radix stratum index, re-compressed after each column (no overflow)
+        strata = np.unique(strata * (int(codes[:, col].max()) + 1) + codes[:, col], return_inverse=True)[1]
+    k, cx, cy = int(strata.max()) + 1, int(xs.max()) + 1, int(ys.max()) + 1
+    observed = np.bincount((strata * cx + xs) * cy + ys, minlength=k * cx * cy).reshape(k, cx, cy).astype(float)
+    sx, sy = observed.sum(axis=2), observed.sum(axis=1)
+    sn = sx.sum(axis=1)
+    sn = np.where(sn > 0, sn, 1.0)  # strata not occurring contribute nothing
+    expected = sx[:, :, None] * sy[:, None, :] / sn[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if g_test:
+            stat = 2.0 * float(np.sum(np.where(observed > 0, observed * np.log(observed / expected), 0.0)))
+        else:
+            stat = float(np.sum(np.where(expected > 0, (observed - expected) ** 2 / expected, 0.0)))
+    dof = int((((sx > 0).sum(axis=1) - 1).clip(0) * ((sy > 0).sum(axis=1) - 1).clip(0)).sum())
+    return 1.0 if dof == 0 else float(stats.chi2.sf(stat, dof))
+
+
+def rcd(start_alpha: float = 0.01, alpha_step: float = 0.1, alpha_limit: float = 1.0, gamma: int = 5, bins: int = 5,
+        top_k: int = 3, g_test: bool = False, seed: int = 0) -> Method:
+    """RCD (Ikram et al., NeurIPS 2022) as configured in PetShop's ``hierarchical_rcd.py`` over PyRCA's ``RCD``.
+
+    Data (the wrapper): the target's metric/statistic of every node, columns measured in both periods, each period
+    mean-imputed on its own; the whole abnormal window (all 5 rows, not only ``ROW``) against the whole normal
+    period. As upstream, neither the graph nor the target is used: every measured node is a candidate, the target
+    included. RCD (PyRCA ``thirdparty/rcd``): normal and abnormal rows are stacked with an F-node column (0 normal,
+    1 abnormal) and every node discretised into ``bins`` 1-D k-means bins (`kmeans_binned`). ψ-PC at level ``alpha``
+    is PC's skeleton search localised to the F-node: starting from F adjacent to every node, at depth d = 0, 1, ...
+    each node y still adjacent to F (in random order) is tested ``F ⫫ y | S`` (`ci_pvalue`, chi-square) for every
+    S of d other current F-neighbours, in column order; the first p > alpha removes the edge at once; every
+    dependent p-value is recorded. The nodes still adjacent to F are the candidates ("F-children"). Top-k (PyRCA's
+    ``__top_k_rc``): for alpha = ``start_alpha``, ``+ alpha_step``, ... < ``alpha_limit`` (0.01, 0.11, ..., 0.91)
+    the new F-children are appended, ordered by their recorded p-values (compared as lists, smallest first); it
+    stops once exactly ``min_nodes`` are found. Phase 1 (chunking): the nodes are shuffled into chunks of ``gamma``,
+    each chunk keeps its top-k with ``min_nodes = 1``, and the union is chunked again until at most ``gamma`` remain
+    or a level removes none. Phase 2: top-k over the survivors with ``min_nodes`` = their number; the first
+    ``top_k`` are returned. Never "no issue" unless no node is ever dependent on F.
+
+    Deviations: one seeded generator (``seed``) for the chunk shuffles and the neighbour order (upstream: numpy's
+    unseeded global generator, so its rankings vary between runs; PyRCA runs once, no repetitions); each column is
+    discretised once for all chunks (the same bins: k-means bins are per column); p-values are cached across
+    alphas, chunks and levels (the same test gives the same p); an empty final phase returns [] (upstream fails
+    in the discretiser); at most one bin per row. Availability arrives as ``100 - x``: the k-means bins mirror and
+    the chi-square statistic is unchanged.
+    """
+    alphas = np.arange(start_alpha, alpha_limit, alpha_step)
+
+    def rank(graph: nx.DiGraph, target: str, metric: str, normal: pd.DataFrame, abnormal: pd.DataFrame) -> list[str]:
+        n_df, a_df = common_measured(normal, abnormal)
+        names = list(n_df.columns)
+        if not names or len(n_df) == 0 or len(a_df) == 0:
+            return []
+        values = np.vstack([n_df.to_numpy(dtype=float), a_df.to_numpy(dtype=float)])
+        f_flag = np.r_[np.zeros(len(n_df), dtype=np.int64), np.ones(len(a_df), dtype=np.int64)]
+        codes = np.column_stack([kmeans_binned(values, bins), f_flag])
+        f_col = codes.shape[1] - 1
+        rng = np.random.default_rng(seed)
+        cache: dict[tuple[int, tuple[int, ...]], float] = {}
+
+        def pvalue(y: int, given: tuple[int, ...]) -> float:
+            key = (y, tuple(sorted(given)))
+            if key not in cache:
+                cache[key] = ci_pvalue(codes, f_col, y, key[1], g_test)
+            return cache[key]
+
+        def f_children(nodes: list[int], alpha: float) -> tuple[list[int], dict[int, list[float]]]:
+            adjacent = list(nodes)
+            recorded: dict[int, list[float]] = {y: [] for y in nodes}
+            depth = 0
+            while depth < len(adjacent):
+                for y in rng.permutation(adjacent).tolist():
+                    for given in combinations([s for s in adjacent if s != y], depth):
+                        p = pvalue(y, given)
+                        if p > alpha:
+                            adjacent.remove(y)
+                            break
+                        recorded[y].append(p)
+                depth += 1
+            return adjacent, recorded
+
+        def top(nodes: list[int], min_nodes: int) -> list[int]:
+            found: list[int] = []
+            for alpha in alphas:
+                children, recorded = f_children(nodes, float(alpha))
+                new = [c for c in children if c not in found]
+                # smallest p-value list first; equal lists: the later column first (PyRCA's argmax-and-prepend)
+                found += sorted(new, key=lambda c: (recorded[c], -new.index(c)))
+                if len(found) == min_nodes:
+                    break
+            return found
+
+        nodes = list(range(len(names)))
+        while True:  # phase 1: chunks of gamma until few enough nodes remain or a level removes none
+            before = len(nodes)
+            shuffled = rng.permutation(nodes).tolist()
+            nodes = [c for i in range(0, len(shuffled), gamma) for c in top(shuffled[i:i + gamma], 1)]
+            if len(nodes) <= gamma or len(nodes) == before:
+                break
+        if not nodes:
+            return []
+        return [names[i] for i in top(nodes, len(nodes))[:top_k]]
+
+    return Method(rank)
+
+
 # table row name -> factory of the method under the paper's protocol
 PUBLISHED_METHODS: dict[str, Callable[[], Method]] = {
     "ε-Diagnosis (PyRCA config, re-implemented)": epsilon_diagnosis,
@@ -396,4 +531,5 @@ PUBLISHED_METHODS: dict[str, Callable[[], Method]] = {
     "random walk (PyRCA config, re-implemented)": random_walk,
     "smooth traversal (NeurIPS 2025, re-implemented)": smooth_traversal,
     "smooth traversal, absent value = normal mean (our variant)": lambda: smooth_traversal(absent="typical"),
+    "RCD (PyRCA config, re-implemented)": rcd,
 }
