@@ -139,7 +139,7 @@ class Attributor:
         self.small = [2 ** r.size * self.num_samples <= _SMALL_NODE_ELEMENTS for r in self.relevant]
         self.pow2 = np.int64(1) << np.arange(62, dtype=np.int64)
         rng = np.random.default_rng([seed, 11])
-        draws = model.draw_noise(self.num_samples, self.players, rng)
+        draws = model.draw_noise(self.num_samples, self.players, rng, empirical=dowhy_compatible)
         # coalition propagation runs in float32: half the memory traffic, ample precision for tail counts
         self.mc_noise = np.ascontiguousarray(draws.T, dtype=np.float32)  # players x M
         self.mc_noise64 = np.ascontiguousarray(draws.T)  # the affine path rounds once, from the exact draws
@@ -378,7 +378,7 @@ def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray
         rng = np.random.default_rng([seed, 23, b])
         rows = rng.integers(0, model.n_rows, size=model.n_rows)
         refit = _fit_values(model.graph, model.training[rows], specs, model.seed + b + 1, model.reference_size,
-                            getattr(model, "joint_noise", False))
+                            getattr(model, "joint_noise", False), getattr(model, "tail_fraction", 0.0))
         att = Attributor(refit, target, seed=seed + b + 1, **options)  # type: ignore[arg-type]
         expl = att.explain(np.array([sample[p] for p in att.players]))
         return np.array([expl.contributions[p] for p in players])

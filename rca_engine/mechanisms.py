@@ -36,6 +36,7 @@ class Mechanism:
         self._fit_f(parents, y)
         self.noise_samples_ = np.ascontiguousarray(y - self.predict(parents))
         self.typical_: float | None = None
+        self._splice_cache: dict[float, tuple[tuple[float, float], tuple[float, float]]] | None = None
         return self
 
     def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
@@ -69,9 +70,47 @@ class Mechanism:
         """(intercept, weight per parent) when f is affine in the parents, else None (the general path)."""
         return None
 
-    def draw_noise(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` draws (with replacement) from the empirical noise distribution."""
-        return self.noise_samples_[rng.integers(0, self.noise_samples_.shape[0], size=n)]
+    def draw_noise(self, n: int, rng: np.random.Generator, tail_fraction: float = 0.0) -> np.ndarray:
+        """``n`` draws (with replacement) from the empirical noise distribution.
+
+        ``tail_fraction`` > 0: draws beyond the (1 - tail_fraction) quantile of the training noise (and below the
+        tail_fraction quantile) are replaced by that quantile plus (minus) an exponential draw whose mean is the
+        training noise's mean excess there. The empirical distribution never exceeds the largest training value;
+        new data does, so with few training rows the far tail of anything built from these draws is too light and
+        IT scores of rare-but-normal values come out too high. A side with fewer than 5 values beyond the quantile,
+        or none beyond it at all (an atom), keeps the empirical draws.
+        """
+        x = self.noise_samples_[rng.integers(0, self.noise_samples_.shape[0], size=n)]
+        if tail_fraction <= 0:
+            return x
+        for side, (u, scale) in enumerate(self._tail_splice(float(tail_fraction))):
+            if scale <= 0:
+                continue
+            beyond = x > u if side == 0 else x < u
+            k = int(beyond.sum())
+            if k:
+                if x.base is not None or not x.flags.writeable:
+                    x = x.copy()
+                step = rng.exponential(scale, k)
+                x[beyond] = u + step if side == 0 else u - step
+        return x
+
+    def _tail_splice(self, tail_fraction: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((upper quantile, mean excess), (lower quantile, mean deficit)) of the training noise, cached."""
+        cache = getattr(self, "_splice_cache", None)  # reset by fit: tails of an earlier fit no longer apply
+        if cache is None:
+            cache = {}
+            self._splice_cache = cache
+        if tail_fraction not in cache:
+            s = self.noise_samples_
+            out = []
+            for q, sign in ((1.0 - tail_fraction, 1.0), (tail_fraction, -1.0)):
+                u = float(np.quantile(s, q)) if s.size else 0.0
+                excess = sign * (s - u)
+                excess = excess[excess > 0]
+                out.append((u, float(excess.mean()) if excess.size >= 5 else 0.0))
+            cache[tail_fraction] = (out[0], out[1])
+        return cache[tail_fraction]
 
     def typical_noise(self) -> float:
         """Median of the noise distribution (the 'normal' value used for counterfactuals), computed once."""

@@ -60,6 +60,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--game", choices=("counting", "tail"), default="counting",
                    help="set function: counting game scaled to the score (stable, default) or fitted tail everywhere")
     p.add_argument("--dowhy-compatible", action="store_true", help="DoWhy 0.14's exact algorithm (for comparisons)")
+    p.add_argument("--tail-fraction", type=float, default=0.0,
+                   help="exponential noise tails beyond this training quantile (0-0.25; 0 = empirical noise as in "
+                        "DoWhy; whyslow serve uses 0.1, which calibrates rare-event scores from little data)")
     p.add_argument("--dropna", action="store_true", help="drop training rows with missing values")
     p.add_argument("--top", type=int, default=0, help="show only the N largest contributions (0 = all)")
     p.add_argument("--json", action="store_true", help="print one JSON object per sample row (JSON lines)")
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         mechanisms = parse_mechanisms(args.mechanisms)
         if not 0 <= args.intervals <= MAX_INTERVALS or not 100 <= args.num_samples <= MAX_NUM_SAMPLES:
             raise CliError(f"--intervals must be 0..{MAX_INTERVALS} and --num-samples 100..{MAX_NUM_SAMPLES:,}")
-        model = rca_engine.fit(graph, train, mechanisms, dropna=args.dropna, seed=args.seed)
+        model = rca_engine.fit(graph, train, mechanisms, dropna=args.dropna, seed=args.seed,
+                               tail_fraction=args.tail_fraction)
         explanations = []
         for i in range(len(sample)):
             explanations.append(

@@ -72,10 +72,22 @@ def test_one_sided_base_and_additive_mechanisms(files: dict[str, Path]) -> None:
     np.testing.assert_allclose(upper, two_sided + np.log(2.0), rtol=1e-6)  # one tail instead of two
     for row, t in zip(rows, upper, strict=True):
         assert row["base"] == "upper"
-        assert row["outlier_score"] == pytest.approx(t, rel=0.15)
+        assert row["outlier_score"] == pytest.approx(t, rel=1e-9)  # the score the model itself gives
     bad = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
                   "--sample", str(files["sample_csv"]), "--target", "s0", "--base", "lower")
     assert bad.returncode == 2 and "--base" in bad.stderr
+    tails = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                    "--sample", str(files["sample_csv"]), "--target", "s0", "--json", "--base", "upper",
+                    "--mechanisms", "additive", "--seed", "3", "--tail-fraction", "0.1")
+    assert tails.returncode == 0, tails.stderr
+    smooth = rca_engine.fit(graph, pd.read_csv(files["train_csv"]), "additive", seed=3, tail_fraction=0.1)
+    for line, t in zip(tails.stdout.splitlines(), smooth.it_score("s0", sample, base="upper"), strict=True):
+        row = json.loads(line)
+        assert row["outlier_score"] == pytest.approx(t, rel=1e-9)  # the fitted tails reach the scorer
+    out_of_range = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                           "--sample", str(files["sample_csv"]), "--target", "s0", "--tail-fraction", "0.5")
+    assert out_of_range.returncode == 2 and "tail_fraction" in out_of_range.stderr
+    assert "Traceback" not in out_of_range.stderr
 
 
 def test_table_output_with_csv_graph_and_intervals(files: dict[str, Path]) -> None:
