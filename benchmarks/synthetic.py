@@ -23,6 +23,7 @@ from tqdm import tqdm
 from benchmarks.baselines import MadScorer, traversal
 from benchmarks.common import command_line, markdown_table, rank_by_score, update_floor, write_result
 from benchmarks.synthetic_data import Case, Setting, World, make_cases, make_world, sample
+from plugin.models import SCORE_BASE, TAIL_FRACTION
 
 SETTINGS = [
     Setting("5 nodes", n_nodes=5),
@@ -77,7 +78,7 @@ def traversal_method(w: World, normal: pd.DataFrame, normal_own: pd.DataFrame, c
 
 
 class EngineMethod:
-    """Our engine; the model is fitted once per world and reused for every case."""
+    """Our engine with the settings ``whyslow serve`` uses; the model is fitted once per world and reused."""
 
     def __init__(self, mechanisms: str):
         self.mechanisms = mechanisms
@@ -89,10 +90,10 @@ class EngineMethod:
 
         if self._key != id(normal):
             mech = dict(w.structure) if self.mechanisms == "structure" else self.mechanisms
-            self._model = rca_engine.fit(w.causal_graph, normal, mechanisms=mech)
+            self._model = rca_engine.fit(w.causal_graph, normal, mechanisms=mech, tail_fraction=TAIL_FRACTION)
             self._key = id(normal)
         expl = rca_engine.attribute(self._model, target=w.target, sample=case.latencies, num_samples=1000,
-                                    max_permutations=64)
+                                    max_permutations=64, base=SCORE_BASE)
         return list(expl.root_causes)
 
 
@@ -159,7 +160,7 @@ def run_setting(s: Setting, methods: dict[str, Method], n_worlds: int, n_cases: 
         w = make_world(s, rng)
         normal, normal_own = sample(w, s.n_train, rng)
         cases = make_cases(w, s, normal, n_cases, rng)
-        detector = rca_engine.ITScorer("median", "fitted").fit(normal[w.target].to_numpy())
+        detector = rca_engine.ITScorer(SCORE_BASE, "fitted").fit(normal[w.target].to_numpy())
         is_outlier = detector.score(np.array([c.latencies[w.target] for c in cases])) >= OUTLIER_NATS
         for name, method in methods.items():
             limit = (limits or {}).get(name, len(cases))

@@ -4,11 +4,15 @@ simulated retail site sending it OpenTelemetry spans, the fault, the explanation
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 from plugin.demo.client import ApiError, RestClient
@@ -111,9 +115,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if args.keep_running or args.duration is not None:
             how = "until Ctrl-C" if args.duration is None else f"for {args.duration:g} s (Ctrl-C stops earlier)"
             print(f"Still serving {how}, with normal traffic in real time.", file=out, flush=True)
-            try:
-                demo.keep_serving(args.duration)
-            except KeyboardInterrupt:
+            with _stop_on_signals() as stop:
+                demo.keep_serving(args.duration, stop=stop)
+            if stop.is_set():
                 print("stopping", file=out)
             print(result.verdict, file=out, flush=True)  # still the last line for scripts
         return EXIT_PASS if result.passed else EXIT_FAIL
@@ -131,6 +135,26 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             server.stop(timeout=10.0)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM while the block runs (the previous handlers are restored after it).
+
+    A KeyboardInterrupt raised wherever the main thread happens to be (inside an OTLP export, say) can leave the
+    exporter mid-request and make the shutdown wait on it; a flag checked between requests cannot."""
+    stop = threading.Event()
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    except ValueError:  # not the main thread: no handlers, the caller's duration ends the loop
+        pass
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _check_options(o: DemoOptions) -> None:

@@ -7,6 +7,7 @@ outliers and explanations out over the REST API, exactly as a user's services an
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -232,13 +233,16 @@ class DemoRun:
                               f"({matches}/{len(result.top_services)} slowest traces)")
         return result
 
-    def keep_serving(self, duration_s: float | None, on_tick: Callable[[], None] | None = None) -> None:
+    def keep_serving(self, duration_s: float | None, on_tick: Callable[[], None] | None = None,
+                     stop: threading.Event | None = None) -> None:
         """Go on sending normal traffic in real time (at the configured rate) until ``duration_s`` passes or
-        Ctrl-C; ``None`` means until Ctrl-C."""
+        ``stop`` is set (the CLI sets it on Ctrl-C / SIGTERM, so a request being exported is never cut in the
+        middle); ``None`` means until stopped."""
         end = None if duration_s is None else time.monotonic() + duration_s
+        stop = stop or threading.Event()
         sim = self.sim
         next_at = time.monotonic()
-        while end is None or time.monotonic() < end:
+        while (end is None or time.monotonic() < end) and not stop.is_set():
             now_ns = time.time_ns()
             traces = sim.generate(1, now_ns - 5 * NS)  # a request of ~1-3 s that has just finished
             self.sender.record(traces)
@@ -247,4 +251,4 @@ class DemoRun:
             if on_tick:
                 on_tick()
             next_at += 1.0 / sim.rate
-            time.sleep(max(0.0, min(next_at - time.monotonic(), 1.0)))
+            stop.wait(max(0.0, min(next_at - time.monotonic(), 1.0)))

@@ -114,16 +114,25 @@ def test_pearson_with_matches_scipy():
         assert r[col] == pytest.approx(ref.statistic) and p[col] == pytest.approx(ref.pvalue)
 
 
-def test_it_scores_match_dowhy():
-    dowhy_scorers = pytest.importorskip("dowhy.gcm.anomaly_scorers")
+def test_it_scores_match_a_brute_force_count():
+    """DoWhy's ITAnomalyScorer over its RescaledMedianCDFQuantileScorer, counted value by value (no DoWhy needed)."""
     rng = np.random.default_rng(5)
     normal = np.column_stack([rng.normal(size=200), np.round(rng.normal(size=200), 1), np.ones(200)])
     sample = np.array([2.9, 0.3, 1.5])
     ours = it_scores(normal, sample)
+    n = normal.shape[0]
+
+    def base(col: np.ndarray, x: float) -> float:  # x counted in the sample once more
+        less, more, equal = int(np.sum(col < x)), int(np.sum(col > x)), int(np.sum(col == x)) + 1
+        p = 2 * min(less + equal / 2, more + equal / 2) / (n + 1)
+        return -np.log(p)
+
     for j in range(normal.shape[1]):
-        scorer = dowhy_scorers.ITAnomalyScorer(dowhy_scorers.RescaledMedianCDFQuantileScorer())
-        scorer.fit(normal[:, j])
-        assert ours[j] == pytest.approx(float(scorer.score(sample[j:j + 1])[0]))
+        col = normal[:, j]
+        s = base(col, sample[j])
+        at_least = sum(base(col, v) >= s for v in col)
+        assert ours[j] == pytest.approx(-np.log((at_least + 0.5) / (n + 0.5)))
+    assert ours[2] == pytest.approx(np.log(200.5 / 0.5))  # a constant column: any other value is the rarest
 
 
 def test_epsilon_diagnosis_flags_series_that_repeat_their_normal_shape():

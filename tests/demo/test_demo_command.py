@@ -117,3 +117,35 @@ def test_a_busy_port_is_a_clear_failure():
     assert f"cannot bind the REST API to 127.0.0.1:{port}" in proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "VERDICT: FAIL the whyslow server could not start"
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig):
+    """--keep-running serves until Ctrl-C or SIGTERM, then stops within seconds, exit 0, verdict still last."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHYSLOW_")}
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "demo", *SMALL, "--seed", "4", "--keep-running",
+                             "--rate", "50"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Still serving"):
+                break
+        assert lines and lines[-1].startswith("Still serving until Ctrl-C"), lines
+        time.sleep(1.5)  # it is sending live traffic now (50 requests/s): the signal lands amid exports
+        t0 = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        rest, err = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    tail = rest.strip().splitlines()
+    assert tail[0] == "stopping" and tail[-1].startswith("VERDICT: PASS"), tail
