@@ -50,17 +50,19 @@ Method = Callable[[World, pd.DataFrame, pd.DataFrame, Case], list[str]]
 
 ANALYSIS = """\
 **Reading the synthetic suite** (small samples: 10 cases per setting in the committed run; `make bench` runs
-5 graphs x 20 cases). On the cases a user asks about — the request itself is an outlier — the engine with the true
-sum/max structure names the injected node first as often as the largest own-time z-score on every setting (graph
-sizes 5-50, large faults, half-parallel calls), and more often with 30 training traces (1.00 vs 0.89); DoWhy's
-attribute_anomalies agrees on its few cases at ~20 s per case against ~35 ms. Over *all* injected cases the z-score
-looks far better on small faults, all-parallel calls and cache-like callers: there most injected delays do not make
-the request slow at all (off the critical path, hidden by a cache hit, or under 1 sd), so the request's latency is
-unremarkable and its attribution rightly does not single out the delayed node; a per-node z-score names it
-regardless of whether it mattered. With two simultaneous causes the engine puts both in its top 3 every time
-(traversal: 0.60). Auto-selected mechanisms match the structure mechanisms here at ~30x the time; the structure
-is free when the collector supplies it. Traversal (MAD > 5 on node latencies) mostly answers nothing: a 3 sd entry
-delay is under 5 MADs."""
+5 graphs x 20 cases; the engine rows use the settings `whyslow serve` uses: one-sided score, exponential noise
+tails). On the cases a user asks about -- the request itself is an outlier -- the engine with the true sum/max
+structure names the injected node first as often as the largest own-time z-score on every setting, and more often
+with 30 training traces (1.00 vs 0.90); DoWhy's attribute_anomalies agrees on its few cases at ~20 s per case
+against ~35 ms. Over *all* injected cases the engine now also matches the z-score on small faults (1 sd) and
+cache-like callers (1.00 each; with the earlier two-sided score 0.40 and 0.20: an unusually *fast* coalition counted
+as reproducing the outlier, which smeared the attribution when the request was hardly slow). It still trails on
+all-parallel calls (0.50 vs 0.90): most injected delays there are off the critical path, so the request is not slow
+and its attribution rightly does not single out the delayed node, while a per-node z-score names it regardless of
+whether it mattered. With two simultaneous causes the engine puts both in its top 3 every time (traversal: 0.60).
+Auto-selected mechanisms are close to the structure mechanisms at ~30x the time, and worse on parallel calls
+(max is not linear); the structure is free when the collector supplies it. Traversal (MAD > 5 on node latencies)
+mostly answers nothing: a 3 sd entry delay is under 5 MADs."""
 
 
 def zscore_method(w: World, normal: pd.DataFrame, normal_own: pd.DataFrame, case: Case) -> list[str]:

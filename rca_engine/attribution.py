@@ -378,7 +378,8 @@ def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray
         rng = np.random.default_rng([seed, 23, b])
         rows = rng.integers(0, model.n_rows, size=model.n_rows)
         refit = _fit_values(model.graph, model.training[rows], specs, model.seed + b + 1, model.reference_size,
-                            getattr(model, "joint_noise", False), getattr(model, "tail_fraction", 0.0))
+                            getattr(model, "joint_noise", False), getattr(model, "tail_fraction", 0.0),
+                            getattr(model, "incident", None))
         att = Attributor(refit, target, seed=seed + b + 1, **options)  # type: ignore[arg-type]
         expl = att.explain(np.array([sample[p] for p in att.players]))
         return np.array([expl.contributions[p] for p in players])

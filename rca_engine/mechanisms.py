@@ -39,6 +39,15 @@ class Mechanism:
         self._splice_cache: dict[float, tuple[tuple[float, float], tuple[float, float]]] | None = None
         return self
 
+    def set_noise(self, parents: np.ndarray, y: np.ndarray) -> Mechanism:
+        """Take the noise distribution from these rows' residuals (f unchanged): f may be fitted on more rows
+        than are normal (see ``rca_engine.fit``'s ``incident``), the noise must come from normal rows only."""
+        parents = np.asarray(parents, dtype=float).reshape(len(y), -1)
+        self.noise_samples_ = np.ascontiguousarray(np.asarray(y, dtype=float).reshape(-1) - self.predict(parents))
+        self.typical_ = None
+        self._splice_cache = None
+        return self
+
     def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
         raise MechanismError(f"{type(self).__name__} does not implement _fit_f")
 

@@ -28,7 +28,7 @@ class CausalModel:
 
     def __init__(self, graph: nx.DiGraph, mechanisms: dict[Hashable, Mechanism], training: np.ndarray,
                  specs: Mapping[Hashable, MechanismSpec], seed: int, reference_size: int = DEFAULT_REFERENCE_SIZE,
-                 joint_noise: bool = False, tail_fraction: float = 0.0) -> None:
+                 joint_noise: bool = False, tail_fraction: float = 0.0, incident: np.ndarray | None = None) -> None:
         self.graph = graph
         self.nodes: list[Hashable] = list(nx.topological_sort(graph))
         self.index = {n: i for i, n in enumerate(self.nodes)}
@@ -40,6 +40,7 @@ class CausalModel:
         self.reference_size = reference_size
         self.joint_noise = joint_noise  # draw the noises of one training row together (see fit)
         self.tail_fraction = tail_fraction  # exponential tails beyond the training noise (see fit)
+        self.incident = incident  # rows x nodes that informed the mechanisms f but not the noise (see fit)
         self._scorers: dict[tuple[Hashable, str, str], ITScorer] = {}
         self._lock = threading.Lock()
 
@@ -149,7 +150,7 @@ def _resolve_specs(graph: nx.DiGraph, mechanisms: MechanismSpec | Mapping[Hashab
 def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mapping[Hashable, MechanismSpec] = "auto",
         *, dropna: bool = False, min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0,
         reference_size: int = DEFAULT_REFERENCE_SIZE, joint_noise: bool = False,
-        tail_fraction: float = 0.0) -> CausalModel:
+        tail_fraction: float = 0.0, incident: pd.DataFrame | None = None) -> CausalModel:
     """Fit one additive-noise mechanism per node of the cause -> effect DAG ``graph`` on ``data``.
 
     ``mechanisms``: "auto" (linear vs. gradient boosting by held-out error), one name for every non-root node
@@ -165,6 +166,12 @@ def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mappi
     With a few hundred training rows the purely empirical model makes rare-but-normal values look far rarer than
     they are (on random call graphs with 100 training rows, ~8e-4 of normal requests scored above the 1-in-10,000
     level at 0; 1e-4 to 3e-4 at 0.1: benchmarks/results/calibration.md).
+    ``incident``: rows observed during the incident to be explained (same columns as ``data``). The method assumes
+    that a fault changes the noise of its root cause only, never a mechanism f, so these rows are valid -- and very
+    informative -- data for f: where the normal data hardly moves a callee, only the incident shows how much of its
+    change reaches the caller, and f fitted on normal rows alone reads the caller's share as the caller's own
+    noise. With ``incident``, f of every non-root node is fitted on the normal and the incident rows together;
+    noise distributions, roots and the scorers use the normal rows only (benchmarks/results/petshop.md).
     """
     if not 0.0 <= float(tail_fraction) <= 0.25:
         raise DataError(f"tail_fraction must be in [0, 0.25], got {tail_fraction}")
@@ -172,11 +179,20 @@ def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mappi
     specs = _resolve_specs(graph, mechanisms)
     order = list(nx.topological_sort(graph))
     values = training_matrix(data, order, dropna=dropna, min_rows=min_rows)
-    return _fit_values(graph, values, specs, seed, reference_size, joint_noise, float(tail_fraction))
+    extra = None
+    if incident is not None:
+        if isinstance(incident, pd.Series):
+            incident = incident.to_frame().T
+        try:
+            extra = training_matrix(incident, order, dropna=dropna, min_rows=1)
+        except DataError as exc:
+            raise DataError(str(exc).replace("training data", "incident data", 1)) from None
+    return _fit_values(graph, values, specs, seed, reference_size, joint_noise, float(tail_fraction), extra)
 
 
 def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, MechanismSpec], seed: int,
-                reference_size: int, joint_noise: bool = False, tail_fraction: float = 0.0) -> CausalModel:
+                reference_size: int, joint_noise: bool = False, tail_fraction: float = 0.0,
+                incident: np.ndarray | None = None) -> CausalModel:
     order = list(nx.topological_sort(graph))
     index = {n: i for i, n in enumerate(order)}
     rng = np.random.default_rng(seed)
@@ -184,16 +200,21 @@ def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, 
     for node in order:
         parents = ordered_parents(graph, node)
         spec = specs[node]
-        x = values[:, [index[p] for p in parents]]
-        y = values[:, index[node]]
+        cols = [index[p] for p in parents]
+        x, y = values[:, cols], values[:, index[node]]
+        x_f, y_f = x, y  # the rows that inform f
+        if incident is not None and parents:
+            x_f, y_f = np.vstack([x, incident[:, cols]]), np.concatenate([y, incident[:, index[node]]])
         mech = make_mechanism(spec, is_root=not parents)
         if mech is None:
-            mech = select_auto(x, y, rng)
+            mech = select_auto(x_f, y_f, rng)
         elif isinstance(spec, Mechanism):
             mech = _clone(spec)
-        mech.fit(x, y, parents)
+        mech.fit(x_f, y_f, parents)
+        if x_f is not x:
+            mech.set_noise(x, y)
         fitted[node] = mech
-    return CausalModel(graph, fitted, values, specs, seed, reference_size, joint_noise, tail_fraction)
+    return CausalModel(graph, fitted, values, specs, seed, reference_size, joint_noise, tail_fraction, incident)
 
 
 def _clone(mech: Mechanism) -> Mechanism:

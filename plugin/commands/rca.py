@@ -63,6 +63,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tail-fraction", type=float, default=0.0,
                    help="exponential noise tails beyond this training quantile (0-0.25; 0 = empirical noise as in "
                         "DoWhy; whyslow serve uses 0.1, which calibrates rare-event scores from little data)")
+    p.add_argument("--fit-on-sample", action="store_true",
+                   help="also fit the mechanisms f on the --sample rows (the incident): a fault changes its root "
+                        "cause's noise, not f, and the incident shows how far a change travels where the training "
+                        "data never moved; noise distributions still come from --train only")
     p.add_argument("--dropna", action="store_true", help="drop training rows with missing values")
     p.add_argument("--top", type=int, default=0, help="show only the N largest contributions (0 = all)")
     p.add_argument("--json", action="store_true", help="print one JSON object per sample row (JSON lines)")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.intervals <= MAX_INTERVALS or not 100 <= args.num_samples <= MAX_NUM_SAMPLES:
             raise CliError(f"--intervals must be 0..{MAX_INTERVALS} and --num-samples 100..{MAX_NUM_SAMPLES:,}")
         model = rca_engine.fit(graph, train, mechanisms, dropna=args.dropna, seed=args.seed,
-                               tail_fraction=args.tail_fraction)
+                               tail_fraction=args.tail_fraction, incident=sample if args.fit_on_sample else None)
         explanations = []
         for i in range(len(sample)):
             explanations.append(

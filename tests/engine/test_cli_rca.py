@@ -210,3 +210,25 @@ def test_cost_knobs_are_bounded(odd_names: Path, knob: list[str]) -> None:
                 "--sample", str(odd_names / "slow.csv"), "--target", "Web site", *knob)
     assert r.returncode == 2 and "--num-samples 100..1,000,000" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fit_on_sample_lets_the_incident_inform_the_mechanisms(tmp_path: Path) -> None:
+    """--fit-on-sample: the sample rows also fit f (rca_engine.fit's incident=); same numbers as in process."""
+    from tests.engine.test_incident_rows import GRAPH, normal_and_incident
+
+    normal, incident = normal_and_incident(0)
+    normal.to_csv(tmp_path / "train.csv", index=False)
+    incident.to_csv(tmp_path / "incident.csv", index=False)
+    (tmp_path / "graph.json").write_text(json.dumps([list(e) for e in GRAPH.edges]))
+    common = ["--graph", str(tmp_path / "graph.json"), "--train", str(tmp_path / "train.csv"), "--sample",
+              str(tmp_path / "incident.csv"), "--target", "api", "--mechanisms", "linear", "--base", "upper",
+              "--json", "--seed", "1"]
+    with_incident, plain = whyslow(*common, "--fit-on-sample"), whyslow(*common)
+    assert with_incident.returncode == 0 and plain.returncode == 0, with_incident.stderr + plain.stderr
+    rows = [json.loads(line) for line in with_incident.stdout.splitlines()]
+    assert len(rows) == 5 and all(r["root_causes"][0] == "db" for r in rows)
+    model = rca_engine.fit(GRAPH, normal, "linear", seed=1, incident=incident)
+    for i, row in enumerate(rows):
+        expl = rca_engine.attribute(model, "api", incident.iloc[[i]], seed=1, base="upper", num_samples=3000)
+        assert row["contributions"] == pytest.approx(expl.contributions, abs=1e-9)
+    assert [json.loads(line)["root_causes"][0] for line in plain.stdout.splitlines()].count("db") <= 2
