@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -22,6 +24,7 @@ from plugin.demo.runner import DemoError, DemoOptions, DemoResult, DemoRun
 from plugin.demo.site import Site, retail_site
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SHUTDOWN_LIMIT_S = 30.0  # after Ctrl-C / SIGTERM the demo is gone within this time, whatever hangs
 
 
 def list_faults(site: Site, out: TextIO) -> None:
@@ -116,9 +119,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             how = "until Ctrl-C" if args.duration is None else f"for {args.duration:g} s (Ctrl-C stops earlier)"
             print(f"Still serving {how}, with normal traffic in real time.", file=out, flush=True)
             with _stop_on_signals() as stop:
-                demo.keep_serving(args.duration, stop=stop)
-            if stop.is_set():
-                print("stopping", file=out)
+                demo.keep_serving(args.duration, stop=stop.requested)
+            if stop.requested():
+                _shutdown_watchdog(SHUTDOWN_LIMIT_S)
+                print("stopping", file=out, flush=True)
             print(result.verdict, file=out, flush=True)  # still the last line for scripts
         return EXIT_PASS if result.passed else EXIT_FAIL
     except (DemoError, ExportError, ApiError) as exc:
@@ -137,17 +141,38 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _StopRequest:
+    """Counts Ctrl-C / SIGTERM. Its handler takes no lock, prints through no buffered stream and starts no thread:
+    it runs between two bytecodes of the main thread, which may be holding any of those locks at that moment (an
+    Event.set() there deadlocks against the Event.wait() it interrupted)."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+
+    def requested(self) -> bool:
+        return self.signals > 0
+
+    def handle(self, signum: int, _frame: object) -> None:
+        self.signals += 1
+        if self.signals > 1:  # a second Ctrl-C: out now
+            os.write(2, f"whyslow demo: {signal.Signals(signum).name} again, exiting now\n".encode())
+            os._exit(130)
+
+
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C or SIGTERM while the block runs (the previous handlers are restored after it).
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    """A stop request set by Ctrl-C or SIGTERM while the block runs (the previous handlers are restored after it);
+    a second signal exits at once (status 130).
 
     A KeyboardInterrupt raised wherever the main thread happens to be (inside an OTLP export, say) can leave the
-    exporter mid-request and make the shutdown wait on it; a flag checked between requests cannot."""
-    stop = threading.Event()
+    exporter mid-request and make the shutdown wait on it; a flag checked between requests cannot. The handlers
+    are installed explicitly because a shell starts background jobs with Ctrl-C ignored, and Python then never
+    raises KeyboardInterrupt at all."""
+    stop = _StopRequest()
     previous = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            previous[sig] = signal.signal(sig, stop.handle)
     except ValueError:  # not the main thread: no handlers, the caller's duration ends the loop
         pass
     try:
@@ -155,6 +180,20 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _shutdown_watchdog(limit_s: float) -> None:
+    """Once stopping was asked for, the process ends within ``limit_s`` seconds: past that, every thread's stack
+    goes to stderr (where the shutdown got stuck) and the process exits with status 1."""
+
+    def expire() -> None:
+        print(f"whyslow demo: shutdown took more than {limit_s:g} s; threads:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(EXIT_FAIL)
+
+    timer = threading.Timer(limit_s, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _check_options(o: DemoOptions) -> None:

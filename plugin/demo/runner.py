@@ -7,7 +7,6 @@ outliers and explanations out over the REST API, exactly as a user's services an
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,15 +233,15 @@ class DemoRun:
         return result
 
     def keep_serving(self, duration_s: float | None, on_tick: Callable[[], None] | None = None,
-                     stop: threading.Event | None = None) -> None:
+                     stop: Callable[[], bool] | None = None) -> None:
         """Go on sending normal traffic in real time (at the configured rate) until ``duration_s`` passes or
-        ``stop`` is set (the CLI sets it on Ctrl-C / SIGTERM, so a request being exported is never cut in the
-        middle); ``None`` means until stopped."""
+        ``stop()`` says so (the CLI's Ctrl-C / SIGTERM flag, checked between requests so that an export is never
+        cut in the middle); ``None`` means until stopped."""
         end = None if duration_s is None else time.monotonic() + duration_s
-        stop = stop or threading.Event()
+        stop = stop or (lambda: False)
         sim = self.sim
         next_at = time.monotonic()
-        while (end is None or time.monotonic() < end) and not stop.is_set():
+        while (end is None or time.monotonic() < end) and not stop():
             now_ns = time.time_ns()
             traces = sim.generate(1, now_ns - 5 * NS)  # a request of ~1-3 s that has just finished
             self.sender.record(traces)
@@ -251,4 +250,6 @@ class DemoRun:
             if on_tick:
                 on_tick()
             next_at += 1.0 / sim.rate
-            stop.wait(max(0.0, min(next_at - time.monotonic(), 1.0)))
+            pause_until = time.monotonic() + max(0.0, min(next_at - time.monotonic(), 1.0))
+            while not stop() and (left := pause_until - time.monotonic()) > 0:
+                time.sleep(min(left, 0.05))

@@ -119,16 +119,20 @@ def test_a_busy_port_is_a_clear_failure():
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig):
-    """--keep-running serves until Ctrl-C or SIGTERM, then stops within seconds, exit 0, verdict still last."""
+@pytest.mark.parametrize(("sig", "background"), [("SIGINT", False), ("SIGTERM", False), ("SIGINT", True)])
+def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig, background):
+    """--keep-running serves until Ctrl-C or SIGTERM, then stops within seconds, exit 0, verdict still last; also
+    when started as a shell's background job, which ignores Ctrl-C (Python then raises no KeyboardInterrupt)."""
     import signal
     import time
 
+    def as_background_job() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHYSLOW_")}
-    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "demo", *SMALL, "--seed", "4", "--keep-running",
-                             "--rate", "50"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "plugin.cli", "demo", *SMALL, "--seed", "4",
+                             "--keep-running", "--rate", "50"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_background_job if background else None)
     try:
         lines = []
         assert proc.stdout is not None
@@ -140,8 +144,13 @@ def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig):
         time.sleep(1.5)  # it is sending live traffic now (50 requests/s): the signal lands amid exports
         t0 = time.monotonic()
         proc.send_signal(getattr(signal, sig))
-        rest, err = proc.communicate(timeout=60)
-        assert time.monotonic() - t0 < 30
+        try:
+            rest, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # the demo's own watchdog should have ended it: show where it hangs
+            proc.send_signal(signal.SIGABRT)
+            rest, err = proc.communicate(timeout=30)
+            pytest.fail(f"still running 60 s after {sig}; stderr:\n{err[-8000:]}")
+        assert time.monotonic() - t0 < 30, err[-8000:]
     finally:
         if proc.poll() is None:
             proc.kill()
