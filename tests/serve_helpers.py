@@ -29,11 +29,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ServeProcess:
     """`python -m plugin.cli serve` on free loopback ports with a given data dir and settings."""
 
-    def __init__(self, data_dir: Path | str, env: dict[str, str] | None = None, **settings: Any):
+    def __init__(self, data_dir: Path | str, env: dict[str, str] | None = None, background: bool = False,
+                 **settings: Any):
         self.data_dir = Path(data_dir)
+        self.background = background  # started like a shell's background job: Ctrl-C ignored on entry
         self.ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "http", "grpc")}
         self.settings = settings
         self.env = env or {}
@@ -80,7 +86,8 @@ class ServeProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         logfile = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._logfile = logfile
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT,
+                                     preexec_fn=_ignore_ctrl_c if self.background else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
+import time
 from typing import Any
 
 from plugin.config import FIELDS, ConfigError, build_config
+from plugin.signals import stop_on_signals
 
 ADDRESSES = ("otlp_grpc", "otlp_http", "http", "grpc")
 HELP = {
@@ -100,28 +100,22 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.log_level, [config.auth_token or "", config.grafana_token or ""])
     from plugin.server import WhySlowServer
 
-    stop = threading.Event()
-
-    def _signal(signum: int, _frame: Any) -> None:
-        logging.getLogger("whyslow").info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _signal)
-    signal.signal(signal.SIGINT, _signal)
-    server = WhySlowServer(config)
-    try:
-        server.start()
-    except ConfigError as exc:
-        print(f"whyslow serve: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0:1]
-        print(f"whyslow serve: error: cannot start: {detail if isinstance(detail, str) else ''.join(detail)}",
-              file=sys.stderr)
-        return 1
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop()
+    with stop_on_signals("whyslow serve") as stop:  # from before start: a SIGTERM while starting also stops it
+        server = WhySlowServer(config)
+        try:
+            server.start()
+        except ConfigError as exc:
+            print(f"whyslow serve: error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0:1]
+            print(f"whyslow serve: error: cannot start: {detail if isinstance(detail, str) else ''.join(detail)}",
+                  file=sys.stderr)
+            return 1
+        try:
+            while not stop.requested():
+                time.sleep(0.2)
+            logging.getLogger("whyslow").info("received %s, shutting down", stop.last)
+        finally:
+            server.stop()
     return 0

@@ -4,17 +4,14 @@ simulated retail site sending it OpenTelemetry spans, the fault, the explanation
 from __future__ import annotations
 
 import argparse
-import contextlib
 import faulthandler
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from typing import TextIO
 
 from plugin.demo.client import ApiError, RestClient
@@ -22,6 +19,7 @@ from plugin.demo.faults import DEFAULT_DELAY_S, FaultError, available_faults, re
 from plugin.demo.otlp_export import ExportError, SpanSender, otlp_grpc_exporter
 from plugin.demo.runner import DemoError, DemoOptions, DemoResult, DemoRun
 from plugin.demo.site import Site, retail_site
+from plugin.signals import stop_on_signals
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 SHUTDOWN_LIMIT_S = 30.0  # after Ctrl-C / SIGTERM the demo is gone within this time, whatever hangs
@@ -118,7 +116,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         if args.keep_running or args.duration is not None:
             how = "until Ctrl-C" if args.duration is None else f"for {args.duration:g} s (Ctrl-C stops earlier)"
             print(f"Still serving {how}, with normal traffic in real time.", file=out, flush=True)
-            with _stop_on_signals() as stop:
+            with stop_on_signals("whyslow demo") as stop:
                 demo.keep_serving(args.duration, stop=stop.requested)
             if stop.requested():
                 _shutdown_watchdog(SHUTDOWN_LIMIT_S)
@@ -139,47 +137,6 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             server.stop(timeout=10.0)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _StopRequest:
-    """Counts Ctrl-C / SIGTERM. Its handler takes no lock, prints through no buffered stream and starts no thread:
-    it runs between two bytecodes of the main thread, which may be holding any of those locks at that moment (an
-    Event.set() there deadlocks against the Event.wait() it interrupted)."""
-
-    def __init__(self) -> None:
-        self.signals = 0
-
-    def requested(self) -> bool:
-        return self.signals > 0
-
-    def handle(self, signum: int, _frame: object) -> None:
-        self.signals += 1
-        if self.signals > 1:  # a second Ctrl-C: out now
-            os.write(2, f"whyslow demo: {signal.Signals(signum).name} again, exiting now\n".encode())
-            os._exit(130)
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    """A stop request set by Ctrl-C or SIGTERM while the block runs (the previous handlers are restored after it);
-    a second signal exits at once (status 130).
-
-    A KeyboardInterrupt raised wherever the main thread happens to be (inside an OTLP export, say) can leave the
-    exporter mid-request and make the shutdown wait on it; a flag checked between requests cannot. The handlers
-    are installed explicitly because a shell starts background jobs with Ctrl-C ignored, and Python then never
-    raises KeyboardInterrupt at all."""
-    stop = _StopRequest()
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, stop.handle)
-    except ValueError:  # not the main thread: no handlers, the caller's duration ends the loop
-        pass
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _shutdown_watchdog(limit_s: float) -> None:
