@@ -40,6 +40,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.nezha_data import Fault, fault_free_file, load_faults, own_times, read_spans, trace_start
+from plugin.incident import resolve_edge_ends
 from plugin.models import SCORE_BASE, TAIL_FRACTION
 
 KS = (1, 3, 5)
@@ -322,49 +323,6 @@ def edge_ends(graph, node: str) -> tuple[str, str] | None:
     callers = [a for a, b in graph.call_edges if b == node]
     caller = graph.nodes[callers[0]].service if callers and callers[0] in graph.nodes else info.service
     return (info.service, caller) if info.service != caller else None
-
-
-def resolve_edge_ends(singles: dict[str, float], pairs: dict[tuple[str, str], float],
-                      steps: int = 1, seen: set[tuple[str, str]] | None = None) -> dict[str, float]:
-    """Per-service evidence when an edge's delay may come from either end (network tomography's question).
-
-    Evidence on nodes inside a service counts for it. An edge's evidence is first split half to each end,
-    then (``steps`` times) re-split in proportion to each end's weight. Without ``seen`` the weight is the
-    end's total evidence: a pod whose calls to *several* peers are all slow collects the edges, while each peer
-    has only the one edge. With ``seen`` (the edges, keyed (callee, caller), present in the attributed traces,
-    slow or not) the weight is the end's own evidence plus the *mean* evidence per edge over its incoming
-    edges or over its outgoing edges, whichever is larger ("per edge"): a pod-level fault is consistent in one
-    direction -- a delay on a pod's interface slows every call *into* it, CPU contention its work and every call
-    it makes -- so an end whose other edges in that direction are fine (a gateway or orchestrator calling many
-    peers, one of them slow) is the less likely culprit, however much total evidence it gathers. With 0 steps
-    this is the plain half split; with many the split becomes winner-take-all per edge (see the results file).
-    """
-    total = dict(singles)
-    for (a, b), x in pairs.items():
-        total[a] = total.get(a, 0.0) + x / 2
-        total[b] = total.get(b, 0.0) + x / 2
-    weight = total
-    if seen is not None:
-        inward: dict[str, list[float]] = {}
-        outward: dict[str, list[float]] = {}
-        for callee, caller in seen | set(pairs):
-            x = pairs.get((callee, caller), 0.0) / 2
-            inward.setdefault(callee, []).append(x)
-            outward.setdefault(caller, []).append(x)
-        ends = set(inward) | set(outward)
-        weight = {e: singles.get(e, 0.0) + max(float(np.mean(inward.get(e, [0.0]))),
-                                               float(np.mean(outward.get(e, [0.0])))) for e in ends}
-    for _ in range(steps):
-        new = dict(singles)
-        for (a, b), x in pairs.items():
-            wa, wb = weight.get(a, 0.0), weight.get(b, 0.0)
-            f = 0.5 if wa + wb <= 0 else wa / (wa + wb)
-            new[a] = new.get(a, 0.0) + x * f
-            new[b] = new.get(b, 0.0) + x * (1 - f)
-        total = new
-        if seen is None:
-            weight = total
-    return total
 
 
 def reparent_wrappers(causal: nx.DiGraph, normal: pd.DataFrame, mechanisms: dict[str, str] | str,

@@ -83,6 +83,23 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "OutlierList": obj({"outliers": {"type": "array", "items": ref("OutlierSummary")}}),
+    "IncidentService": obj(
+        {
+            "service": STR,
+            "share": NUM,  # of the outliers' votes (one per outlier); sums to 1 over services
+            "top_node": STR_OR_NULL,
+            "first_in": INT,  # outliers whose explanation ranks this service first
+        }
+    ),
+    "IncidentSummary": obj(
+        {
+            "outliers": INT,
+            "services": {"type": "array", "items": ref("IncidentService")},
+            "entries": {"type": "array", "items": STR},
+            "from_ms": {"type": ["integer", "null"]},
+            "to_ms": {"type": ["integer", "null"]},
+        }
+    ),
     "NodeStats": {
         "type": ["object", "null"],
         "properties": {"traces": INT, "mean_ms": NUM, "p50_ms": NUM, "p95_ms": NUM, "p99_ms": NUM},

@@ -69,6 +69,15 @@ ROUTES: list[Route] = [
            Param("entry", "query", {"type": "string"}, "Entry point node id"),
            Param("min_score", "query", {"type": "number", "minimum": 0}, "Minimum IT score (nats)"),
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
+    Route("GET", "/api/v1/incident", "incident",
+          "Which service is behind the explained outliers of a time window: one vote per outlier, edges (call gaps,"
+          " database calls) resolved to the end whose edges are consistently slow",
+          {200: "IncidentSummary", 400: ERR, 401: ERR},
+          [Param("from", "query", TIME_SCHEMA, "Start: unix ms, ISO 8601, or now-<n><s|m|h|d|w>"),
+           Param("to", "query", TIME_SCHEMA, "End: unix ms, ISO 8601, or now[-<n><s|m|h|d|w>]"),
+           Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
+                 "At most this many outliers, newest first (default 1000)")]),
     Route("GET", "/api/v1/graph", "graph", "Call graph and causal graph of an entry point, with per-node stats",
           {200: "Graph", 400: ERR, 401: ERR, 404: ERR},
           [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)")]),
@@ -199,6 +208,10 @@ class RestApi:
         a = request.args
         return {"outliers": self.service.outliers(a.get("from"), a.get("to"), a.get("entry"),
                                                   a.get("min_score"), a.get("limit"))}
+
+    def incident(self) -> Any:
+        a = request.args
+        return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"))
 
     def graph(self) -> Any:
         return self.service.graph(request.args.get("entry"))

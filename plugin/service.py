@@ -12,6 +12,7 @@ import numpy as np
 from plugin import validation
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
+from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
 
 log = logging.getLogger("whyslow.service")
@@ -85,6 +86,22 @@ class WhySlowService:
             out.append(outlier_summary(payload))
         out.sort(key=lambda o: (-o["time_ms"], o["trace_id"]))
         return out[:count]
+
+    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None) -> dict[str, Any]:
+        """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
+        lo, hi = validation.time_range(start, end)
+        entry_id = validation.entry(entry)
+        count = validation.limit(limit, default=validation.MAX_LIMIT)
+        payloads = []
+        for record in self.store.outliers(lo, hi, entry_id, None, count):
+            payload = self.explainer.stored(str(record.trace_id))
+            if payload is not None:
+                payloads.append(payload)
+        summary = summarize(payloads)
+        summary["entries"] = sorted({str(p["entry"]) for p in payloads})
+        summary["from_ms"] = None if lo is None else lo // 1_000_000
+        summary["to_ms"] = None if hi is None else hi // 1_000_000
+        return summary
 
     # --- graph -----------------------------------------------------------------------------------
     def resolve_entry(self, entry: Any) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.nezha_trainticket import AGGREGATIONS, Evidence, resolve_edge_ends
+from benchmarks.nezha_trainticket import AGGREGATIONS, Evidence
+from plugin.incident import resolve_edge_ends
 
 
 def test_caller_with_several_slow_edges_collects_them():

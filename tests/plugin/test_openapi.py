@@ -57,6 +57,11 @@ def test_every_documented_operation_answers_as_documented(shop, doc):
             ("GET", "/api/v1/outliers?from=2020-01-01T00:00:00Z&to=1990000000000", None, 200),
             ("GET", "/api/v1/outliers?min_score=-1", None, 400),
         ],
+        ("GET", "/api/v1/incident"): [
+            ("GET", "/api/v1/incident?" + urlencode({"entry": ENTRY, "from": "now-1h", "to": "now"}), None, 200),
+            ("GET", "/api/v1/incident?from=1990000000000&to=2020-01-01T00:00:00Z", None, 400),
+            ("GET", "/api/v1/incident?limit=0", None, 400),
+        ],
         ("GET", "/api/v1/graph"): [
             ("GET", "/api/v1/graph?entry=" + quote(ENTRY), None, 200),
             ("GET", "/api/v1/graph", None, 400),
