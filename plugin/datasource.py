@@ -34,6 +34,8 @@ OUTLIER_COLUMNS = [
     ("outlier_score", "number"), ("rarer_than", "number"), ("root_cause_service", "string"),
     ("root_cause_node", "string"), ("root_cause_share", "number"), ("summary", "string"),
 ]
+INCIDENT_COLUMNS = [("service", "string"), ("share", "number"), ("top_node", "string"), ("first_in", "number"),
+                    ("outliers", "number")]
 ANNOTATION_COLUMNS = [("time", "time"), ("timeEnd", "time"), ("title", "string"), ("text", "string"),
                       ("tags", "string")]
 TAG_KEYS = ("entry", "root_cause_service")
@@ -54,6 +56,13 @@ METRICS = [
             {"label": "Entry point", "name": "entry", "type": "select", "reloadMetric": False},
             {"label": "Minimum IT score (nats)", "name": "min_score", "type": "input"},
             {"label": "Limit", "name": "limit", "type": "input", "placeholder": "100"},
+        ],
+    },
+    {
+        "label": "Which service is behind the slow traces of the time range (table)",
+        "value": "incident",
+        "payloads": [
+            {"label": "Entry point", "name": "entry", "type": "select", "reloadMetric": False},
         ],
     },
     {
@@ -148,6 +157,8 @@ class DataSource:
                     continue
                 out.append(self.outlier_table(rows, ref_id) if kind == "outliers"
                            else self.annotation_table(rows, ref_id))
+            elif kind == "incident":
+                out.append(self.incident_table(body, target, ref_id))
             else:
                 out.append(table([("error", "string")], [[f"unknown target {str(kind)[:64]!r}"]], ref_id))
         return out
@@ -233,6 +244,18 @@ class DataSource:
             elif op == "!=":
                 rows = [r for r in rows if r.get(key) != value]
         return rows
+
+    def incident_table(self, body: dict[str, Any], target: dict[str, Any], ref_id: str | None) -> dict[str, Any]:
+        """Services behind the explained outliers of the dashboard's time range (GET /api/v1/incident)."""
+        rng = body.get("range") if isinstance(body.get("range"), dict) else {}
+        try:
+            entry = _payload(target).get("entry")
+            summary = self.service.incident(rng.get("from"), rng.get("to"), None if _unresolved(entry) else entry)
+        except ServiceError as exc:
+            return table([("error", "string")], [[exc.message]], ref_id)
+        rows = [[s["service"], s["share"], s["top_node"], s["first_in"], summary["outliers"]]
+                for s in summary["services"]]
+        return table(INCIDENT_COLUMNS, rows, ref_id)
 
     def outlier_table(self, rows: list[dict[str, Any]], ref_id: str | None) -> dict[str, Any]:
         return table(OUTLIER_COLUMNS, [[r[name] if name != "time" else r["time_ms"] for name, _ in OUTLIER_COLUMNS]

@@ -4,6 +4,7 @@ status rows, outliers table, annotations, variables, ad-hoc filters."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 from tests.traffic import ENTRY, HOME
 
@@ -44,11 +45,11 @@ def test_connection_and_metrics(shop):
     assert shop.srv.get("/") == (200, {"status": "ok"})
     assert shop.srv.get("/", auth=False)[0] == 401
     status, metrics = shop.srv.post("/metrics", {})
-    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "annotations"]
+    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "incident", "annotations"]
     assert metrics[0]["payloads"][0]["name"] == "traceId"
     status, options = shop.srv.post("/metric-payload-options", {"metric": "outliers", "name": "entry", "payload": {}})
     assert status == 200 and {"label": ENTRY, "value": ENTRY} in options
-    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "annotations"])
+    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "incident", "annotations"])
 
 
 def test_rca_frames(shop):
@@ -135,6 +136,25 @@ def test_outliers_table_and_annotations(shop):
             "adhocFilters": [{"key": "root_cause_service", "operator": "=", "value": "cart"}]}
     table = shop.srv.post("/query", body)[1][0]
     assert len(table["rows"]) == len(shop.slow["cart"])
+
+
+def test_incident_table_names_the_service_behind_each_window(shop):
+    for service, sent in shop.slow.items():
+        lo = min(s.start_unix_nano for s in sent) // 1_000_000
+        hi = max(s.start_unix_nano for s in sent) // 1_000_000 + 1
+        body = {"range": {"from": _iso(lo), "to": _iso(hi)},
+                "targets": [{"refId": "I", "target": "incident", "payload": {"entry": ENTRY}}]}
+        status, resp = shop.srv.post("/query", body)
+        assert status == 200 and len(resp) == 1
+        names = [c["text"] for c in resp[0]["columns"]]
+        assert names == ["service", "share", "top_node", "first_in", "outliers"]
+        rows = [dict(zip(names, r, strict=True)) for r in resp[0]["rows"]]
+        assert rows[0]["service"] == service and rows[0]["outliers"] == len(sent) and rows[0]["share"] > 0.5
+        _, api = shop.srv.get("/api/v1/incident?" + urlencode({"entry": ENTRY, "from": lo, "to": hi}))
+        assert [r["service"] for r in rows] == [s["service"] for s in api["services"]]
+    bad = {"range": {"from": "now", "to": "now-1h"}, "targets": [{"refId": "I", "target": "incident"}]}
+    status, resp = shop.srv.post("/query", bad)
+    assert status == 200 and resp[0]["columns"] == [{"text": "error", "type": "string"}]
 
 
 def test_variable_and_tags(shop):
