@@ -284,11 +284,14 @@ def test_dashboard_panels_and_variable(dashboard, datasources):
                                "payload": {"traceId": "$traceId"}}]
     traces = panels["traces"]
     assert traces["datasource"]["uid"] == "tempo" and traces["targets"][0]["query"] == "$traceId"
-    table = panels["table"]
-    assert table["targets"][0]["target"] == "outliers"
+    tables = {p["targets"][0]["target"]: p for p in dashboard["panels"] if p["type"] == "table"}
+    assert set(tables) == {"outliers", "incident"}
+    table = tables["outliers"]
     (override,) = table["fieldConfig"]["overrides"]
     assert override["matcher"]["options"] == "trace_id"
     assert override["properties"][0]["value"][0]["url"].startswith("/d/whyslow-rca?var-traceId=${__value.raw}")
+    (share,) = tables["incident"]["fieldConfig"]["overrides"]
+    assert share["matcher"]["options"] == "share" and share["properties"][0]["value"] == "percentunit"
     for p in dashboard["panels"]:  # every data source the dashboard uses is provisioned, with the same type
         ds = p["datasource"]
         assert datasources[ds["uid"]]["type"] == ds["type"]
@@ -329,6 +332,8 @@ def test_dashboard_queries_are_answered_by_the_real_backend(dashboard, tmp_path)
                 if target["target"] == "rca":  # no trace selected yet: the summary frame says so
                     assert {"status", "message"} <= names
                     assert frames[0]["rows"][0][0] == "no_trace"
+                elif target["target"] == "incident":
+                    assert {"service", "share", "top_node"} <= names
                 else:
                     assert "trace_id" in names  # the column the table's data link is on
         with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:
