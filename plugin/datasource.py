@@ -112,6 +112,12 @@ def _scoped(body: dict[str, Any], name: str) -> Any:
     return None
 
 
+def _range(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's dashboard time range ({"from", "to"}), or {} when absent or malformed."""
+    rng = body.get("range")
+    return rng if isinstance(rng, dict) else {}
+
+
 def _unresolved(value: Any) -> bool:
     """A value Grafana left as a variable: empty, $var / ${var} or the older [[var]] syntax."""
     return value is None or (isinstance(value, str) and (not value.strip() or value.strip().startswith(("$", "[["))))
@@ -220,7 +226,7 @@ class DataSource:
 
     # --- outliers: table, annotations, variables -------------------------------------------------
     def _outliers(self, body: dict[str, Any], payload: dict[str, Any]) -> list[dict[str, Any]]:
-        rng = body.get("range") if isinstance(body.get("range"), dict) else {}
+        rng = _range(body)
         entry = payload.get("entry")
         if _unresolved(entry):
             entry = None
@@ -247,7 +253,7 @@ class DataSource:
 
     def incident_table(self, body: dict[str, Any], target: dict[str, Any], ref_id: str | None) -> dict[str, Any]:
         """Services behind the explained outliers of the dashboard's time range (GET /api/v1/incident)."""
-        rng = body.get("range") if isinstance(body.get("range"), dict) else {}
+        rng = _range(body)
         try:
             entry = _payload(target).get("entry")
             summary = self.service.incident(rng.get("from"), rng.get("to"), None if _unresolved(entry) else entry)

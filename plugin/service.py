@@ -77,26 +77,26 @@ class WhySlowService:
         entry_id = validation.entry(entry)
         floor = validation.score(min_score)
         count = validation.limit(limit)
-        records = self.store.outliers(lo, hi, entry_id, floor, count)
-        out = []
-        for record in records:  # OutlierMark: detected; the explanation is stored beside it
-            payload = self.explainer.stored(str(record.trace_id))
-            if payload is None:
-                continue  # detected, explanation still being computed
-            out.append(outlier_summary(payload))
+        out = [outlier_summary(p) for p in self._stored_explanations(lo, hi, entry_id, floor, count)]
         out.sort(key=lambda o: (-o["time_ms"], o["trace_id"]))
         return out[:count]
+
+    def _stored_explanations(self, lo: int | None, hi: int | None, entry_id: str | None, floor: float | None,
+                             count: int) -> list[dict[str, Any]]:
+        """Explanation payloads of the detected outliers in a window (those still being explained are left out)."""
+        payloads = []
+        for record in self.store.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
+            payload = self.explainer.stored(str(record.trace_id))
+            if payload is not None:
+                payloads.append(payload)
+        return payloads
 
     def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None) -> dict[str, Any]:
         """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
         lo, hi = validation.time_range(start, end)
         entry_id = validation.entry(entry)
         count = validation.limit(limit, default=validation.MAX_LIMIT)
-        payloads = []
-        for record in self.store.outliers(lo, hi, entry_id, None, count):
-            payload = self.explainer.stored(str(record.trace_id))
-            if payload is not None:
-                payloads.append(payload)
+        payloads = self._stored_explanations(lo, hi, entry_id, None, count)
         summary = summarize(payloads)
         summary["entries"] = sorted({str(p["entry"]) for p in payloads})
         summary["from_ms"] = None if lo is None else lo // 1_000_000

@@ -18,19 +18,21 @@ def _describe(cols: Sequence[object], limit: int = 8) -> str:
 
 
 def training_matrix(
-    df: object, nodes: Sequence[Hashable], *, dropna: bool = False, min_rows: int = DEFAULT_MIN_ROWS
+    df: object, nodes: Sequence[Hashable], *, dropna: bool = False, min_rows: int = DEFAULT_MIN_ROWS,
+    what: str = "training data",
 ) -> np.ndarray:
-    """Float matrix (rows x ``nodes``) of the training data, after checking columns, dtypes, NaNs and size."""
+    """Float matrix (rows x ``nodes``) of the training data, after checking columns, dtypes, NaNs and size;
+    ``what`` names the data in error messages."""
     if not isinstance(df, pd.DataFrame):
-        raise DataError(f"training data must be a pandas DataFrame with one column per node, got {type(df).__name__}")
+        raise DataError(f"{what} must be a pandas DataFrame with one column per node, got {type(df).__name__}")
     missing = [n for n in nodes if n not in df.columns]
     if missing:
-        raise DataError(f"training data lacks columns for graph nodes {_describe(missing)}")
+        raise DataError(f"{what} lacks columns for graph nodes {_describe(missing)}")
     sub = df.loc[:, list(nodes)]
     if sub.columns.duplicated().any():
         dup = sub.columns[sub.columns.duplicated()].unique().tolist()
-        raise DataError(f"training data has duplicate columns {_describe(dup)}")
-    values = numeric_block(sub, "training data")
+        raise DataError(f"{what} has duplicate columns {_describe(dup)}")
+    values = numeric_block(sub, what)
     bad_rows = ~np.isfinite(values).all(axis=1)
     if bad_rows.any():
         if dropna:
@@ -39,12 +41,12 @@ def training_matrix(
             per_col = (~np.isfinite(values)).sum(axis=0)
             cols = [f"{n!r} ({int(c)})" for n, c in zip(nodes, per_col, strict=False) if c]
             raise DataError(
-                f"training data has {int(bad_rows.sum())} rows with NaN/inf values, in columns "
+                f"{what} has {int(bad_rows.sum())} rows with NaN/inf values, in columns "
                 f"{', '.join(cols[:8])}{' ...' if len(cols) > 8 else ''}; pass dropna=True to drop incomplete rows"
             )
     if values.shape[0] < min_rows:
         raise NotEnoughDataError(
-            f"training data has {values.shape[0]} usable rows; at least {min_rows} are needed "
+            f"{what} has {values.shape[0]} usable rows; at least {min_rows} are needed "
             f"(configurable with min_rows=)"
         )
     return values

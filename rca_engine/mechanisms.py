@@ -34,18 +34,15 @@ class Mechanism:
         y = np.asarray(y, dtype=float).reshape(-1)
         self.parents_ = list(parent_names)
         self._fit_f(parents, y)
-        self.noise_samples_ = np.ascontiguousarray(y - self.predict(parents))
-        self.typical_: float | None = None
-        self._splice_cache: dict[float, tuple[tuple[float, float], tuple[float, float]]] | None = None
-        return self
+        return self.set_noise(parents, y)
 
     def set_noise(self, parents: np.ndarray, y: np.ndarray) -> Mechanism:
         """Take the noise distribution from these rows' residuals (f unchanged): f may be fitted on more rows
         than are normal (see ``rca_engine.fit``'s ``incident``), the noise must come from normal rows only."""
         parents = np.asarray(parents, dtype=float).reshape(len(y), -1)
         self.noise_samples_ = np.ascontiguousarray(np.asarray(y, dtype=float).reshape(-1) - self.predict(parents))
-        self.typical_ = None
-        self._splice_cache = None
+        self.typical_: float | None = None
+        self._splice_cache: dict[float, tuple[tuple[float, float], tuple[float, float]]] | None = None
         return self
 
     def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
@@ -97,9 +94,7 @@ class Mechanism:
                 continue
             beyond = x > u if side == 0 else x < u
             k = int(beyond.sum())
-            if k:
-                if x.base is not None or not x.flags.writeable:
-                    x = x.copy()
+            if k:  # x is a fresh array (fancy indexing copies): the training noise stays untouched
                 step = rng.exponential(scale, k)
                 x[beyond] = u + step if side == 0 else u - step
         return x

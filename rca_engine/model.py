@@ -183,10 +183,7 @@ def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mappi
     if incident is not None:
         if isinstance(incident, pd.Series):
             incident = incident.to_frame().T
-        try:
-            extra = training_matrix(incident, order, dropna=dropna, min_rows=1)
-        except DataError as exc:
-            raise DataError(str(exc).replace("training data", "incident data", 1)) from None
+        extra = training_matrix(incident, order, dropna=dropna, min_rows=1, what="incident data")
     return _fit_values(graph, values, specs, seed, reference_size, joint_noise, float(tail_fraction), extra)
 
 
