@@ -404,7 +404,7 @@ behind the gateway) were ranked 2nd, 15/17.
 Caveats, honestly: 17 faults are few and every variant was scored on them. Steps (1)-(4) came from a grid of
 several hundred combinations scored on cached attributions (the best reached 15/17 top-1); step (5) was devised
 after inspecting the two remaining misses. It has no parameter to tune and follows from how pod-level faults show
-in traces (unit-tested on constructed cases in tests/accuracy/test_trainticket_aggregation.py), but a new fault set
+in traces (unit-tested on constructed cases in benchmarks/tests/test_trainticket_aggregation.py), but a new fault set
 is the real test; differences of one fault are within the noise of such choices. The background and the 90th
 percentile are computed on the same fault-free traces the model was fitted on (in-sample), which understates
 normal variation for the flows with ~20 traces. Learned linear mechanisms do worse (see the table: 10-14/17 top-1

@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from plugin.config import FIELDS, ServeConfig, build_config, parse_address
-
-from .collector_schema import check_collector_config, check_otlp_exporter
+from tests.support.collector_schema import check_collector_config, check_otlp_exporter
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from plugin import grpc_build
-from tests.serve_helpers import ROOT
+from tests.support.serve import ROOT
 
 
 def test_build_is_reproducible_and_package_relative():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from plugin import grpc_build
-from tests.serve_helpers import ROOT
+from tests.support.serve import ROOT
 
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "plugin", "rca_engine", "collector_processor")
 

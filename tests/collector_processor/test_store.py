@@ -1,0 +1,142 @@
+"""SQLite store: features pivot and filters, outlier marks, explanations, models, retention, concurrent readers,
+and the recursion guard of the call graph."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import networkx as nx
+import pytest
+
+from collector_processor import open_store
+from tests.support.otlp_build import CLIENT, SERVER, T0, request
+from tests.support.pipeline import complete_all
+
+from .test_assembly import chain
+
+ENTRY = "svc:GET /r"
+
+
+@pytest.fixture
+def filled(pipeline, store):
+    for t in range(1, 6):
+        spans = chain(t)
+        for s in spans:
+            s["start_ms"] += t * 1000
+            s["end_ms"] += t * 1000 + (t if s["span"] == 1 else 0)
+        pipeline.accept(request(spans))
+    complete_all(pipeline)
+    return store
+
+
+def tid(t: int) -> str:
+    return f"{t:032x}"
+
+
+def test_features_filters(filled):
+    df = filled.features(ENTRY)
+    assert list(df.index) == [tid(t) for t in range(1, 6)]
+    assert list(df["__duration_ms"]) == [101.0, 102.0, 103.0, 104.0, 105.0]
+    assert list(filled.features(ENTRY, limit=2).index) == [tid(4), tid(5)]
+    since = T0 + 3000 * 1_000_000
+    assert list(filled.features(ENTRY, since_unix_nano=since).index) == [tid(3), tid(4), tid(5)]
+    assert list(filled.features(ENTRY, until_unix_nano=since).index) == [tid(1), tid(2)]
+    filled.mark_outlier(tid(5), 7.5)
+    assert tid(5) not in filled.features(ENTRY, exclude_outliers=True).index
+    assert filled.features("nope:nothing").empty
+
+
+def test_outliers_explanations_models(filled):
+    filled.mark_outlier(tid(2), 3.0)
+    filled.mark_outlier(tid(4), 9.0)
+    filled.mark_outlier(tid(4), 10.0)  # update
+    marks = filled.outliers()
+    assert [m.trace_id for m in marks] == [tid(4), tid(2)] and marks[0].score == 10.0 and marks[0].entry == ENTRY
+    assert [m.trace_id for m in filled.outliers(min_score=5)] == [tid(4)]
+    assert filled.outliers(entry="other:x") == []
+    assert len(filled.outliers(limit=1)) == 1
+    filled.save_explanation(tid(4), {"root_causes": ["api:GET /x"], "score": 10.0})
+    assert filled.explanation(tid(4)) == {"root_causes": ["api:GET /x"], "score": 10.0}
+    assert filled.explanation(tid(3)) is None
+    filled.save_model(ENTRY, b"\x00blob", {"n": 5})
+    assert filled.load_model(ENTRY) == (b"\x00blob", {"n": 5})
+    assert filled.load_model("x") is None
+
+
+def test_retention_by_rows_and_age(filled):
+    filled.mark_outlier(tid(1), 4.0)
+    filled.save_explanation(tid(1), {"a": 1})
+    assert filled.retention(max_rows=3) == 2
+    assert list(filled.features(ENTRY).index) == [tid(3), tid(4), tid(5)]
+    assert filled.explanation(tid(1)) is None and filled.outliers() == []
+    # the traces started in 2023 (T0): all are older than a day
+    assert filled.retention(max_age_s=86400) == 3
+    assert filled.counts()["traces"] == 0 and filled.counts()["trace_nodes"] == 0
+
+
+def test_concurrent_readers_and_writer(pipeline, store):
+    errors = []
+    stop = threading.Event()
+
+    def read():
+        try:
+            while not stop.is_set():
+                for e in store.entry_points():
+                    store.features(e)
+                    store.graph(e)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for r in readers:
+        r.start()
+    for t in range(100, 140):
+        pipeline.accept(request(chain(t)))
+        if t % 10 == 0:
+            complete_all(pipeline)
+    complete_all(pipeline)
+    stop.set()
+    for r in readers:
+        r.join()
+    assert errors == [] and store.counts()["traces"] == 40
+
+
+def test_recursive_calls_keep_the_causal_graph_acyclic(pipeline, store):
+    # a -> b -> a (same operation): the span-type graph has a cycle; the graph drops the closing edge
+    spans = [
+        {"service": "a", "trace": 70, "span": 1, "name": "GET /a", "kind": SERVER, "start_ms": 0, "end_ms": 100},
+        {"service": "a", "trace": 70, "span": 2, "parent": 1, "name": "call b", "kind": CLIENT, "start_ms": 1, "end_ms": 90},
+        {"service": "b", "trace": 70, "span": 3, "parent": 2, "name": "GET /b", "kind": SERVER, "start_ms": 2, "end_ms": 89},
+        {"service": "b", "trace": 70, "span": 4, "parent": 3, "name": "call a", "kind": CLIENT, "start_ms": 3, "end_ms": 80},
+        {"service": "a", "trace": 70, "span": 5, "parent": 4, "name": "GET /a", "kind": SERVER, "start_ms": 4, "end_ms": 79},
+    ]
+    pipeline.accept(request(spans))
+    complete_all(pipeline)
+    cg = store.graph("a:GET /a")
+    assert nx.is_directed_acyclic_graph(cg.causal_graph())
+    assert ("net:a:GET /a", "a:GET /a") not in cg.call_edges
+    assert store.trace_features(tid(70)).nodes["a:GET /a"].count == 2
+
+
+def test_store_reopens_with_its_data(tmp_path):
+    st = open_store(tmp_path)
+    st.save_model("e", b"m", {})
+    st.close()
+    st = open_store(tmp_path)
+    assert st.load_model("e") == (b"m", {})
+    with pytest.raises(ValueError):
+        open_store(tmp_path, synchronous="sometimes")
+    st.close()
+    with pytest.raises(RuntimeError):
+        st.entry_points()
+
+
+def test_incomplete_traces_can_be_left_out(make_pipeline, store):
+    p = make_pipeline()
+    p.accept(request(chain(80)))
+    p.accept(request(chain(81)[1:]))  # no root: stored incomplete at flush
+    p.flush()
+    # the rootless trace has its own entry (its top span); the complete one is the only one under ENTRY
+    assert list(store.features(ENTRY, complete_only=True).index) == [tid(80)]
+    assert time.time() > 0
