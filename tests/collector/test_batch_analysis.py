@@ -5,6 +5,7 @@ ties, huge durations), for every option of the analyser."""
 from __future__ import annotations
 
 import dataclasses
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -153,13 +154,13 @@ def test_split_analyser_matches_the_monolithic_one(options: dict) -> None:
 
 # ---- the monolithic implementation, verbatim (temporary oracle while the analyser is split)
 
-_get_pid = lambda sp: sp[PID]  # noqa: E731
-_get_type = lambda sp: sp[TYPE]  # noqa: E731
-_get_leaf = lambda sp: sp[LEAF]  # noqa: E731
-_get_kind = lambda sp: sp[KIND]  # noqa: E731
-_get_start = lambda sp: sp[START]  # noqa: E731
-_get_end = lambda sp: sp[END]  # noqa: E731
-_get_error = lambda sp: sp[ERROR]  # noqa: E731
+_get_pid = itemgetter(PID)
+_get_type = itemgetter(TYPE)
+_get_leaf = itemgetter(LEAF)
+_get_kind = itemgetter(KIND)
+_get_start = itemgetter(START)
+_get_end = itemgetter(END)
+_get_error = itemgetter(ERROR)
 
 
 def _old_unique_inverse(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,13 +393,13 @@ def _legacy_analyse(self: BatchAnalyser, done: list[Assembled]) -> AnalysedBatch
     vals[:, FIRST] = (firststart - start[root][f_trace]) / 1e6
 
     # ---- names, graph evidence (loops run over distinct (entry, node) pairs only)
-    names = [self.node_name(int(c)) for c in nodes_u.tolist()]
+    names = [self.node_names.name(int(c)) for c in nodes_u.tolist()]
     f_nidx = uk % NU
     entry_code = code[root]
-    entries = [self.node_name(int(c)) for c in entry_code.tolist()]
-    info = {names[i]: self.node_meta(int(c)) for i, c in enumerate(nodes_u.tolist())}
+    entries = [self.node_names.name(int(c)) for c in entry_code.tolist()]
+    info = {names[i]: self.node_names.meta(int(c)) for i, c in enumerate(nodes_u.tolist())}
     ent_u, ent_idx = _old_unique_inverse(entry_code)
-    ent_names = [self.node_name(int(c)) for c in ent_u.tolist()]
+    ent_names = [self.node_names.name(int(c)) for c in ent_u.tolist()]
     # traces per (entry, node)
     gk, gcount = np.unique(ent_idx[f_trace] * NU + f_nidx, return_counts=True)
     gnodes: dict[tuple[str, str], list[int]] = {}
