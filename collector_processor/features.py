@@ -13,9 +13,8 @@ import numpy as np
 
 from collector_processor.call_graph import ChildIntervals, SpanColumns, SpanTree
 from collector_processor.grouping import unique_inverse
+from collector_processor.records import COUNT, ERR, FIRST, GAP, LAT, OWN
 
-# columns of the feature values (AnalysedBatch.values)
-LAT, OWN, GAP, COUNT, ERR, FIRST = range(6)
 _NS_PER_MS = 1e6
 
 

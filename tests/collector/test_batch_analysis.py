@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from collector_processor.assembly import Assembled
-from collector_processor.batch_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch, BatchAnalyser
+from collector_processor.batch_analysis import BatchAnalyser
 from collector_processor.otlp_decode import (
     END,
     ERROR,
@@ -29,6 +29,7 @@ from collector_processor.otlp_decode import (
     TYPE,
     ZERO8,
 )
+from collector_processor.records import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
 from collector_processor.span_types import SpanTypes
 
 SERVICES = ["web", "api", "db-api", "auth", "cart"]
