@@ -32,7 +32,7 @@ class AnalysedBatch:
     orphan_spans: int = 0
     cycle_spans: int = 0
     skewed_spans: int = 0
-    reparented_spans: int = 0          # spans adopted by a wrapper span (see _wrapper_adoptions)
+    reparented_spans: int = 0          # spans adopted by a wrapper span (see call_graph.wrapper_adoptions)
 
     def __len__(self) -> int:
         return len(self.trace_ids)
