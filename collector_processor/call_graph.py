@@ -59,7 +59,7 @@ _get_error = itemgetter(ERROR)
 
 # a span overlapping more same-service siblings than this share of the pairs budget is a fan-out, not a wrapper
 _MAX_WRAPPER_PAIRS = 4_000_000
-_MAX_POINTER_JUMPS = 64  # 2**64 ancestors: any tree; only parent cycles stop early
+_MAX_POINTER_JUMPS = 64  # each jump doubles the climb: 64 reach any depth; only parent cycles use them all
 
 
 @dataclass
