@@ -40,6 +40,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.nezha_data import Fault, fault_free_file, load_faults, own_times, read_spans, trace_start
+from plugin.causal_graph import causal_graph
 from plugin.incident import resolve_edge_ends
 from plugin.models import SCORE_BASE, TAIL_FRACTION
 
@@ -207,7 +208,7 @@ def engine_rankings(run: PipelineRun, w: Windows, mechanisms: str, threshold: fl
     for entry in tqdm(run.entries, desc=f"engine ({mechanisms})", unit="entry", disable=not progress, leave=False):
         df = store.features(entry)
         graph = store.graph(entry)
-        causal = graph.causal_graph()
+        causal = causal_graph(graph)
         cols = [c for c in df.columns if not str(c).startswith("__") and c in causal]
         causal = causal.subgraph(cols).copy()
         credit = {how: {n: owners(graph, n, how) for n in causal} for how in AGGREGATIONS}

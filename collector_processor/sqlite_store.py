@@ -28,9 +28,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collector_processor.batch_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
-from collector_processor.graph import CallGraph, NodeInfo, infer_structure
-from collector_processor.store import NodeFeatures, OutlierMark, TraceFeatures
+from collector_processor.graph import infer_structure
+from collector_processor.records import (
+    COUNT,
+    ERR,
+    FIRST,
+    GAP,
+    LAT,
+    OWN,
+    AnalysedBatch,
+    CallGraph,
+    NodeFeatures,
+    NodeInfo,
+    TraceFeatures,
+)
+from collector_processor.store import OutlierMark
 
 DB_FILE = "whyslow.sqlite3"
 SPOOL_DIR = "spool"

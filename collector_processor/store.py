@@ -1,45 +1,15 @@
 """The storage interface the pipeline writes and the backend reads (a Protocol: a scale-out backend can
-implement it later), plus the records that travel through it."""
+implement it later). The records it carries are in :mod:`collector_processor.records`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
 
-from collector_processor.batch_analysis import AnalysedBatch
-from collector_processor.graph import CallGraph
-
-
-@dataclass
-class NodeFeatures:
-    """One node's values in one trace (ms)."""
-
-    latency_ms: float
-    own_ms: float
-    gap_ms: float
-    count: int
-    error: bool
-    start_offset_ms: float
-
-
-@dataclass
-class TraceFeatures:
-    """A stored trace: entry point, timing and per-node features."""
-
-    trace_id: str
-    entry: str
-    start_unix_nano: int
-    duration_ms: float
-    complete: bool
-    n_spans: int
-    nodes: dict[str, NodeFeatures] = field(default_factory=dict)
-
-    def row(self) -> dict[str, float]:
-        """Node -> latency (ms): the wide feature row of this trace."""
-        return {n: f.latency_ms for n, f in self.nodes.items()}
+from collector_processor.records import AnalysedBatch, CallGraph, TraceFeatures
 
 
 @dataclass

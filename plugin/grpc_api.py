@@ -13,9 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from plugin.grpc_build import ensure_generated
+from plugin.grpc_build import require_stubs
 
-ensure_generated()
+require_stubs()  # generated at build time (make proto / the package build), never here
 
 from plugin import validation  # noqa: E402
 from plugin.detector import OutlierHub  # noqa: E402

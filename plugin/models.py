@@ -20,6 +20,7 @@ import pandas as pd
 
 import rca_engine
 from collector_processor import NodeInfo
+from plugin.causal_graph import causal_graph
 
 log = logging.getLogger("whyslow.models")
 
@@ -284,7 +285,7 @@ class ModelManager:
     def _fit(self, entry: str, exclude: set[str] | frozenset[str], min_rows: int) -> FittedModel:
         t0 = time.perf_counter()
         graph = self.store.graph(entry)
-        causal = graph.causal_graph()
+        causal = causal_graph(graph)
         # recent normal traces: detected outliers and incomplete traces (missing spans read as 0 ms) excluded
         frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window, complete_only=True)
         if exclude:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from plugin import validation
+from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.incident import summarize
@@ -159,7 +160,7 @@ class WhySlowService:
                     "stats": stats.get(str(node)),
                 }
             )
-        causal = graph.causal_graph()
+        causal = causal_graph(graph)
         return {
             "entry": entry_id,
             "traces": int(len(frame)),

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from collector_processor.batch_analysis import _wrapper_adoptions
+from collector_processor.call_graph import wrapper_adoptions
 from collector_processor.otlp_decode import KIND_INTERNAL
 
 
@@ -20,7 +20,7 @@ def test_overlapping_fanout_is_not_a_wrapper_and_stays_fast() -> None:
     start = np.r_[0, np.arange(1, n) * 10].astype(np.int64)  # each leaf starts 10 ns after the previous
     end = np.r_[10**9, np.arange(1, n) * 10 + 10**6].astype(np.int64)  # and lasts 1 ms: ~5,000 overlaps each
     t0 = time.perf_counter()
-    adopted, wrapper = _wrapper_adoptions(par, child, kind, svc, start, end, 0.05)
+    adopted, wrapper = wrapper_adoptions(par, child, kind, svc, start, end, 0.05)
     assert time.perf_counter() - t0 < 5.0
     # every candidate wrapper overlaps thousands of siblings: a fan-out, nothing adopted (25 M pairs avoided)
     assert len(adopted) == 0 and len(wrapper) == 0
@@ -34,6 +34,6 @@ def test_a_real_wrapper_next_to_a_small_fanout_is_still_repaired() -> None:
     svc = np.zeros(6, dtype=np.int64)
     start = np.array([0, 0, 10, 200, 200, 200], dtype=np.int64)
     end = np.array([400, 100, 90, 300, 300, 300], dtype=np.int64)
-    adopted, wrapper = _wrapper_adoptions(par, child, kind, svc, start, end, 0.05)
+    adopted, wrapper = wrapper_adoptions(par, child, kind, svc, start, end, 0.05)
     pairs = set(zip(adopted.tolist(), wrapper.tolist(), strict=True))
     assert (2, 1) in pairs

@@ -154,7 +154,7 @@ def test_dockerfile_runtime_stage():
     run_steps = " ".join(v[0] for i, v, _ in stage if i == "RUN")
     assert "--no-index" in run_steps, "the runtime stage installs prebuilt wheels only, builds nothing"
     # gRPC stubs exist before the unprivileged user runs on a read-only filesystem
-    assert "ensure_generated()" in run_steps and "import plugin.grpc_gen" in run_steps
+    assert "require_stubs(strict=True)" in run_steps and "import plugin.grpc_gen" in run_steps
     copies_from = {f.split("=", 1)[1] for i, _, flags in stage if i == "COPY" for f in flags if f.startswith("--from=")}
     dockerfile = pytest.importorskip("dockerfile")
     named = {c.value[2] for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile"))

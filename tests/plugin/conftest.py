@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from plugin.grpc_build import ensure_generated  # noqa: E402
+from plugin.grpc_build import require_stubs  # noqa: E402
 
-ensure_generated()  # the test modules import the generated stubs (a fresh clone has none yet)
+require_stubs()  # the test modules import the generated stubs: `make proto` (make test runs it) builds them
 
 import threading  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
