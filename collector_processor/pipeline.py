@@ -24,7 +24,7 @@ from collector_processor.config import PipelineConfig
 from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDecoder, parse_request
 from collector_processor.records import AnalysedBatch, CompletedTrace
 from collector_processor.span_types import SpanTypes
-from collector_processor.store import Store
+from collector_processor.store import TraceStore
 
 log = logging.getLogger("whyslow.collector")
 
@@ -49,9 +49,9 @@ _STAT_KEYS = (
 
 
 class Pipeline:
-    """Thread-safe span pipeline writing to a :class:`Store`; see the module docstring."""
+    """Thread-safe span pipeline writing to a :class:`TraceStore`; see the module docstring."""
 
-    def __init__(self, store: Store, config: PipelineConfig | None = None) -> None:
+    def __init__(self, store: TraceStore, config: PipelineConfig | None = None) -> None:
         self.store = store
         self.config = config or PipelineConfig()
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
