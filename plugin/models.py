@@ -21,6 +21,7 @@ import pandas as pd
 
 import rca_engine
 from collector_processor import NodeInfo, TraceStore
+from collector_processor.worker import BackgroundWorker
 from plugin.results_store import ResultsStore
 
 log = logging.getLogger("whyslow.models")
@@ -113,9 +114,8 @@ class ModelManager:
         self._lock = threading.Lock()
         self._fit_lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker[None]("whyslow-models", periodic=self._refit_due,
+                                              interval_s=min(config.refit_interval_s, 5.0), logger=log)
         self._last_retention = 0.0
         # called with (entry, model) on the fitting thread right after an entry point's first model is
         # swapped in (the detector scores the traces that arrived while it was learning)
@@ -166,7 +166,7 @@ class ModelManager:
             state.seen += count
             first = state.model is None and state.seen >= self.config.min_traces
         if first:
-            self._wake.set()
+            self._worker.wake()
 
     def nodes_seen(self, entry: str, nodes: set[str]) -> None:
         """Report the nodes of recent traces; nodes the model does not know schedule a refit."""
@@ -322,31 +322,23 @@ class ModelManager:
 
     # --- background thread -----------------------------------------------------------------------
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="whyslow-models", daemon=True)
-        self._thread.start()
+        """Refit what is due every few seconds (or as soon as a first model becomes possible)."""
+        self._worker.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        """Stop the background refits (a fit in progress completes, bounded by ``timeout``)."""
+        self._worker.stop(timeout, drain=False)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=min(self.config.refit_interval_s, 5.0))
-            self._wake.clear()
-            if self._stop.is_set():
+    def _refit_due(self) -> None:
+        """The worker's periodic step: fit every entry point that is due, then apply retention."""
+        for entry in self.due():
+            if self._worker.stopping:
                 break
-            for entry in self.due():
-                if self._stop.is_set():
-                    break
-                try:
-                    self.fit(entry)
-                except Exception as exc:  # noqa: BLE001 - keep the previous model, retry later
-                    log.warning("fitting %s failed: %s", entry, exc)
-            self._retention()
+            try:
+                self.fit(entry)
+            except Exception as exc:  # noqa: BLE001 - keep the previous model, retry later
+                log.warning("fitting %s failed: %s", entry, exc)
+        self._retention()
 
     def _retention(self) -> None:
         now = time.time()
