@@ -1,8 +1,7 @@
 """Embedded durable trace store: SQLite in WAL mode in the data dir (stdlib sqlite3, no server).
 
-The collector owns the tables created here (spool, nodes, traces, trace_nodes, graph_nodes, graph_edges). The
-backend keeps its results (outlier marks, explanations, models) in its own tables of the same database file
-(``plugin.sqlite_results``), through its own connections; :func:`connect` is the connection both use.
+The collector owns the tables created here (spool, nodes, traces, trace_nodes, graph_nodes, graph_edges). Other
+parts may keep their own tables in the same database file, through their own connections (:func:`connect`).
 
 One writer connection guarded by a lock (all writes are short transactions, batched with executemany);
 readers use one connection per thread, which WAL lets run concurrently with the writer.
@@ -122,7 +121,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
-        self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
+        self._delete_listeners: list[Callable[[Sequence[str]], object]] = []
         self._w = self._connect()
         self._w.executescript(_SCHEMA)
         self._node_ids: dict[str, int] = dict(
@@ -206,7 +205,7 @@ class SqliteStore:
                 os.fsync(self._seg_file.fileno())
             cur = self._w.execute("INSERT INTO spool(received_unix_nano, segment, offset, length) VALUES (?,?,?,?)",
                                   (time.time_ns(), self._seg, offset, len(payload)))
-            sid = int(cur.lastrowid)
+            sid = int(cur.lastrowid or 0)  # always set by an INSERT into a rowid table
             self._spool_seg[sid] = self._seg
             self._seg_live[self._seg] = self._seg_live.get(self._seg, 0) + 1
             return sid
@@ -475,7 +474,7 @@ class SqliteStore:
                 listener(ids)
         return len(doomed)
 
-    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+    def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Call ``listener(trace_ids)`` after retention deleted those traces (the results stored about them
         follow: see ``plugin.sqlite_results``)."""
         with self._lock:

@@ -13,15 +13,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import summary_text, top_contributors
+from plugin.payloads import ExplanationPayload
+
+if TYPE_CHECKING:
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.annotations")
 
 
-def annotation_body(payload: dict[str, Any], dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
+def annotation_body(payload: ExplanationPayload, dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
     """Grafana's POST /api/annotations body for one explained outlier."""
     top = top_contributors(payload, 3)
     tags = ["whyslow"]
@@ -54,7 +58,7 @@ class AnnotationPusher:
         panel_id: int | None = None,
         queue_size: int = 1000,
         retries: int = 5,
-        metrics: Any = None,
+        metrics: ServerMetrics | None = None,
         min_interval_s: float = 0.0,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
@@ -79,7 +83,7 @@ class AnnotationPusher:
     def __repr__(self) -> str:  # never show the token
         return f"AnnotationPusher({self.endpoint!r})"
 
-    def submit(self, payload: dict[str, Any]) -> bool:
+    def submit(self, payload: ExplanationPayload) -> bool:
         """Queue an explained outlier; False (and counted) when the queue is full, or when the same entry point
         with the same root-cause service was annotated less than `min_interval_s` ago (an incident makes
         one annotation a minute per cause, not one per slow request)."""

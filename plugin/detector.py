@@ -24,7 +24,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,12 @@ from collector_processor import CompletedTrace, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
+from plugin.payloads import ExplanationPayload
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from plugin.config import ServeConfig
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.detector")
 
@@ -44,10 +49,10 @@ class Subscription:
 
     def __init__(self, hub: OutlierHub, maxsize: int):
         self.hub = hub
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize)
+        self.queue: queue.Queue[ExplanationPayload | None] = queue.Queue(maxsize)
         self.dropped = 0
 
-    def put(self, payload: dict[str, Any] | None) -> None:
+    def put(self, payload: ExplanationPayload | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(payload)
@@ -59,7 +64,7 @@ class Subscription:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> dict[str, Any] | None:
+    def get(self, timeout: float) -> ExplanationPayload | None:
         """Next payload; None on timeout or when the hub closes."""
         try:
             return self.queue.get(timeout=timeout)
@@ -88,7 +93,7 @@ class OutlierHub:
         with self._lock:
             self._subs.discard(sub)
 
-    def publish(self, payload: dict[str, Any]) -> None:
+    def publish(self, payload: ExplanationPayload) -> None:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -118,10 +123,10 @@ class Detector:
         explainer: Explainer,
         traces: TraceStore,
         results: ResultsStore,
-        config: Any,
-        metrics: Any,
+        config: ServeConfig,
+        metrics: ServerMetrics,
         hub: OutlierHub,
-        on_outlier: list[Callable[[dict[str, Any]], None]] | None = None,
+        on_outlier: list[Callable[[ExplanationPayload], object]] | None = None,
     ):
         self.models = models
         self.explainer = explainer
@@ -209,7 +214,7 @@ class Detector:
             self._count_scored(len(traces))
             self._flag(entry, [str(t.trace_id) for t in traces], scores)
 
-    def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> Any:
+    def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> np.ndarray | None:
         """IT scores of the entry latency of `rows` (one vectorised call); None (counted) on failure."""
         frame = feature_matrix(rows, fitted.columns)
         try:
@@ -224,7 +229,7 @@ class Detector:
         self.counters["scored"] += n
         self.metrics.scored.inc(n)
 
-    def _flag(self, entry: str, trace_ids: list[str], scores: Any) -> None:
+    def _flag(self, entry: str, trace_ids: list[str], scores: np.ndarray) -> None:
         """Mark the traces at or above the threshold as outliers and queue their explanations."""
         for trace_id, score in zip(trace_ids, scores, strict=True):
             if score >= self.config.threshold:
@@ -232,7 +237,7 @@ class Detector:
                 self.metrics.outliers.labels(entry).inc()
                 try:
                     self.results.mark_outlier(trace_id, float(score))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the explanation still runs (and marks it again)
                     log.warning("cannot mark %s as outlier: %s", trace_id, exc)
                 if not self._explaining.submit((trace_id, float(score))):
                     self.counters["explain_dropped"] += 1
@@ -246,7 +251,7 @@ class Detector:
                 continue
             try:
                 ids = self.traces.features(entry, limit=self.config.window).index
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - one entry point's backlog must not stop the others
                 log.warning("cannot read the learning backlog of %s: %s", entry, exc)
                 continue
             with self._unscored_lock:
@@ -324,10 +329,10 @@ class Detector:
                 self.metrics.explain_errors.inc()
                 log.warning("explaining %s failed: %s", trace_id, exc)
 
-    def publish(self, payload: dict[str, Any]) -> None:
+    def publish(self, payload: ExplanationPayload) -> None:
         self.hub.publish(payload)
         for callback in self.on_outlier:
             try:
                 callback(payload)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a failing subscriber must not stop the others
                 log.warning("outlier callback failed: %s", exc)

@@ -12,9 +12,9 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,10 @@ import rca_engine
 from collector_processor import NodeInfo, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from plugin.config import ServeConfig
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.models")
 
@@ -51,7 +55,7 @@ class FittedModel:
     """An engine model plus the graph facts the APIs need; pickled into the results store as is."""
 
     entry: str
-    model: Any
+    model: rca_engine.CausalModel
     nodes: dict[str, NodeMeta]
     causal_edges: list[tuple[str, str]]
     mechanisms: dict[str, str]
@@ -106,7 +110,8 @@ def feature_matrix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 class ModelManager:
     """Fits, refits, persists and serves one model per entry point (thread-safe)."""
 
-    def __init__(self, traces: TraceStore, results: ResultsStore, config: Any, metrics: Any = None):
+    def __init__(self, traces: TraceStore, results: ResultsStore, config: ServeConfig,
+                 metrics: ServerMetrics | None = None):
         self.traces = traces
         self.results = results
         self.config = config
@@ -135,7 +140,7 @@ class ModelManager:
             state.seen = max(state.seen, stored)
             try:
                 record = self.results.load_model(entry)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - an unreadable model is refitted
                 log.warning("cannot load the model of %s: %s", entry, exc)
                 record = None
             blob = record[0] if isinstance(record, tuple) else record
@@ -302,10 +307,11 @@ class ModelManager:
         mech_choice = self.config.mechanisms
         if mech_choice == "structural":
             structure = dict(graph.mechanisms())
-            mechanisms: Any = {n: structure[n] for n in columns if n in structure}
+            mechanisms: str | dict[str, str] = {n: structure[n] for n in columns if n in structure}
         else:
             mechanisms = mech_choice
-        model = rca_engine.fit(causal, data, mechanisms=mechanisms, tail_fraction=TAIL_FRACTION)
+        spec: str | dict[Hashable, str] = mechanisms if isinstance(mechanisms, str) else dict(mechanisms.items())
+        model = rca_engine.fit(causal, data, mechanisms=spec, tail_fraction=TAIL_FRACTION)
         nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
         return FittedModel(
             entry=entry,
@@ -347,5 +353,5 @@ class ModelManager:
         self._last_retention = now
         try:
             self.traces.retention(self.config.retention_max_age_s, self.config.retention_max_rows)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - retried at the next retention time
             log.warning("retention failed: %s", exc)

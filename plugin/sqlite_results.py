@@ -97,7 +97,8 @@ class SqliteResultsStore:
                  entry: str | None = None, min_score: float | None = None,
                  limit: int | None = None) -> list[OutlierMark]:
         """Marked outliers (joined with their trace), newest first."""
-        where, args = ["1=1"], []
+        where: list[str] = ["1=1"]
+        args: list[object] = []
         if from_unix_nano is not None:
             where.append("t.start_unix_nano >= ?")
             args.append(int(from_unix_nano))
