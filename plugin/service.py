@@ -71,17 +71,17 @@ class WhySlowService:
         self.started_at = time.time()
 
     # --- explanations ----------------------------------------------------------------------------
-    def explain(self, trace_id: Any, intervals: Any = 0) -> ExplanationPayload:
+    def explain(self, trace_id: object, intervals: object = 0) -> ExplanationPayload:
         tid = validation.trace_id(trace_id)
         return self.explainer.explain(tid, intervals=validation.intervals(intervals))
 
     def outliers(
         self,
-        start: Any = None,
-        end: Any = None,
-        entry: Any = None,
-        min_score: Any = None,
-        limit: Any = None,
+        start: object = None,
+        end: object = None,
+        entry: object = None,
+        min_score: object = None,
+        limit: object = None,
     ) -> list[dict[str, Any]]:
         """Recent explained outliers, newest first."""
         lo, hi = validation.time_range(start, end)
@@ -102,7 +102,7 @@ class WhySlowService:
                 payloads.append(payload)
         return payloads
 
-    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None) -> dict[str, Any]:
+    def incident(self, start: object = None, end: object = None, entry: object = None, limit: object = None) -> dict[str, Any]:
         """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
         lo, hi = validation.time_range(start, end)
         entry_id = validation.entry(entry)
@@ -115,7 +115,7 @@ class WhySlowService:
         return summary
 
     # --- graph -----------------------------------------------------------------------------------
-    def resolve_entry(self, entry: Any) -> str:
+    def resolve_entry(self, entry: object) -> str:
         entry_id = validation.entry(entry)
         known = self.entries()
         if entry_id is None:
@@ -135,7 +135,7 @@ class WhySlowService:
             stored = []
         return sorted(set(stored) | set(self.models.entries()))
 
-    def graph(self, entry: Any) -> dict[str, Any]:
+    def graph(self, entry: object) -> dict[str, Any]:
         """Call graph, causal graph and per-node latency statistics of one entry point."""
         entry_id = self.resolve_entry(entry)
         graph = self.traces.graph(entry_id)
