@@ -383,16 +383,22 @@ class SqliteStore:
         if until_unix_nano is not None:
             where.append("t.start_unix_nano < ?")
             args.append(int(until_unix_nano))
-        if exclude:  # one JSON array parameter, however many ids
-            where.append("t.trace_id NOT IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps([str(t).lower() for t in exclude]))
         if complete_only:
             where.append("t.complete = 1")
         sel = (f"SELECT t.id, t.trace_id, t.start_unix_nano, t.duration_ms FROM traces t WHERE {' AND '.join(where)} "
                "ORDER BY t.start_unix_nano DESC, t.id DESC")
-        if limit is not None:
-            sel += f" LIMIT {int(limit)}"
-        traces = con.execute(sel, args).fetchall()
+        if exclude:  # newest first, skipping the excluded ids, until `limit` are kept; their blobs by row id
+            traces = _newest_kept(con.execute(sel, args), {str(t).lower() for t in exclude}, limit)
+            blobs_sql = ("SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f "
+                         "WHERE f.trace_row IN (SELECT value FROM json_each(?))")
+            blobs_args: list[Any] = [json.dumps([t[0] for t in traces])]
+        else:
+            if limit is not None:
+                sel += f" LIMIT {int(limit)}"
+            traces = con.execute(sel, args).fetchall()
+            blobs_sql = (f"SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f JOIN ({sel}) t "
+                         "ON t.id = f.trace_row")
+            blobs_args = args
         if not traces:
             return empty
         traces.reverse()
@@ -402,9 +408,7 @@ class SqliteStore:
         lut[col_ids[ok]] = np.flatnonzero(ok)
         mat = np.zeros((len(traces), len(columns)), dtype=float)
         row_of = {t[0]: k for k, t in enumerate(traces)}
-        for trace_row, ids_blob, vals_blob in con.execute(
-                f"SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f JOIN ({sel}) t "
-                "ON t.id = f.trace_row", args):
+        for trace_row, ids_blob, vals_blob in con.execute(blobs_sql, blobs_args):
             ids = np.frombuffer(ids_blob, dtype=np.int32)
             lat = np.frombuffer(vals_blob, dtype=np.float64).reshape(-1, 6)[:, LAT]
             inside = ids < len(lut)
@@ -532,6 +536,20 @@ def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
             if st is None:
                 state[nxt] = 1
                 stack.append((nxt, iter(out.get(nxt, ()))))
+    return kept
+
+
+def _newest_kept(cursor: sqlite3.Cursor, skip: set[str], limit: int | None) -> list[Any]:
+    """Rows (newest first, ``row[1]`` the trace id) not in ``skip``, at most ``limit`` of them; reads no further."""
+    kept: list[Any] = []
+    try:
+        for row in cursor:
+            if row[1] not in skip:
+                kept.append(row)
+                if limit is not None and len(kept) >= limit:
+                    break
+    finally:
+        cursor.close()
     return kept
 
 

@@ -122,9 +122,9 @@ class SqliteResultsStore:
         if entry is None:
             rows = self._reader().execute("SELECT trace_id FROM outliers")
         else:
-            rows = self._reader().execute(
-                "SELECT o.trace_id FROM outliers o JOIN traces t ON t.trace_id = o.trace_id "
-                "JOIN nodes n ON n.id = t.entry_id WHERE n.node = ?", (entry,))
+            rows = self._reader().execute(  # from the (few) marks to their traces, not the other way round
+                "SELECT o.trace_id FROM outliers o CROSS JOIN traces t ON t.trace_id = o.trace_id "
+                "WHERE t.entry_id = (SELECT id FROM nodes WHERE node = ?)", (entry,))
         return {r[0] for r in rows}
 
     def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:
