@@ -1,9 +1,9 @@
 """Detector: score every completed trace's entry latency, explain the outliers on a background worker.
 
 `Detector.on_trace` is the collector Pipeline's listener: it only enqueues (never blocks ingestion).
-A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one vectorised
-engine call; traces above the threshold go to the bounded queue of an explanation worker, so
-a slow attribution never delays scoring. Explained outliers are published to the `OutlierHub`
+A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one
+vectorised engine call; traces above the threshold go to the bounded queue of an explanation worker, so a slow
+attribution never delays scoring. Explained outliers are published to the `OutlierHub`
 (gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
 
 Traces that complete while an entry point is still learning cannot be scored; their ids are kept (the newest
