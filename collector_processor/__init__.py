@@ -10,10 +10,10 @@ from collector_processor.otlp_decode import DecodeFailure
 from collector_processor.pipeline import Pipeline, PipelineFull
 from collector_processor.records import CallGraph, CompletedTrace, NodeFeatures, NodeInfo, TraceFeatures
 from collector_processor.sqlite_store import SqliteStore, open_store
-from collector_processor.store import OutlierMark, Store
+from collector_processor.store import TraceStore
 
 __all__ = [
     "CallGraph", "CompletedTrace", "DecodeFailure", "NodeFeatures", "NodeInfo", "OtlpGrpcReceiver",
-    "OtlpHttpReceiver", "OutlierMark", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "Store",
-    "TraceFeatures", "open_store",
+    "OtlpHttpReceiver", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "TraceFeatures",
+    "TraceStore", "open_store",
 ]

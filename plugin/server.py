@@ -14,7 +14,8 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import collector_processor
 from plugin.annotations import AnnotationPusher
@@ -23,12 +24,18 @@ from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
+from plugin.payloads import ExplanationPayload
+from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
+from plugin.sqlite_results import open_results_store
+
+if TYPE_CHECKING:
+    from plugin.grpc_api import GrpcApi
 
 log = logging.getLogger("whyslow.server")
 
 
-def pipeline_config(config: ServeConfig) -> Any:
+def pipeline_config(config: ServeConfig) -> collector_processor.PipelineConfig:
     """The collector's pipeline configuration from ours."""
     return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
 
@@ -75,10 +82,11 @@ class WhySlowServer:
         self._ready = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()
-        self.store: Any = None
-        self.pipeline: Any = None
-        self._receivers: list[Any] = []
-        self.grpc_api: Any = None
+        self.store: collector_processor.TraceStore | None = None  # the collector's traces
+        self.results: ResultsStore | None = None  # the backend's outlier marks, explanations, models
+        self.pipeline: collector_processor.Pipeline | None = None
+        self._receivers: list[collector_processor.OtlpGrpcReceiver | collector_processor.OtlpHttpReceiver] = []
+        self.grpc_api: GrpcApi | None = None
         self.http: _HttpServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -97,18 +105,20 @@ class WhySlowServer:
 
         self.metrics = ServerMetrics()
         try:
-            self.store = collector_processor.open_store(cfg.data_dir)
+            store = self.store = collector_processor.open_store(cfg.data_dir)
+            results = self.results = open_results_store(cfg.data_dir)
         except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
-        self.models = ModelManager(self.store, cfg, self.metrics)
+        follow_retention(store, results)
+        self.models = ModelManager(store, results, cfg, self.metrics)
         loaded = self.models.load()
         if loaded:
             log.info("loaded %d persisted model(s) from %s", loaded, cfg.data_dir)
-        self.explainer = Explainer(self.store, self.models, cfg, self.metrics)
+        self.explainer = Explainer(store, results, self.models, cfg, self.metrics)
         self.hub = OutlierHub()
         self.annotations: AnnotationPusher | None = None
-        callbacks = []
+        callbacks: list[Callable[[ExplanationPayload], object]] = []
         if cfg.grafana_url:
             self.annotations = AnnotationPusher(
                 cfg.grafana_url, cfg.grafana_token, cfg.grafana_dashboard_uid, cfg.grafana_panel_id,
@@ -116,11 +126,11 @@ class WhySlowServer:
                 min_interval_s=cfg.annotation_min_interval_s,
             )
             callbacks.append(self.annotations.submit)
-        self.detector = Detector(self.models, self.explainer, cfg, self.metrics, self.hub, callbacks)
-        self.pipeline = collector_processor.Pipeline(self.store, pipeline_config(cfg))
+        self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
+        self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
         self.pipeline.add_listener(self.detector.on_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
-        self.service = WhySlowService(self.store, self.models, self.explainer, cfg, self.pipeline,
+        self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         # workers first, then the doors
         if self.annotations is not None:
@@ -188,15 +198,18 @@ class WhySlowServer:
             _quietly(self.detector.stop, 5.0)
         if getattr(self, "models", None) is not None:
             _quietly(self.models.stop, timeout)
-        if getattr(self, "annotations", None) is not None:
-            _quietly(self.annotations.stop, 10.0)
+        annotations = getattr(self, "annotations", None)
+        if annotations is not None:
+            _quietly(annotations.stop, 10.0)
         if getattr(self, "hub", None) is not None:
             self.hub.close()
         if self.grpc_api is not None:
             _quietly(self.grpc_api.stop, 2.0)
         if self.http is not None:
             _quietly(self.http.stop)
-        if self.store is not None and hasattr(self.store, "close"):
+        if self.results is not None:
+            _quietly(self.results.close)
+        if self.store is not None:
             _quietly(self.store.close)
         if was_serving:
             log.info("whyslow stopped in %.1fs", time.monotonic() - t0)

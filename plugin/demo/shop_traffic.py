@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind
 
 MS = 1_000_000
@@ -46,6 +46,7 @@ class ShopTraffic:
         self.providers: dict[str, TracerProvider] = {}
         self.tracers = {}
         for service in SERVICES:
+            exporter: SpanExporter
             if protocol == "grpc":
                 exporter = GrpcExporter(endpoint=endpoint, insecure=True, headers=headers)
             else:

@@ -1,5 +1,6 @@
-"""SQLite store: features pivot and filters, outlier marks, explanations, models, retention, concurrent readers,
-and the recursion guard of the call graph."""
+"""SQLite trace store: features pivot and filters, retention and its delete listeners, concurrent readers, and the
+recursion guard of the call graph. (The backend's results -- outlier marks, explanations, models -- are in
+tests/plugin/test_results_store.py.)"""
 
 from __future__ import annotations
 
@@ -42,37 +43,23 @@ def test_features_filters(filled):
     since = T0 + 3000 * 1_000_000
     assert list(filled.features(ENTRY, since_unix_nano=since).index) == [tid(3), tid(4), tid(5)]
     assert list(filled.features(ENTRY, until_unix_nano=since).index) == [tid(1), tid(2)]
-    filled.mark_outlier(tid(5), 7.5)
-    assert tid(5) not in filled.features(ENTRY, exclude_outliers=True).index
+    assert tid(5) not in filled.features(ENTRY, exclude={tid(5)}).index
+    assert list(filled.features(ENTRY, limit=2, exclude=[tid(5), "f" * 32]).index) == [tid(3), tid(4)]
+    assert list(filled.features(ENTRY, exclude=[tid(1).upper()]).index) == [tid(t) for t in range(2, 6)]
     assert filled.features("nope:nothing").empty
 
 
-def test_outliers_explanations_models(filled):
-    filled.mark_outlier(tid(2), 3.0)
-    filled.mark_outlier(tid(4), 9.0)
-    filled.mark_outlier(tid(4), 10.0)  # update
-    marks = filled.outliers()
-    assert [m.trace_id for m in marks] == [tid(4), tid(2)] and marks[0].score == 10.0 and marks[0].entry == ENTRY
-    assert [m.trace_id for m in filled.outliers(min_score=5)] == [tid(4)]
-    assert filled.outliers(entry="other:x") == []
-    assert len(filled.outliers(limit=1)) == 1
-    filled.save_explanation(tid(4), {"root_causes": ["api:GET /x"], "score": 10.0})
-    assert filled.explanation(tid(4)) == {"root_causes": ["api:GET /x"], "score": 10.0}
-    assert filled.explanation(tid(3)) is None
-    filled.save_model(ENTRY, b"\x00blob", {"n": 5})
-    assert filled.load_model(ENTRY) == (b"\x00blob", {"n": 5})
-    assert filled.load_model("x") is None
-
-
 def test_retention_by_rows_and_age(filled):
-    filled.mark_outlier(tid(1), 4.0)
-    filled.save_explanation(tid(1), {"a": 1})
+    deleted: list[list[str]] = []
+    filled.on_delete(lambda ids: deleted.append(sorted(ids)))
     assert filled.retention(max_rows=3) == 2
     assert list(filled.features(ENTRY).index) == [tid(3), tid(4), tid(5)]
-    assert filled.explanation(tid(1)) is None and filled.outliers() == []
+    assert deleted == [[tid(1), tid(2)]]  # the listeners hear which traces went
+    assert filled.retention(max_rows=3) == 0 and len(deleted) == 1  # nothing deleted: nobody called
     # the traces started in 2023 (T0): all are older than a day
     assert filled.retention(max_age_s=86400) == 3
     assert filled.counts()["traces"] == 0 and filled.counts()["trace_nodes"] == 0
+    assert deleted[-1] == [tid(3), tid(4), tid(5)]
 
 
 def test_concurrent_readers_and_writer(pipeline, store):
@@ -121,10 +108,10 @@ def test_recursive_calls_keep_the_causal_graph_acyclic(pipeline, store):
 
 def test_store_reopens_with_its_data(tmp_path):
     st = open_store(tmp_path)
-    st.save_model("e", b"m", {})
+    sid = st.spool_append(b"request")
     st.close()
     st = open_store(tmp_path)
-    assert st.load_model("e") == (b"m", {})
+    assert list(st.spool_pending()) == [(sid, b"request")]
     with pytest.raises(ValueError):
         open_store(tmp_path, synchronous="sometimes")
     st.close()
