@@ -1,7 +1,8 @@
 """Per (trace, node) features of a batch of span trees (numpy over the whole batch).
 
 latency = total duration of the node's spans in the trace, count = their number, own = duration minus the union
-of the child intervals clipped to the span, gap = own for call nodes (0 otherwise), error = any span failed,
+of the child intervals clipped to the span, gap = own for call nodes (0 otherwise), error = how many of its spans failed (see otlp_decode's
+SpanDecoder._failed; > 0: the node failed),
 first = start of its first span after the root's start. Only spans reachable from the root count.
 """
 
@@ -47,7 +48,7 @@ def node_features(cols: SpanColumns, tree: SpanTree, code: np.ndarray, own: np.n
     values[:, OWN] = np.bincount(row_of, weights=own[reached], minlength=m) / _NS_PER_MS
     values[:, GAP] = np.where(node_codes[keys % nu] % 2 == 1, values[:, OWN], 0.0)
     values[:, COUNT] = np.bincount(row_of, minlength=m)
-    values[:, ERR] = np.bincount(row_of, weights=cols.error[reached], minlength=m) > 0
+    values[:, ERR] = np.bincount(row_of, weights=cols.error[reached], minlength=m)
     first_start = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_start, row_of, cols.start[reached])
     values[:, FIRST] = (first_start - cols.start[tree.root][trace]) / _NS_PER_MS

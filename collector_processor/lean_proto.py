@@ -34,7 +34,8 @@ def _build() -> type:
                  ("kind", 6, _F.TYPE_INT32, one, None),
                  ("start_time_unix_nano", 7, _F.TYPE_FIXED64, one, None),
                  ("end_time_unix_nano", 8, _F.TYPE_FIXED64, one, None),
-                 ("attributes", 9, _F.TYPE_BYTES, rep, None), ("status", 15, _F.TYPE_BYTES, one, None)])
+                 ("attributes", 9, _F.TYPE_BYTES, rep, None), ("events", 11, _F.TYPE_BYTES, rep, None),
+                 ("status", 15, _F.TYPE_BYTES, one, None)])
     msg("ScopeSpans", [("spans", 2, _F.TYPE_MESSAGE, rep, ".whyslow.lean.Span")])
     msg("Resource", [("attributes", 1, _F.TYPE_BYTES, rep, None)])
     msg("ResourceSpans", [("resource", 1, _F.TYPE_MESSAGE, one, ".whyslow.lean.Resource"),
@@ -115,6 +116,33 @@ def kv_string(kv: bytes) -> str:
     except ValueError:
         pass
     return ""
+
+
+def kv_scalar(kv: bytes) -> int | str | None:
+    """The int (AnyValue.int_value) or string value of a serialized KeyValue; None for other types or when
+    malformed."""
+    try:
+        for num, wt, v in _fields(kv):
+            if num == 2 and wt == 2:
+                for n2, w2, v2 in _fields(v):
+                    if n2 == 3 and w2 == 0:
+                        return v2 - (1 << 64) if v2 >= 1 << 63 else v2
+                    if n2 == 1 and w2 == 2:
+                        return v2.decode("utf-8", "replace")
+    except ValueError:
+        pass
+    return None
+
+
+def event_name(ev: bytes) -> bytes:
+    """Span.Event.name (field 2) of a serialized event; b"" when absent or malformed."""
+    try:
+        for num, wt, v in _fields(ev):
+            if num == 2 and wt == 2:
+                return bytes(v)
+    except ValueError:
+        pass
+    return b""
 
 
 def status_code(st: bytes) -> int:

@@ -17,16 +17,16 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from collector_processor.lean_proto import LeanRequest, kv_key, kv_string, status_code
+from collector_processor.lean_proto import LeanRequest, event_name, kv_key, kv_scalar, kv_string, status_code
 from collector_processor.naming import UNKNOWN_SERVICE, operation_of
 from collector_processor.span_types import SpanTypes
 
 # span tuple layout: trace id (16 bytes), span id (8 bytes), parent span id (8 bytes, zeros for a root),
-# span type id, leaf type id (-1: none), kind, start, end (ns), error flag
+# span type id, leaf type id (-1: none), kind, start, end (ns), error flag (see span_failed)
 TID, SID, PID, TYPE, LEAF, KIND, START, END, ERROR = range(9)
 
 KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
-STATUS_ERROR = 2
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = range(3)
 _ZERO16 = bytes(16)
 _MAX_TIME = 1 << 63  # times are int64 downstream
 ZERO8 = bytes(8)
@@ -36,6 +36,12 @@ _WANTED = frozenset({
     b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system",
 })
 _ERROR_STATUS = b"\x18\x02"
+_OK_STATUS = b"\x18\x01"
+# status attributes of call spans: HTTP 5xx and gRPC non-OK are failures (the span status may be unset)
+_HTTP_STATUS = frozenset({b"http.response.status_code", b"http.status_code"})
+_GRPC_STATUS = b"rpc.grpc.status_code"
+_STATUS_KEYS = _HTTP_STATUS | {_GRPC_STATUS}
+_EXCEPTION = b"exception"
 
 
 class DecodeFailure(ValueError):
@@ -51,6 +57,8 @@ class DecodedBatch:
     rejected: int = 0
     reasons: Counter = field(default_factory=Counter)
     unknown_service: int = 0
+    failed: int = 0                 # spans whose outcome is an error (see span_failed)
+    bad_error_fields: int = 0       # unknown status codes, non-numeric status attributes (read as no error)
 
     def error_message(self) -> str:
         if not self.rejected:
@@ -102,6 +110,7 @@ class SpanDecoder:
         cache = self._cache
         max_len = self.max_name_len
         wanted = _WANTED
+        status_keys = _STATUS_KEYS
         for rs in req.resource_spans:
             service = ""
             for kv in rs.resource.attributes:
@@ -135,6 +144,7 @@ class SpanDecoder:
                         continue
                     kind = sp.kind
                     name = sp.name
+                    status_kvs = None
                     if kind <= KIND_INTERNAL:
                         key = (service, name)
                         attrs = None
@@ -149,26 +159,66 @@ class SpanDecoder:
                                     if attrs is None:
                                         attrs = {}
                                     attrs[k] = kv
+                                elif k in status_keys:
+                                    status_kvs = (status_kvs or []) + [(k, kv)]
                         except IndexError:
-                            attrs = None
+                            attrs = status_kvs = None
                             for kv in sp.attributes:
                                 k = kv_key(kv)
                                 if k in wanted:
                                     if attrs is None:
                                         attrs = {}
                                     attrs[k] = kv
+                                elif k in status_keys:
+                                    status_kvs = (status_kvs or []) + [(k, kv)]
                         key = (service, name, kind, *attrs.values()) if attrs else (service, name, kind)
                     typed = cache.get(key)
                     if typed is None:
                         typed = self._typed(key, service, name, attrs, kind)
                     st = sp.status
-                    append((tid, sid, pid, typed[0], typed[1], kind, start, end,
-                            st == _ERROR_STATUS or (bool(st) and status_code(st) == STATUS_ERROR)))
+                    if st == _ERROR_STATUS:
+                        err = True
+                    elif not st and not status_kvs and not sp.events:
+                        err = False  # the common case: no status, no status attributes, no events
+                    else:
+                        err = self._failed(st, status_kvs, sp.events, out)
+                    out.failed += err
+                    append((tid, sid, pid, typed[0], typed[1], kind, start, end, err))
                 if unknown:
                     out.unknown_service += len(spans) - n_before
                 out.received += len(ss.spans)
         out.rejected = out.received - len(spans)
         return out
+
+
+    @staticmethod
+    def _failed(st: bytes, status_kvs: list | None, events: Any, out: DecodedBatch) -> bool:
+        """The outcome of a span: status ERROR, an ``exception`` event, HTTP 5xx or gRPC non-OK status
+        attributes, unless the status says OK (the application marked the span successful). Unknown status
+        codes and status attributes that are not numbers are counted in ``out.bad_error_fields`` and read as
+        no error; an error status needs no message."""
+        code = STATUS_UNSET
+        if st:
+            code = status_code(st) if st != _OK_STATUS else STATUS_OK
+            if code == STATUS_ERROR:
+                return True
+            if code not in (STATUS_UNSET, STATUS_OK):
+                out.bad_error_fields += 1
+                code = STATUS_UNSET
+        if code == STATUS_OK:
+            return False
+        failed = False
+        for k, kv in status_kvs or ():
+            value = kv_scalar(kv)
+            if isinstance(value, str):
+                value = int(value) if value.strip().isdigit() else None
+            if value is None:
+                out.bad_error_fields += 1
+            elif k == _GRPC_STATUS:
+                failed |= value != 0
+            else:
+                failed |= 500 <= value <= 599
+        return failed or any(event_name(ev) == _EXCEPTION for ev in events)
 
 
 def _peer_of(attrs: dict, kind: int) -> tuple[str | None, str | None]:

@@ -41,7 +41,8 @@ class PipelineFull(RuntimeError):
 _STAT_KEYS = (
     "requests_received", "requests_invalid", "requests_too_large", "requests_refused",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
-    "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
+    "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_failed",
+    "spans_bad_error_fields", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_reparented", "spans_stored",
     "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
     "traces_replaced",
@@ -135,6 +136,8 @@ class Pipeline:
             c["spans_accepted"] += n
             c["spans_rejected"] += batch.rejected
             c["spans_unknown_service"] += batch.unknown_service
+            c["spans_failed"] += batch.failed
+            c["spans_bad_error_fields"] += batch.bad_error_fields
         return batch
 
     def count_request_error(self, key: str) -> None:
@@ -260,7 +263,7 @@ class Pipeline:
         for k in range(len(batch)):
             ct = CompletedTrace(batch.trace_ids[k], batch.entries[k], int(batch.start[k]),
                                 float(batch.duration_ms[k]), bool(batch.complete[k]), batch.row(k, b),
-                                int(batch.n_spans[k]))
+                                int(batch.n_spans[k]), batch.errors(k, b))
             for cb in list(self._listeners):
                 try:
                     cb(ct)

@@ -41,6 +41,14 @@ class AnalysedBatch:
         """Feature-row offsets: rows of trace k are ``bounds[k]:bounds[k+1]``."""
         return np.searchsorted(self.f_trace, np.arange(len(self.trace_ids) + 1))
 
+    def errors(self, k: int, b: np.ndarray | None = None) -> dict[str, int]:
+        """Node -> failed spans of trace k, for the nodes that failed."""
+        b = self.bounds() if b is None else b
+        lo, hi = int(b[k]), int(b[k + 1])
+        err = self.values[lo:hi, ERR]
+        hit = np.flatnonzero(err > 0)
+        return {self.nodes[int(self.f_node_idx[lo + i])]: int(err[i]) for i in hit.tolist()}
+
     def row(self, k: int, b: np.ndarray | None = None) -> dict[str, float]:
         """Node -> latency (ms) of trace k."""
         b = self.bounds() if b is None else b
@@ -86,6 +94,7 @@ class NodeFeatures:
     count: int
     error: bool
     start_offset_ms: float
+    errors: int = 0  # how many of the node's spans failed (``error``: at least one)
 
 
 @dataclass
@@ -116,3 +125,9 @@ class CompletedTrace:
     complete: bool           # root seen and completed by idle time (False: evicted / no root / detached spans)
     row: dict[str, float] = field(default_factory=dict)  # node -> latency (ms), the trace's feature row
     n_spans: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # node -> failed spans, only nodes that failed
+
+    @property
+    def failed(self) -> bool:
+        """Whether the entry point's span failed (the request's outcome)."""
+        return self.errors.get(self.entry, 0) > 0

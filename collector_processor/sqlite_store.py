@@ -107,6 +107,9 @@ def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection
     return con
 
 
+_VALUE_COLUMNS = {"latency": LAT, "error": ERR}  # features(value=...)
+
+
 class SqliteStore:
     """The SQLite implementation of :class:`collector_processor.store.TraceStore`."""
 
@@ -358,16 +361,21 @@ class SqliteStore:
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
                  limit: int | None = None, exclude: Collection[str] = (),
-                 complete_only: bool = False) -> pd.DataFrame:
+                 complete_only: bool = False, value: str = "latency") -> pd.DataFrame:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
         ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest
-        of the traces not in ``exclude`` (trace ids)."""
+        of the traces not in ``exclude`` (trace ids). ``value="error"``: each node's count of failed spans
+        instead of its latency (> 0: the node failed; the failure model's table)."""
+        column = _VALUE_COLUMNS.get(value)
+        if column is None:
+            raise ValueError(f"value must be one of {', '.join(_VALUE_COLUMNS)}, not {value!r}")
         with self._snapshot() as con:
-            return self._features(con, entry, since_unix_nano, until_unix_nano, limit, exclude, complete_only)
+            return self._features(con, entry, since_unix_nano, until_unix_nano, limit, exclude, complete_only,
+                                  column)
 
     def _features(self, con: sqlite3.Connection, entry: str, since_unix_nano: int | None,
                   until_unix_nano: int | None, limit: int | None, exclude: Collection[str],
-                  complete_only: bool) -> pd.DataFrame:
+                  complete_only: bool, column: int = LAT) -> pd.DataFrame:
         cg = self._graph(con, entry)
         columns = list(cg.nodes)
         eid = self._entry_id(con, entry)
@@ -410,7 +418,7 @@ class SqliteStore:
         row_of = {t[0]: k for k, t in enumerate(traces)}
         for trace_row, ids_blob, vals_blob in con.execute(blobs_sql, blobs_args):
             ids = np.frombuffer(ids_blob, dtype=np.int32)
-            lat = np.frombuffer(vals_blob, dtype=np.float64).reshape(-1, 6)[:, LAT]
+            lat = np.frombuffer(vals_blob, dtype=np.float64).reshape(-1, 6)[:, column]
             inside = ids < len(lut)
             cols = np.full(len(ids), -1, dtype=np.int64)
             cols[inside] = lut[ids[inside]]
@@ -447,7 +455,8 @@ class SqliteStore:
             names = dict(con.execute(f"SELECT id, node FROM nodes WHERE id IN ({','.join('?' * len(ids))})",
                                      ids).fetchall()) if ids else {}
             for i, v in sorted(zip(ids, vals, strict=True), key=lambda x: names[x[0]]):
-                tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST])
+                tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST],
+                                                      int(v[ERR]))
         return tf
 
     def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:

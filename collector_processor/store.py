@@ -46,10 +46,11 @@ class TraceStore(Protocol):
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
                  limit: int | None = None, exclude: Collection[str] = (),
-                 complete_only: bool = False) -> pd.DataFrame:
+                 complete_only: bool = False, value: str = "latency") -> pd.DataFrame:
         """Wide latencies (ms) per trace of the entry point (index ``trace_id``, one column per node, plus
         ``__start_unix_nano`` and ``__duration_ms``), oldest first; ``limit`` keeps the newest of the traces
-        whose ids are not in ``exclude``; ``complete_only`` leaves out incomplete traces."""
+        whose ids are not in ``exclude``; ``complete_only`` leaves out incomplete traces. ``value="error"``:
+        each node's count of failed spans instead of its latency (0 where it did not fail or was not called)."""
         ...
 
     def trace_features(self, trace_id: str) -> TraceFeatures | None:

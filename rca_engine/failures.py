@@ -147,17 +147,24 @@ def failure_table(data: object, nodes: list[Hashable]) -> np.ndarray:
 
 
 def fit_failures(graph: nx.DiGraph, data: pd.DataFrame, *, prior_strength: float = 1.0,
-                 min_rows: int = MIN_FAILURE_ROWS) -> FailureModel:
+                 min_rows: int = MIN_FAILURE_ROWS, own_prior: float | None = None) -> FailureModel:
     """Learn each node's own failure rate and each edge's propagation probability from normal traffic.
 
     ``data`` has one column per node: 0/1, booleans or error counts (> 0 = failed). ``prior_strength`` is the
     number of pseudo-observations of the structural prior (edge attribute ``propagation_prior``, default 1:
-    the caller fails with its callee) that each propagation estimate is shrunk toward.
+    the caller fails with its callee) that each propagation estimate is shrunk toward. ``own_prior`` is the
+    number of pseudo-failures (and as many pseudo-successes) of each node's own failure rate; default: half a
+    failure per trace shared among the nodes (Jeffreys' 0.5 for the request as a whole), so that a node never
+    seen failing still may, and clean traffic of n traces makes a failure about 1-in-2n rare however many
+    nodes the graph has (0.5 per node would make a first failure of a 20-node graph look 20 times commoner).
     """
     validate_graph(graph)
     if prior_strength < 0 or not np.isfinite(prior_strength):
         raise RCAError(f"prior_strength must be a finite number >= 0, got {prior_strength!r}")
     nodes = list(nx.topological_sort(graph))
+    a = 0.5 / max(len(nodes), 1) if own_prior is None else float(own_prior)
+    if a <= 0 or not np.isfinite(a):
+        raise RCAError(f"own_prior must be a finite number > 0, got {own_prior!r}")
     failed = failure_table(data, nodes)
     if failed.shape[0] < min_rows:
         raise NotEnoughDataError(f"{failed.shape[0]} rows of normal traffic; the failure model needs at least "
@@ -169,8 +176,8 @@ def fit_failures(graph: nx.DiGraph, data: pd.DataFrame, *, prior_strength: float
         fv = failed[:, col[v]]
         pf = failed[:, [col[u] for u in parents]] if parents else np.zeros((failed.shape[0], 0), bool)
         none = ~pf.any(axis=1)
-        # Jeffreys-smoothed: a node never seen failing on its own still may (rarity bounded by the data size)
-        own = (float(fv[none].sum()) + 0.5) / (float(none.sum()) + 1.0)
+        # smoothed: a node never seen failing on its own still may (rarity bounded by the data size)
+        own = (float(fv[none].sum()) + a) / (float(none.sum()) + 2.0 * a)
         props, seen = [], []
         for i, u in enumerate(parents):
             alone = pf[:, i] & (pf.sum(axis=1) == 1)

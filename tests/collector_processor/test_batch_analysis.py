@@ -272,11 +272,11 @@ def _reference_analyse(done: list[Assembled], types: SpanTypes, overlap_fraction
         rows: dict[int, list] = {}
         for i in range(n):  # in span order: the float sums of the analyser
             if reach[i]:
-                r = rows.setdefault(code[i], [0.0, 0.0, 0, False, spans[i][START]])
+                r = rows.setdefault(code[i], [0.0, 0.0, 0, 0, spans[i][START]])
                 r[0] += float(spans[i][END] - spans[i][START])
                 r[1] += own[i]
                 r[2] += 1
-                r[3] = r[3] or spans[i][ERROR]
+                r[3] += int(bool(spans[i][ERROR]))  # failed spans of the node
                 r[4] = min(r[4], spans[i][START])
         per_trace.append((spans[root], code[root], complete, rows, parallel, sequential, edges))
     nodes = sorted({c for t in per_trace for c in t[3]})

@@ -22,7 +22,8 @@ def sid(n: int) -> bytes:
 
 
 def request(spans: list[dict]) -> ExportTraceServiceRequest:
-    """spans: dicts with service, trace, span, parent (int or None), name, kind, start_ms, end_ms, attrs, error."""
+    """spans: dicts with service, trace, span, parent (int or None), name, kind, start_ms, end_ms, attrs (str or
+    int values), error, status (a raw status code, also unknown ones), events (event names)."""
     req = ExportTraceServiceRequest()
     by_service: dict = {}
     for s in spans:
@@ -47,7 +48,12 @@ def request(spans: list[dict]) -> ExportTraceServiceRequest:
         sp.start_time_unix_nano = int(T0 + s["start_ms"] * MS)
         sp.end_time_unix_nano = int(T0 + s["end_ms"] * MS)
         for k, v in (s.get("attrs") or {}).items():
-            sp.attributes.add(key=k, value=AnyValue(string_value=v))
+            value = AnyValue(int_value=v) if isinstance(v, int) else AnyValue(string_value=v)
+            sp.attributes.add(key=k, value=value)
         if s.get("error"):
             sp.status.code = Status.STATUS_CODE_ERROR
+        if "status" in s:
+            sp.status.code = s["status"]
+        for name in s.get("events", ()):
+            sp.events.add(name=name, time_unix_nano=sp.start_time_unix_nano)
     return req

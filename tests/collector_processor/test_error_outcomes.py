@@ -1,0 +1,118 @@
+"""Error outcomes per span and per (trace, node): status ERROR, exception events, HTTP 5xx and gRPC non-OK status
+attributes (an explicit OK status wins), the count of failed spans per node, and the store's 0/1 error table.
+Bad error fields (unknown status codes, non-numeric status attributes) are counted, never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector_processor import Pipeline, PipelineConfig, open_store
+from collector_processor.otlp_decode import SpanDecoder, parse_request
+from tests.support.otlp_build import CLIENT, INTERNAL, SERVER, request
+from tests.support.pipeline import complete_all
+
+OK, ERROR = 1, 2
+
+
+def _decode(spans: list[dict]) -> tuple[list[bool], object]:
+    out = SpanDecoder().decode(parse_request(request(spans).SerializeToString()))
+    return [bool(s[8]) for s in out.spans], out
+
+
+def _span(n: int, **kw) -> dict:
+    return {"service": "a", "trace": 1, "span": n, "name": f"op{n}", "kind": SERVER, "start_ms": 0, "end_ms": 1,
+            **kw}
+
+
+def test_each_error_signal_marks_the_span_failed():
+    failed, out = _decode([
+        _span(1),                                                        # nothing: ok
+        _span(2, status=ERROR),                                          # status ERROR without message
+        _span(3, events=["exception"]),                                  # exception event, status unset
+        _span(4, events=["log", "cache miss"]),                          # other events: ok
+        _span(5, attrs={"http.response.status_code": 503}),              # HTTP 5xx (server)
+        _span(6, kind=CLIENT, attrs={"http.status_code": 500}),          # old attribute name, client span
+        _span(7, attrs={"http.response.status_code": 404}),              # 4xx: not a server failure
+        _span(8, attrs={"rpc.grpc.status_code": 14}),                    # gRPC UNAVAILABLE
+        _span(9, attrs={"rpc.grpc.status_code": 0}),                     # gRPC OK
+        _span(10, status=OK, events=["exception"], attrs={"http.response.status_code": 500}),  # explicit OK wins
+        _span(11, kind=INTERNAL, events=["exception"]),                  # internal spans too
+    ])
+    assert failed == [False, True, True, False, True, True, False, True, False, False, True]
+    assert out.failed == 6 and out.bad_error_fields == 0 and out.rejected == 0
+
+
+def test_bad_error_fields_are_counted_not_fatal():
+    failed, out = _decode([
+        _span(1, status=7),                                              # unknown status code
+        _span(2, attrs={"http.response.status_code": "502"}),            # numeric string: read
+        _span(3, attrs={"http.response.status_code": "Bad Gateway"}),    # not a number: counted
+        _span(4, attrs={"rpc.grpc.status_code": ""}),                    # empty: counted
+        _span(5, status=7, events=["exception"]),                        # unknown code, exception event
+    ])
+    assert failed == [False, True, False, False, True]
+    assert out.bad_error_fields == 4 and out.rejected == 0 and len(out.spans) == 5
+
+
+def _trace(t: int, fail_leaf: bool, fail_mid: bool, fail_root: bool, retries: int = 0) -> list[dict]:
+    """root (front) -> mid (api) -> leaf (db), with `retries` extra failed leaf calls before a good one."""
+    spans = [
+        {"service": "front", "trace": t, "span": 1, "name": "GET /", "kind": SERVER, "start_ms": 0, "end_ms": 20,
+         "error": fail_root},
+        {"service": "front", "trace": t, "span": 2, "parent": 1, "name": "call api", "kind": CLIENT, "start_ms": 1,
+         "end_ms": 19, "error": fail_mid},
+        {"service": "api", "trace": t, "span": 3, "parent": 2, "name": "GET /api", "kind": SERVER, "start_ms": 2,
+         "end_ms": 18, "error": fail_mid},
+    ]
+    for r in range(retries + 1):
+        bad = fail_leaf and (r < retries or retries == 0)
+        spans.append({"service": "api", "trace": t, "span": 10 + r, "parent": 3, "name": "SELECT", "kind": CLIENT,
+                      "start_ms": 3 + r, "end_ms": 3 + r + (0 if bad else 1),  # error-only calls take 0 ms
+                      "attrs": {"peer.service": "db"}, "error": bad})
+    return spans
+
+
+@pytest.fixture()
+def stored(tmp_path):
+    store = open_store(tmp_path)
+    pipe = Pipeline(store, PipelineConfig(background=False))
+    completed = []
+    pipe.add_listener(completed.append)
+    spans = (_trace(1, False, False, False) + _trace(2, True, True, True) + _trace(3, True, False, False, retries=2)
+             + _trace(4, False, True, False))
+    pipe.accept(request(spans).SerializeToString())
+    complete_all(pipe)
+    yield store, pipe, {c.trace_id[-1]: c for c in completed}
+    pipe.close()
+    store.close()
+
+
+def test_error_counts_per_node_are_stored_and_reach_listeners(stored):
+    store, pipe, done = stored
+    entry = done["1"].entry
+    err = store.features(entry, value="error")
+    lat = store.features(entry)
+    assert list(err.columns) == list(lat.columns) and list(err.index) == list(lat.index)
+    leaf = next(c for c in err.columns if c.startswith("db:"))
+    mid = next(c for c in err.columns if c.startswith("api:"))
+    by_trace = {t[-1]: row for t, row in err.iterrows()}
+    assert by_trace["1"][[entry, mid, leaf]].tolist() == [0, 0, 0]
+    assert by_trace["2"][[entry, mid, leaf]].tolist() == [1, 1, 1]
+    assert by_trace["3"][[entry, mid, leaf]].tolist() == [0, 0, 2]      # two failed retries, handled
+    assert by_trace["4"][[entry, mid, leaf]].tolist() == [0, 1, 0]
+    # error-only calls keep their (zero) latency and their count; the retried leaf's latency is the good call's
+    tf = store.trace_features(done["3"].trace_id)
+    assert tf.nodes[leaf].errors == 2 and tf.nodes[leaf].error and tf.nodes[leaf].count == 3
+    assert tf.nodes[leaf].latency_ms == pytest.approx(1.0)
+    assert store.trace_features(done["2"].trace_id).nodes[leaf].latency_ms == pytest.approx(0.0)
+    # listeners get the failed nodes and the request's outcome
+    assert done["2"].failed and not done["3"].failed and not done["1"].failed
+    assert done["3"].errors == {leaf: 2} and done["1"].errors == {}
+    stats = pipe.stats()
+    assert stats["spans_failed"] == 4 + 2 + 2 and stats["spans_bad_error_fields"] == 0
+
+
+def test_unknown_feature_value_is_refused(stored):
+    store, _, done = stored
+    with pytest.raises(ValueError, match="value must be one of"):
+        store.features(done["1"].entry, value="cpu")
