@@ -35,6 +35,7 @@ class ServeConfig:
     # model lifecycle
     min_traces: int = 100
     window: int = 2000
+    failure_window: int = 20000  # traces the failure model counts (failures are rare: rarity needs counts)
     refit_interval_s: float = 300.0
     early_refit: bool = True
     mechanisms: str = "structural"
@@ -69,6 +70,7 @@ class ServeConfig:
             parse_address(getattr(self, name), name)
         _positive_int(self.min_traces, "min_traces", minimum=10)
         _positive_int(self.window, "window", minimum=10)
+        _positive_int(self.failure_window, "failure_window", minimum=10)
         if self.window < self.min_traces:
             raise ConfigError(f"window ({self.window}) must be >= min_traces ({self.min_traces})")
         _positive_number(self.refit_interval_s, "refit_interval_s")

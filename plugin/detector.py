@@ -141,10 +141,11 @@ class Detector:
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
-        self._explaining = BackgroundWorker[tuple[str, float]](
+        self._explaining = BackgroundWorker[tuple[str, float, str]](
             "whyslow-explain", self._explain_items, max_queue=config.explain_queue, logger=log)
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
-                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0}
+                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0,
+                         "failed": 0, "failed_unscored": 0, "error_outliers": 0}
 
     @property
     def pending(self) -> int:
@@ -213,6 +214,25 @@ class Detector:
                 continue
             self._count_scored(len(traces))
             self._flag(entry, [str(t.trace_id) for t in traces], scores)
+            failed = [str(t.trace_id) for t in traces if t.failed]
+            if failed:
+                self._flag_failures(entry, fitted, failed)
+
+    def _flag_failures(self, entry: str, fitted: FittedModel, trace_ids: list[str]) -> None:
+        """Failed requests: the IT score of the entry's failure, -log P(entry fails) under the failure model
+        (the same for every failure of the entry point), against the same threshold as latency."""
+        self.counters["failed"] += len(trace_ids)
+        if fitted.failures is None:
+            self.counters["failed_unscored"] += len(trace_ids)
+            return
+        try:
+            p = fitted.failures.failure_probability(entry)
+        except Exception as exc:  # noqa: BLE001 - one entry point's failure must not stop the others
+            self.counters["score_errors"] += len(trace_ids)
+            log.warning("scoring %d failed traces of %s failed: %s", len(trace_ids), entry, exc)
+            return
+        score = -float(np.log(max(p, 1e-300)))
+        self._flag(entry, trace_ids, np.full(len(trace_ids), score), kind="error")
 
     def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> np.ndarray | None:
         """IT scores of the entry latency of `rows` (one vectorised call); None (counted) on failure."""
@@ -229,17 +249,19 @@ class Detector:
         self.counters["scored"] += n
         self.metrics.scored.inc(n)
 
-    def _flag(self, entry: str, trace_ids: list[str], scores: np.ndarray) -> None:
-        """Mark the traces at or above the threshold as outliers and queue their explanations."""
+    def _flag(self, entry: str, trace_ids: list[str], scores: np.ndarray, kind: str = "latency") -> None:
+        """Mark the traces at or above the threshold as outliers of `kind` and queue their explanations."""
         for trace_id, score in zip(trace_ids, scores, strict=True):
             if score >= self.config.threshold:
                 self.counters["outliers"] += 1
+                if kind == "error":
+                    self.counters["error_outliers"] += 1
                 self.metrics.outliers.labels(entry).inc()
                 try:
-                    self.results.mark_outlier(trace_id, float(score))
+                    self.results.mark_outlier(trace_id, float(score), kind)
                 except Exception as exc:  # noqa: BLE001 - the explanation still runs (and marks it again)
                     log.warning("cannot mark %s as outlier: %s", trace_id, exc)
-                if not self._explaining.submit((trace_id, float(score))):
+                if not self._explaining.submit((trace_id, float(score), kind)):
                     self.counters["explain_dropped"] += 1
                     self.metrics.explain_dropped.inc()
 
@@ -313,14 +335,16 @@ class Detector:
         return (x - median) / spread > np.sqrt(2.0 * max(self.config.threshold, 0.0))
 
     # --- explaining ------------------------------------------------------------------------------
-    def _explain_items(self, batch: list[tuple[str, float]]) -> None:
+    def _explain_items(self, batch: list[tuple[str, float, str]]) -> None:
         """The explanation worker's step: explain, persist and publish each queued outlier."""
-        for trace_id, _score in batch:
+        for trace_id, _score, kind in batch:
             try:
-                payload = self.explainer.explain(trace_id, intervals=self.config.intervals, trigger="auto")
+                payload = self.explainer.explain(trace_id, intervals=self.config.intervals if kind == "latency" else 0,
+                                                 trigger="auto", kind=kind)
                 self.counters["explained"] += 1
                 top = payload["contributions"][0] if payload["contributions"] else None
-                log.info("slow trace %s on %s: %.0f ms, IT score %.1f; top cause %s (%.0f%%)", trace_id,
+                log.info("%s trace %s on %s: %.0f ms, IT score %.1f; top cause %s (%.0f%%)",
+                         "failed" if kind == "error" else "slow", trace_id,
                          payload["entry"], payload["target_latency_ms"], payload["outlier_score"],
                          top["node"] if top else "-", 100 * top["share"] if top else 0)
                 self.publish(payload)

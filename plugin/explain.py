@@ -23,6 +23,7 @@ from plugin.errors import NoModel, NotFound
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
 from plugin.payloads import ContributionRow, ExplanationPayload
 from plugin.results_store import ResultsStore
+from rca_engine.failures import FailureExplanation, attribute_failure
 
 if TYPE_CHECKING:
     from plugin.config import ServeConfig
@@ -60,7 +61,7 @@ class Explainer:
         self.models = models
         self.config = config
         self.metrics = metrics
-        self._cache: OrderedDict[tuple[str, float, int], ExplanationPayload] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, float, int, str], ExplanationPayload] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -80,9 +81,9 @@ class Explainer:
             )
         return fitted
 
-    def stored(self, trace_id: str) -> ExplanationPayload | None:
+    def stored(self, trace_id: str, kind: str = "latency") -> ExplanationPayload | None:
         try:
-            payload = self.results.explanation(trace_id)
+            payload = self.results.explanation(trace_id, kind)
         except Exception as exc:  # noqa: BLE001 - a broken record is recomputed
             log.warning("cannot read the stored explanation of %s: %s", trace_id, exc)
             return None
@@ -90,20 +91,35 @@ class Explainer:
             return payload
         return None
 
-    def explain(self, trace_id: str, intervals: int = 0, trigger: str = "on_demand") -> ExplanationPayload:
-        """The explanation of a stored trace: persisted one if any, else computed now (and cached)."""
-        stored = self.stored(trace_id)
-        if stored is not None and (intervals == 0 or stored.get("intervals", 0) >= intervals):
-            return stored
+    def explain(self, trace_id: str, intervals: int = 0, trigger: str = "on_demand",
+                kind: str | None = None) -> ExplanationPayload:
+        """The explanation of a stored trace: persisted one if any, else computed now (and cached).
+
+        ``kind``: ``latency`` (why slow), ``error`` (why failed) or None: the stored latency explanation, else the
+        stored error one, else computed now as ``error`` when the request failed and ``latency`` otherwise."""
+        if kind is None:
+            for k in KINDS:
+                found = self.stored(trace_id, k)
+                if found is not None and (intervals == 0 or k == "error" or found.get("intervals", 0) >= intervals):
+                    return found
+        else:
+            found = self.stored(trace_id, kind)
+            if found is not None and (intervals == 0 or kind == "error" or found.get("intervals", 0) >= intervals):
+                return found
         tf = self.trace(trace_id)
         entry = tf.entry
         fitted = self.model_for(entry)
-        key = (trace_id, fitted.fitted_at, intervals)
+        if kind is None:
+            kind = "error" if _entry_failed(tf) else "latency"
+        key = (trace_id, fitted.fitted_at, intervals, kind)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        payload = self.compute(tf, trace_id, fitted, intervals, trigger)
+        if kind == "error":
+            payload = self.compute_failure(tf, trace_id, fitted, trigger)
+        else:
+            payload = self.compute(tf, trace_id, fitted, intervals, trigger)
         if trigger == "auto" or payload["outlier_score"] >= self.config.threshold:
             self.persist(trace_id, payload)
         with self._lock:
@@ -114,7 +130,7 @@ class Explainer:
 
     def persist(self, trace_id: str, payload: ExplanationPayload) -> None:
         try:
-            self.results.mark_outlier(trace_id, payload["outlier_score"])
+            self.results.mark_outlier(trace_id, payload["outlier_score"], payload.get("kind", "latency"))
             self.results.save_explanation(trace_id, payload)
         except Exception as exc:  # noqa: BLE001 - the answer is still served from memory
             log.warning("could not persist the explanation of %s: %s", trace_id, exc)
@@ -138,11 +154,46 @@ class Explainer:
         return build_payload(trace_id, tf, fitted, expl, latency, own, intervals, seconds, self.config.threshold)
 
 
+    def compute_failure(self, tf: TraceFeatures, trace_id: str, fitted: FittedModel,
+                        trigger: str = "on_demand") -> ExplanationPayload:
+        """Why the request failed: the failure model's attribution of the entry's failure (rca_engine.failures)."""
+        if fitted.failures is None:
+            raise NoModel(f"no failure model for entry point {fitted.entry} yet (too few complete traces)")
+        t0 = time.perf_counter()
+        errors = {c: float(tf.nodes[c].errors) if c in tf.nodes else 0.0 for c in fitted.columns}
+        expl = attribute_failure(fitted.failures, fitted.entry, errors)
+        seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.attribution_seconds.observe(seconds)
+            self.metrics.explained.labels(trigger).inc()
+        latency, own = trace_row(tf)
+        payload = build_payload(trace_id, tf, fitted, expl, latency, own, 0, seconds, self.config.threshold)
+        payload["kind"] = "error"
+        payload["model_traces"] = fitted.failure_rows
+        handled = {str(n) for n in expl.handled}
+        for row in payload["contributions"]:
+            node = row["node"]
+            row["failed"] = bool(expl.observed.get(node, False))
+            row["own_failure"] = float(expl.own_failure.get(node, 0.0))
+            row["success_without"] = float(expl.success_without.get(node, 0.0))
+            row["handled"] = node in handled
+            row["counterfactual_latency_ms"] = None
+        return payload
+
+
+KINDS = ("latency", "error")
+
+
+def _entry_failed(tf: TraceFeatures) -> bool:
+    node = tf.nodes.get(tf.entry)
+    return bool(node is not None and node.errors > 0)
+
+
 def build_payload(
     trace_id: str,
     tf: TraceFeatures,
     fitted: FittedModel,
-    expl: rca_engine.Explanation,
+    expl: rca_engine.Explanation | FailureExplanation,
     latency: dict[str, float],
     own: dict[str, float],
     intervals: int,
@@ -182,6 +233,7 @@ def build_payload(
     start_ns = int(tf.start_unix_nano or 0)
     return {
         "version": PAYLOAD_VERSION,
+        "kind": "latency",
         "trace_id": trace_id,
         "entry": entry,
         "start_unix_nano": int(start_ns),
@@ -229,8 +281,9 @@ def summary_text(payload: ExplanationPayload, n: int = 3) -> str:
         f"{contributor_label(c)} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"
         for c in top_contributors(payload, n)
     ]
+    what = "failed" if payload.get("kind") == "error" else f"took {payload['target_latency_ms']:.1f} ms"
     head = (
-        f"{payload['entry']} took {payload['target_latency_ms']:.1f} ms "
+        f"{payload['entry']} {what} "
         f"(IT score {payload['outlier_score']:.1f}, rarer than 1 in {rarer_text(payload['rarer_than'])})"
     )
     return head + (": " + "; ".join(parts) if parts else "")

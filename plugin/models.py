@@ -23,6 +23,7 @@ import rca_engine
 from collector_processor import NodeInfo, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.causal_graph import causal_graph
+from rca_engine.failures import FailureModel, fit_failures
 from plugin.results_store import ResultsStore
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class FittedModel:
     fitted_at: float
     fit_seconds: float
     medians: dict[str, float] = field(default_factory=dict)
+    # the failure model of the same causal graph (None: too few traces, or a model saved before it existed)
+    failures: FailureModel | None = None
+    failure_rows: int = 0
 
 
 @dataclass
@@ -314,6 +318,7 @@ class ModelManager:
         spec: str | dict[Hashable, str] = mechanisms if isinstance(mechanisms, str) else dict(mechanisms.items())
         model = rca_engine.fit(causal, data, mechanisms=spec, tail_fraction=TAIL_FRACTION)
         nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
+        failures, failure_rows = self._fit_failures(entry, causal, columns, exclude)
         return FittedModel(
             entry=entry,
             model=model,
@@ -325,7 +330,22 @@ class ModelManager:
             fitted_at=time.time(),
             fit_seconds=time.perf_counter() - t0,
             medians={c: float(v) for c, v in zip(columns, np.median(data.to_numpy(), axis=0), strict=True)},
+            failures=failures,
+            failure_rows=failure_rows,
         )
+
+    def _fit_failures(self, entry: str, causal: Any, columns: list[str],
+                      exclude: set[str] | frozenset[str]) -> tuple[FailureModel | None, int]:
+        """The failure model of the same causal graph from the error table of recent normal traces (a longer
+        window than latency's: rarity of failures needs counts); None (logged) when it cannot be fitted."""
+        try:
+            frame = self.traces.features(entry, exclude=self.results.outlier_ids(entry) | set(exclude),
+                                         limit=self.config.failure_window, complete_only=True, value="error")
+            table = feature_matrix(frame, columns)
+            return fit_failures(causal, table), len(table)
+        except Exception as exc:  # noqa: BLE001 - latency explanations must not depend on the failure model
+            log.warning("no failure model for %s: %s", entry, exc)
+            return None, 0
 
     # --- background thread -----------------------------------------------------------------------
     def start(self) -> None:

@@ -28,6 +28,7 @@ def obj(props: dict[str, Any], required: list[str] | None = None, extra: bool = 
 
 
 TRACE_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+EXPLANATION_KIND = {"type": "string", "enum": ["latency", "error"]}  # why slow | why failed
 
 SCHEMAS: dict[str, Any] = {
     "Error": obj({"error": STR}, extra=False),
@@ -45,12 +46,21 @@ SCHEMAS: dict[str, Any] = {
             "own_latency_ms": NUM_OR_NULL,
             "node_latency_ms": NUM_OR_NULL,
             "counterfactual_latency_ms": NUM_OR_NULL,
-        }
+            # error explanations only (optional): failed in this trace, P(failed on its own), P(request
+            # succeeds had it not failed on its own), failed but its caller recovered
+            "failed": {"type": "boolean"},
+            "own_failure": NUM,
+            "success_without": NUM,
+            "handled": {"type": "boolean"},
+        },
+        required=["rank", "node", "service", "operation", "kind", "contribution", "share", "contribution_lo",
+                  "contribution_hi", "own_latency_ms", "node_latency_ms", "counterfactual_latency_ms"],
     ),
     "CausalEdge": obj({"source": STR, "target": STR, "source_contribution": NUM}),
     "Explanation": obj(
         {
             "version": INT,
+            "kind": EXPLANATION_KIND,
             "trace_id": TRACE_ID,
             "entry": STR,
             "start_unix_nano": INT,
@@ -70,6 +80,7 @@ SCHEMAS: dict[str, Any] = {
     ),
     "OutlierSummary": obj(
         {
+            "kind": EXPLANATION_KIND,
             "trace_id": TRACE_ID,
             "entry": STR,
             "time_ms": INT,

@@ -6,7 +6,7 @@ TypedDict lets mypy check every reader without a conversion step on the hot path
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class ContributionRow(TypedDict):
@@ -24,6 +24,13 @@ class ContributionRow(TypedDict):
     own_latency_ms: float | None
     node_latency_ms: float | None
     counterfactual_latency_ms: float | None
+    # error explanations only: the node failed in this trace; the probability it failed on its own (not
+    # through a failing callee); P(the request succeeds) had it not failed on its own; it failed but its
+    # caller recovered (a handled error)
+    failed: NotRequired[bool]
+    own_failure: NotRequired[float]
+    success_without: NotRequired[float]
+    handled: NotRequired[bool]
 
 
 class CausalEdgeRow(TypedDict):
@@ -39,6 +46,7 @@ class ExplanationPayload(TypedDict):
     ``plugin.explain.build_payload``; ``version`` is ``plugin.explain.PAYLOAD_VERSION``)."""
 
     version: int
+    kind: NotRequired[str]  # "latency" (why slow; absent in payloads saved before errors) | "error" (why failed)
     trace_id: str
     entry: str
     start_unix_nano: int

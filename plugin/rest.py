@@ -61,7 +61,10 @@ ROUTES: list[Route] = [
           "Root-cause explanation of one trace: ranked causal contributions to its entry latency",
           {200: "Explanation", 400: ERR, 401: ERR, 404: ERR, 409: ERR},
           [TRACE_PARAM, Param("intervals", "query", {"type": "integer", "minimum": 0, "maximum": 200},
-                              "Bootstrap resamples for contribution intervals (0: none)")]),
+                              "Bootstrap resamples for contribution intervals (0: none)"),
+           Param("kind", "query", {"type": "string", "enum": ["latency", "error"]},
+                 "latency: why slow; error: why failed; default: the stored latency explanation, else the stored "
+                 "error one, else error when the request failed and latency otherwise")]),
     Route("GET", "/api/v1/outliers", "outliers", "Recent explained outliers, newest first",
           {200: "OutlierList", 400: ERR, 401: ERR},
           [Param("from", "query", TIME_SCHEMA, "Start: unix ms, ISO 8601, or now-<n><s|m|h|d|w>"),
@@ -202,7 +205,7 @@ class RestApi:
 
     # --- REST ---
     def rca(self, trace_id: str) -> Any:
-        return self.service.explain(trace_id, request.args.get("intervals"))
+        return self.service.explain(trace_id, request.args.get("intervals"), request.args.get("kind"))
 
     def outliers(self) -> Any:
         a = request.args

@@ -27,33 +27,36 @@ class OutlierMark:
     entry: str
     start_unix_nano: int
     duration_ms: float
+    kind: str = "latency"  # "latency" (slow) | "error" (failed); a trace may be marked as both
 
 
 class ResultsStore(Protocol):
     """Outlier marks, explanations and models: written and read by the backend only."""
 
     # --- outliers and their explanations (keyed by trace id, deleted with the trace)
-    def mark_outlier(self, trace_id: str, score: float) -> None:
-        """Mark a stored trace as an outlier with its IT score (a second mark updates the score)."""
+    def mark_outlier(self, trace_id: str, score: float, kind: str = "latency") -> None:
+        """Mark a stored trace as an outlier of ``kind`` (``latency`` | ``error``) with its IT score (a second
+        mark of the same kind updates the score)."""
         ...
 
     def outliers(self, from_unix_nano: int | None = None, to_unix_nano: int | None = None,
                  entry: str | None = None, min_score: float | None = None,
-                 limit: int | None = None) -> list[OutlierMark]:
-        """Marks of stored traces started in [from, to), optionally of one entry point and at least
-        ``min_score``, newest first."""
+                 limit: int | None = None, kind: str | None = None) -> list[OutlierMark]:
+        """Marks of stored traces started in [from, to), optionally of one entry point, at least
+        ``min_score`` and of one ``kind`` (None: both), newest first."""
         ...
 
     def outlier_ids(self, entry: str | None = None) -> set[str]:
-        """Ids of the marked traces (of one entry point): what model training leaves out."""
+        """Ids of the marked traces of either kind (of one entry point): what model training leaves out."""
         ...
 
     def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:
-        """Keep a trace's explanation (replacing an earlier one)."""
+        """Keep a trace's explanation of ``payload["kind"]`` (default ``latency``), replacing an earlier one of that
+        kind."""
         ...
 
-    def explanation(self, trace_id: str) -> ExplanationPayload | None:
-        """The saved explanation of a trace (as saved; an older payload version is the caller's to judge)."""
+    def explanation(self, trace_id: str, kind: str = "latency") -> ExplanationPayload | None:
+        """The saved explanation of ``kind`` of a trace (as saved; an older payload version is the caller's to judge)."""
         ...
 
     def forget(self, trace_ids: Sequence[str]) -> int:

@@ -34,6 +34,7 @@ def outlier_summary(payload: ExplanationPayload) -> dict[str, Any]:
     """The list form of an explanation (GET /api/v1/outliers, the outliers table, gRPC OutlierSummary)."""
     top = top_contributors(payload, 1)
     return {
+        "kind": payload.get("kind", "latency"),
         "trace_id": payload["trace_id"],
         "entry": payload["entry"],
         "time_ms": int(payload.get("time_ms") or 0),
@@ -72,9 +73,9 @@ class WhySlowService:
         self.started_at = time.time()
 
     # --- explanations ----------------------------------------------------------------------------
-    def explain(self, trace_id: object, intervals: object = 0) -> ExplanationPayload:
+    def explain(self, trace_id: object, intervals: object = 0, kind: object = None) -> ExplanationPayload:
         tid = validation.trace_id(trace_id)
-        return self.explainer.explain(tid, intervals=validation.intervals(intervals))
+        return self.explainer.explain(tid, intervals=validation.intervals(intervals), kind=validation.kind(kind))
 
     def outliers(
         self,
@@ -98,7 +99,7 @@ class WhySlowService:
         """Explanation payloads of the detected outliers in a window (those still being explained are left out)."""
         payloads = []
         for record in self.results.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
-            payload = self.explainer.stored(str(record.trace_id))
+            payload = self.explainer.stored(str(record.trace_id), record.kind)
             if payload is not None:
                 payloads.append(payload)
         return payloads

@@ -33,13 +33,30 @@ CREATE TABLE IF NOT EXISTS explanations (
     trace_id TEXT PRIMARY KEY,
     payload TEXT NOT NULL,
     created_unix_nano INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS error_outliers (
+    trace_id TEXT PRIMARY KEY,
+    score REAL NOT NULL,
+    marked_unix_nano INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS error_explanations (
+    trace_id TEXT PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created_unix_nano INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS models (
     entry TEXT PRIMARY KEY,
     blob BLOB NOT NULL,
     meta TEXT NOT NULL,
     saved_unix_nano INTEGER NOT NULL);
 """
-_BY_TRACE = ("outliers", "explanations")  # the tables whose rows die with their trace
+_BY_TRACE = ("outliers", "explanations", "error_outliers", "error_explanations")  # rows die with their trace
+# kind -> (marks table, explanations table): slow traces keep the tables earlier versions used
+_TABLES = {"latency": ("outliers", "explanations"), "error": ("error_outliers", "error_explanations")}
+
+
+def _tables(kind: str) -> tuple[str, str]:
+    try:
+        return _TABLES[kind]
+    except KeyError:
+        raise ValueError(f"kind must be one of {', '.join(_TABLES)}, not {kind!r}") from None
 
 
 class SqliteResultsStore:
@@ -88,15 +105,15 @@ class SqliteResultsStore:
                 self._w.execute(f"DELETE FROM {table} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
 
     # --- outliers and explanations ----------------------------------------------------------------
-    def mark_outlier(self, trace_id: str, score: float) -> None:
-        self._write("INSERT INTO outliers VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
+    def mark_outlier(self, trace_id: str, score: float, kind: str = "latency") -> None:
+        self._write(f"INSERT INTO {_tables(kind)[0]} VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
                     "score = excluded.score, marked_unix_nano = excluded.marked_unix_nano",
                     (str(trace_id).lower(), float(score), time.time_ns()))
 
     def outliers(self, from_unix_nano: int | None = None, to_unix_nano: int | None = None,
                  entry: str | None = None, min_score: float | None = None,
-                 limit: int | None = None) -> list[OutlierMark]:
-        """Marked outliers (joined with their trace), newest first."""
+                 limit: int | None = None, kind: str | None = None) -> list[OutlierMark]:
+        """Marked outliers (joined with their trace), newest first; ``kind`` None: both kinds."""
         where: list[str] = ["1=1"]
         args: list[object] = []
         if from_unix_nano is not None:
@@ -111,30 +128,38 @@ class SqliteResultsStore:
         if min_score is not None:
             where.append("o.score >= ?")
             args.append(float(min_score))
-        sql = ("SELECT o.trace_id, o.score, n.node, t.start_unix_nano, t.duration_ms FROM outliers o "
-               "JOIN traces t ON t.trace_id = o.trace_id JOIN nodes n ON n.id = t.entry_id "
-               f"WHERE {' AND '.join(where)} ORDER BY t.start_unix_nano DESC")
+        kinds = list(_TABLES) if kind is None else [kind]
+        marks = " UNION ALL ".join(f"SELECT trace_id, score, '{k}' AS kind FROM {_tables(k)[0]}" for k in kinds)
+        sql = ("SELECT o.trace_id, o.score, n.node, t.start_unix_nano, t.duration_ms, o.kind "
+               f"FROM ({marks}) o JOIN traces t ON t.trace_id = o.trace_id JOIN nodes n ON n.id = t.entry_id "
+               f"WHERE {' AND '.join(where)} ORDER BY t.start_unix_nano DESC, o.kind DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [OutlierMark(r[0], float(r[1]), r[2], int(r[3]), float(r[4])) for r in self._reader().execute(sql, args)]
+        return [OutlierMark(r[0], float(r[1]), r[2], int(r[3]), float(r[4]), r[5])
+                for r in self._reader().execute(sql, args)]
 
     def outlier_ids(self, entry: str | None = None) -> set[str]:
-        if entry is None:
-            rows = self._reader().execute("SELECT trace_id FROM outliers")
-        else:
-            rows = self._reader().execute(  # from the (few) marks to their traces, not the other way round
-                "SELECT o.trace_id FROM outliers o CROSS JOIN traces t ON t.trace_id = o.trace_id "
-                "WHERE t.entry_id = (SELECT id FROM nodes WHERE node = ?)", (entry,))
-        return {r[0] for r in rows}
+        """Ids of the traces marked as outliers of either kind (left out of the training rows)."""
+        out: set[str] = set()
+        for marks, _ in _TABLES.values():
+            if entry is None:
+                rows = self._reader().execute(f"SELECT trace_id FROM {marks}")
+            else:
+                rows = self._reader().execute(  # from the (few) marks to their traces, not the other way round
+                    f"SELECT o.trace_id FROM {marks} o CROSS JOIN traces t ON t.trace_id = o.trace_id "
+                    "WHERE t.entry_id = (SELECT id FROM nodes WHERE node = ?)", (entry,))
+            out.update(r[0] for r in rows)
+        return out
 
     def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:
         text = json.dumps(payload, allow_nan=False, default=_json_default)
-        self._write("INSERT INTO explanations VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
+        table = _tables(str(payload.get("kind", "latency")))[1]
+        self._write(f"INSERT INTO {table} VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
                     "payload = excluded.payload, created_unix_nano = excluded.created_unix_nano",
                     (str(trace_id).lower(), text, time.time_ns()))
 
-    def explanation(self, trace_id: str) -> ExplanationPayload | None:
-        row = self._reader().execute("SELECT payload FROM explanations WHERE trace_id = ?",
+    def explanation(self, trace_id: str, kind: str = "latency") -> ExplanationPayload | None:
+        row = self._reader().execute(f"SELECT payload FROM {_tables(kind)[1]} WHERE trace_id = ?",
                                      (str(trace_id).lower(),)).fetchone()
         return None if row is None else cast(ExplanationPayload, json.loads(row[0]))
 

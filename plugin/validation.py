@@ -88,6 +88,15 @@ def entry(value: object) -> str | None:
     return value
 
 
+def kind(value: object) -> str | None:
+    """Explanation kind: ``latency`` | ``error``; None (empty) for the default."""
+    if value is None or value == "":
+        return None
+    if value not in ("latency", "error"):
+        raise InvalidArgument("kind must be latency or error")
+    return str(value)
+
+
 _RELATIVE = re.compile(r"now(?:-(\d{1,9})([smhdw]))?")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

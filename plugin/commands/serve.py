@@ -20,6 +20,7 @@ HELP = {
     "grpc": "gRPC query API address [127.0.0.1:50051]",
     "min_traces": "traces of an entry point needed before its first model [100]",
     "window": "recent normal traces each model is fitted on [2000]",
+    "failure_window": "recent normal traces the failure model counts (failures are rare) [20000]",
     "refit_interval_s": "seconds between background refits [300]",
     "early_refit": "also refit sooner (at most once a minute) while a model is young or when a new dependency "
                    "appears: true or false [true]",

@@ -82,7 +82,8 @@ def test_explanations_and_models(stores):
     results.save_model(ENTRY, b"\x00blob", {"n": 5})
     results.save_model(ENTRY, b"\x00blob2", {"n": 6})
     assert results.load_model(ENTRY) == (b"\x00blob2", {"n": 6}) and results.load_model("x") is None
-    assert results.counts() == {"outliers": 0, "explanations": 1, "models": 1}
+    assert results.counts() == {"outliers": 0, "explanations": 1, "models": 1,
+                                "error_outliers": 0, "error_explanations": 0}
 
 
 def test_trace_retention_deletes_the_results_of_its_traces(stores):
@@ -94,7 +95,8 @@ def test_trace_retention_deletes_the_results_of_its_traces(stores):
     assert traces.retention(max_rows=4) == 2  # traces 1 and 2 (the oldest) go, and their results with them
     assert results.outlier_ids() == {tid(5)} and results.explanation(tid(1)) is None
     assert results.explanation(tid(5)) == {"version": 1}
-    assert results.counts() == {"outliers": 1, "explanations": 1, "models": 1}  # models are per entry point
+    assert results.counts() == {"outliers": 1, "explanations": 1, "models": 1, "error_outliers": 0,
+                                "error_explanations": 0}  # models are per entry point
     assert results.forget([]) == 0 and results.forget([tid(5)]) == 2
 
 
@@ -126,3 +128,23 @@ def test_data_dir_keeps_its_results_and_forgets_orphans_on_open(tmp_path):
         results.outliers()
     with pytest.raises(ValueError):
         open_results_store(tmp_path, synchronous="sometimes")
+
+
+def test_latency_and_error_results_are_kept_apart(stores):
+    traces, results = stores
+    results.mark_outlier(tid(3), 9.5)                       # slow
+    results.mark_outlier(tid(3), 11.0, kind="error")        # and failed
+    results.mark_outlier(tid(5), 12.0, kind="error")        # failed only
+    marks = results.outliers()
+    assert [(m.trace_id, m.kind, m.score) for m in marks] == [
+        (tid(5), "error", 12.0), (tid(3), "latency", 9.5), (tid(3), "error", 11.0)]
+    assert [m.trace_id for m in results.outliers(kind="error", min_score=11.5)] == [tid(5)]
+    assert results.outlier_ids(ENTRY) == {tid(3), tid(5)}   # training leaves out both kinds
+    results.save_explanation(tid(3), {"version": 1, "kind": "latency", "outlier_score": 9.5})
+    results.save_explanation(tid(3), {"version": 1, "kind": "error", "outlier_score": 11.0})
+    assert results.explanation(tid(3))["outlier_score"] == 9.5
+    assert results.explanation(tid(3), "error")["outlier_score"] == 11.0
+    with pytest.raises(ValueError, match="kind must be"):
+        results.mark_outlier(tid(3), 1.0, kind="cpu")
+    traces.retention(max_rows=1)                            # the traces go: both kinds of results with them
+    assert results.counts()["error_outliers"] == 0 and results.counts()["error_explanations"] == 0
