@@ -144,7 +144,8 @@ class SpanDecoder:
                         continue
                     kind = sp.kind
                     name = sp.name
-                    status_kvs = None
+                    status_kvs: list[tuple[bytes, bytes]] | None = None
+                    attrs: dict[bytes, bytes] | None
                     if kind <= KIND_INTERNAL:
                         key = (service, name)
                         attrs = None
@@ -162,7 +163,8 @@ class SpanDecoder:
                                 elif k in status_keys:
                                     status_kvs = (status_kvs or []) + [(k, kv)]
                         except IndexError:
-                            attrs = status_kvs = None
+                            attrs = None
+                            status_kvs = None
                             for kv in sp.attributes:
                                 k = kv_key(kv)
                                 if k in wanted:
@@ -192,7 +194,7 @@ class SpanDecoder:
 
 
     @staticmethod
-    def _failed(st: bytes, status_kvs: list | None, events: Any, out: DecodedBatch) -> bool:
+    def _failed(st: bytes, status_kvs: list[tuple[bytes, bytes]] | None, events: Any, out: DecodedBatch) -> bool:
         """The outcome of a span: status ERROR, an ``exception`` event, HTTP 5xx or gRPC non-OK status
         attributes, unless the status says OK (the application marked the span successful). Unknown status
         codes and status attributes that are not numbers are counted in ``out.bad_error_fields`` and read as

@@ -23,8 +23,8 @@ import rca_engine
 from collector_processor import NodeInfo, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.causal_graph import causal_graph
-from rca_engine.failures import FailureModel, fit_failures
 from plugin.results_store import ResultsStore
+from rca_engine.failures import FailureModel, fit_failures
 
 if TYPE_CHECKING:
     from plugin.config import ServeConfig

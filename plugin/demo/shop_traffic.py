@@ -7,7 +7,10 @@ benchmark use it to drive a live `whyslow serve` with controlled latencies).
            -> postgresql SELECT orders (db client span)
 
 Spans carry explicit start/end times so a test controls every latency; `send(n, slow=...)` makes one
-service slow (adds `slow_ms` to its own time) and returns the trace ids (32 hex) it sent.
+service slow (adds `slow_ms` to its own time) and returns the trace ids (32 hex) it sent. `fail="payments"`
+(or `"cart"`) makes that service's server span fail on its own (Status(ERROR) with an exception event, answered
+after 1 ms) and its callers propagate it (their spans fail too), unless `handled=True`: the caller retries the
+call, the retry succeeds and the request succeeds (only the failed attempt's spans fail).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import time
 from dataclasses import dataclass
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 MS = 1_000_000
 SERVICES = ("frontend", "cart", "payments", "fraud")  # fraud: only with fraud=True (a new dependency)
@@ -62,13 +66,41 @@ class ShopTraffic:
     def _ms(self, median: float) -> float:
         return median * self.rng.lognormvariate(0.0, 0.15)
 
-    def one(self, start: int, slow: str | None = None, slow_ms: float = 0.0, fraud: bool = False) -> Sent:
+    def _failed_call(self, caller: str, callee: str, op: str, ctx: Context, t: int) -> int:
+        """A call to `callee` whose server fails on its own after 1 ms (exception event, Status(ERROR)); the
+        client span fails with it. Returns the end time."""
+        c = self.tracers[caller].start_span(op, kind=SpanKind.CLIENT, start_time=t, context=ctx,
+                                            attributes={"peer.service": callee})
+        s = self.tracers[callee].start_span(op, kind=SpanKind.SERVER, start_time=t + MS // 4,
+                                            context=trace.set_span_in_context(c))
+        s.add_event("exception", {"exception.type": "RuntimeError", "exception.message": f"{callee} is down"},
+                    timestamp=t + MS)
+        s.set_status(Status(StatusCode.ERROR, f"{callee} is down"))
+        s.end(end_time=t + MS)
+        c.set_status(Status(StatusCode.ERROR))
+        c.end(end_time=t + MS + MS // 4)
+        self.spans_sent += 2
+        return t + MS + MS // 4
+
+    def one(self, start: int, slow: str | None = None, slow_ms: float = 0.0, fraud: bool = False,
+            fail: str | None = None, handled: bool = False) -> Sent:
+        if fail not in (None, "cart", "payments"):
+            raise ValueError(f"fail must be cart or payments, not {fail!r}")
         extra = {s: (slow_ms if s == slow else 0.0) for s in (*SERVICES, "postgresql")}
         fe, cart, pay = self.tracers["frontend"], self.tracers["cart"], self.tracers["payments"]
         t = start
         root = fe.start_span("GET /checkout", kind=SpanKind.SERVER, start_time=t)
         ctx = trace.set_span_in_context(root)
         t += int(self._ms(2.0) * MS)
+        if fail is not None:
+            op = "GET /cart" if fail == "cart" else "POST /pay"
+            t = self._failed_call("frontend", fail, op, ctx, t)
+            if not handled:  # the frontend gives up: the request fails
+                root.set_status(Status(StatusCode.ERROR, f"{fail} failed"))
+                root.record_exception(RuntimeError(f"{fail} failed"), timestamp=t)
+                root.end(end_time=t + MS)
+                self.spans_sent += 1
+                return Sent(format(root.get_span_context().trace_id, "032x"), start, (t + MS - start) / MS)
         # cart call
         c1 = fe.start_span("GET /cart", kind=SpanKind.CLIENT, start_time=t, context=ctx,
                            attributes={"peer.service": "cart"})
@@ -127,9 +159,10 @@ class ShopTraffic:
         return out
 
     def send(self, n: int, slow: str | None = None, slow_ms: float = 300.0, start: int | None = None,
-             spacing_ms: float = 50.0, fraud: bool = False) -> list[Sent]:
+             spacing_ms: float = 50.0, fraud: bool = False, fail: str | None = None,
+             handled: bool = False) -> list[Sent]:
         start = time.time_ns() - int(n * spacing_ms * MS) if start is None else start
-        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms, fraud) for i in range(n)]
+        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms, fraud, fail, handled) for i in range(n)]
         self.flush()
         return out
 
