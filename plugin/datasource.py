@@ -22,18 +22,20 @@ log = logging.getLogger("whyslow.datasource")
 SUMMARY_COLUMNS = [
     ("status", "string"), ("message", "string"), ("trace_id", "string"), ("entry", "string"),
     ("target_latency_ms", "number"), ("outlier_score", "number"), ("rarer_than", "number"),
-    ("model_traces", "number"),
+    ("model_traces", "number"), ("kind", "string"),
 ]
 CONTRIBUTION_COLUMNS = [
     ("rank", "number"), ("node", "string"), ("service", "string"), ("operation", "string"), ("kind", "string"),
     ("contribution", "number"), ("share", "number"), ("contribution_lo", "number"), ("contribution_hi", "number"),
     ("own_latency_ms", "number"), ("node_latency_ms", "number"), ("counterfactual_latency_ms", "number"),
+    # error explanations only (null for latency): 1/0 flags and probabilities (see plugin.payloads)
+    ("failed", "number"), ("own_failure", "number"), ("success_without", "number"), ("handled", "number"),
 ]
 GRAPH_COLUMNS = [("source", "string"), ("target", "string"), ("source_contribution", "number")]
 OUTLIER_COLUMNS = [
     ("time", "time"), ("trace_id", "string"), ("entry", "string"), ("target_latency_ms", "number"),
     ("outlier_score", "number"), ("rarer_than", "number"), ("root_cause_service", "string"),
-    ("root_cause_node", "string"), ("root_cause_share", "number"), ("summary", "string"),
+    ("root_cause_node", "string"), ("root_cause_share", "number"), ("summary", "string"), ("kind", "string"),
 ]
 INCIDENT_COLUMNS = [("service", "string"), ("share", "number"), ("top_node", "string"), ("first_in", "number"),
                     ("outliers", "number")]
@@ -113,6 +115,11 @@ def _scoped(body: dict[str, Any], name: str) -> Any:
     return None
 
 
+def _cell(value: Any) -> Any:
+    """A table cell: booleans as 1/0 (the protocol's column types are string, number and time)."""
+    return int(value) if isinstance(value, bool) else value
+
+
 def _range(body: dict[str, Any]) -> dict[str, Any]:
     """The request's dashboard time range ({"from", "to"}), or {} when absent or malformed."""
     rng = body.get("range")
@@ -184,10 +191,11 @@ class DataSource:
         trace_id = str(trace_id).strip()
         try:
             intervals = validation.intervals(payload.get("intervals"))
+            kind = validation.kind(payload.get("kind"))
         except InvalidArgument as exc:
             return self._status_frames("error", exc.message, None, ref_id)
         try:
-            expl = self.service.explain(trace_id, intervals)
+            expl = self.service.explain(trace_id, intervals, kind)
         except InvalidArgument as exc:
             return self._status_frames("unknown_trace", f"{exc.message} (got {trace_id[:80]!r})", None, ref_id)
         except NotFound as exc:
@@ -200,7 +208,7 @@ class DataSource:
         return self.explanation_frames(expl, ref_id)
 
     def _status_frames(self, status: str, message: str, trace_id: str | None, ref_id: str | None) -> list[dict]:
-        summary = [[status, message, trace_id, None, None, None, None, None]]
+        summary = [[status, message, trace_id, None, None, None, None, None, None]]
         return [
             table(SUMMARY_COLUMNS, summary, ref_id),
             table(CONTRIBUTION_COLUMNS, [], ref_id),
@@ -215,9 +223,10 @@ class DataSource:
         )
         summary = [[
             "ok" if ok else "not_outlier", message, expl["trace_id"], expl["entry"], expl["target_latency_ms"],
-            expl["outlier_score"], expl["rarer_than"], expl["model_traces"],
+            expl["outlier_score"], expl["rarer_than"], expl["model_traces"], expl.get("kind", "latency"),
         ]]
-        contributions = [[dict[str, Any](c)[name] for name, _ in CONTRIBUTION_COLUMNS] for c in expl["contributions"]]
+        contributions = [[_cell(dict[str, Any](c).get(name)) for name, _ in CONTRIBUTION_COLUMNS]
+                         for c in expl["contributions"]]
         graph = [[e["source"], e["target"], e["source_contribution"]] for e in expl["graph"]]
         return [
             table(SUMMARY_COLUMNS, summary, ref_id),

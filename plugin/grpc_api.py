@@ -44,6 +44,7 @@ def explanation_message(payload: ExplanationPayload) -> pb.Explanation:
         for c in payload["contributions"]
     ]
     return pb.Explanation(
+        kind=payload.get("kind", "latency"),
         trace_id=payload["trace_id"],
         entry=payload["entry"],
         start_unix_nano=int(payload.get("start_unix_nano") or 0),
@@ -84,7 +85,7 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
 
     def ExplainTrace(self, request: pb.ExplainTraceRequest, context: grpc.ServicerContext) -> pb.Explanation:
-        payload = self._call(context, self.service.explain, request.trace_id, request.intervals)
+        payload = self._call(context, self.service.explain, request.trace_id, request.intervals, request.kind or None)
         return explanation_message(payload)
 
     def ListOutliers(self, request: pb.ListOutliersRequest, context: grpc.ServicerContext) -> Any:
@@ -104,7 +105,7 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
                     target_latency_ms=r["target_latency_ms"], outlier_score=r["outlier_score"],
                     rarer_than=r["rarer_than"], root_cause_node=r["root_cause_node"] or "",
                     root_cause_service=r["root_cause_service"] or "", root_cause_share=r["root_cause_share"] or 0.0,
-                    summary=r["summary"],
+                    summary=r["summary"], kind=r["kind"],
                 )
                 for r in rows
             ]

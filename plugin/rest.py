@@ -71,7 +71,9 @@ ROUTES: list[Route] = [
            Param("to", "query", TIME_SCHEMA, "End: unix ms, ISO 8601, or now[-<n><s|m|h|d|w>]"),
            Param("entry", "query", {"type": "string"}, "Entry point node id"),
            Param("min_score", "query", {"type": "number", "minimum": 0}, "Minimum IT score (nats)"),
-           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)"),
+           Param("kind", "query", {"type": "string", "enum": ["latency", "error"]},
+                 "Only slow (latency) or failed (error) requests (default: both)")]),
     Route("GET", "/api/v1/incident", "incident",
           "Which service is behind the explained outliers of a time window: one vote per outlier, edges (call gaps,"
           " database calls) resolved to the end whose edges are consistently slow",
@@ -210,7 +212,7 @@ class RestApi:
     def outliers(self) -> Any:
         a = request.args
         return {"outliers": self.service.outliers(a.get("from"), a.get("to"), a.get("entry"),
-                                                  a.get("min_score"), a.get("limit"))}
+                                                  a.get("min_score"), a.get("limit"), a.get("kind"))}
 
     def incident(self) -> Any:
         a = request.args

@@ -84,21 +84,23 @@ class WhySlowService:
         entry: object = None,
         min_score: object = None,
         limit: object = None,
+        kind: object = None,
     ) -> list[dict[str, Any]]:
-        """Recent explained outliers, newest first."""
+        """Recent explained outliers (slow and failed requests, or one ``kind``), newest first."""
         lo, hi = validation.time_range(start, end)
         entry_id = validation.entry(entry)
         floor = validation.score(min_score)
         count = validation.limit(limit)
-        out = [outlier_summary(p) for p in self._stored_explanations(lo, hi, entry_id, floor, count)]
+        which = validation.kind(kind)
+        out = [outlier_summary(p) for p in self._stored_explanations(lo, hi, entry_id, floor, count, which)]
         out.sort(key=lambda o: (-o["time_ms"], o["trace_id"]))
         return out[:count]
 
     def _stored_explanations(self, lo: int | None, hi: int | None, entry_id: str | None, floor: float | None,
-                             count: int) -> list[ExplanationPayload]:
+                             count: int, kind: str | None = None) -> list[ExplanationPayload]:
         """Explanation payloads of the detected outliers in a window (those still being explained are left out)."""
         payloads = []
-        for record in self.results.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
+        for record in self.results.outliers(lo, hi, entry_id, floor, count, kind):  # the explanation is stored beside it
             payload = self.explainer.stored(str(record.trace_id), record.kind)
             if payload is not None:
                 payloads.append(payload)

@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 from plugin.demo.shop_traffic import ENTRY, HOME
 
 SUMMARY = ["status", "message", "trace_id", "entry", "target_latency_ms", "outlier_score", "rarer_than",
-           "model_traces"]
+           "model_traces", "kind"]
 CONTRIB = ["rank", "node", "service", "operation", "kind", "contribution", "share", "contribution_lo",
-           "contribution_hi", "own_latency_ms", "node_latency_ms", "counterfactual_latency_ms"]
+           "contribution_hi", "own_latency_ms", "node_latency_ms", "counterfactual_latency_ms",
+           "failed", "own_failure", "success_without", "handled"]
 GRAPH = ["source", "target", "source_contribution"]
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 
 from plugin.demo.shop_traffic import ENTRY, ShopTraffic
+from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb
+from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc
 from tests.support.serve import ServeProcess
 
 NORMAL = 150
@@ -71,3 +74,26 @@ def test_handled_errors_are_not_blamed(served):
         assert [n for n, c in rows.items() if c["handled"]] == ["net:payments:POST /pay"], rows
         assert all(c["contribution"] == 0.0 for c in expl["contributions"])
     assert srv.get(f"/api/v1/traces/{handled[0].trace_id}/rca?kind=cpu")[0] == 400
+
+
+def test_grpc_and_data_source_show_error_explanations(served):
+    srv, failed, _ = served
+    s = failed[0]
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        stub = pb_grpc.WhySlowStub(channel)
+        expl = stub.ExplainTrace(pb.ExplainTraceRequest(trace_id=s.trace_id, kind="error"), timeout=30)
+        assert expl.kind == "error" and expl.contributions[0].service == "payments"
+        assert expl.contributions[0].failed and expl.contributions[0].own_failure > 0.9
+        listed = stub.ListOutliers(pb.ListOutliersRequest(limit=1000), timeout=30).outliers
+        assert {o.trace_id for o in listed if o.kind == "error"} == {x.trace_id for x in failed}
+    status, frames = srv.post("/query", {"targets": [{"target": "rca", "refId": "A",
+                                                       "payload": {"traceId": s.trace_id, "kind": "error"}}]})
+    assert status == 200
+    summary, contributions, _ = frames
+    head = dict(zip([c["text"] for c in summary["columns"]], summary["rows"][0], strict=True))
+    assert head["status"] == "ok" and head["kind"] == "error"
+    first = dict(zip([c["text"] for c in contributions["columns"]], contributions["rows"][0], strict=True))
+    assert first["service"] == "payments" and first["failed"] == 1 and first["handled"] == 0
+    status, body = srv.get("/api/v1/outliers?kind=latency&limit=1000")
+    assert status == 200 and all(o["kind"] == "latency" for o in body["outliers"])
+    assert srv.get("/api/v1/outliers?kind=cpu")[0] == 400
