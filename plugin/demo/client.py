@@ -48,13 +48,14 @@ class RestClient:
     def status(self) -> dict[str, Any]:
         return self.get("/api/v1/status")
 
-    def outliers(self, limit: int = 1000, from_ms: int | None = None) -> list[dict[str, Any]]:
-        """Explained outliers, newest first; ``from_ms``: only traces that started at or after (unix ms)."""
-        data = self.get("/api/v1/outliers", **{"limit": limit, "from": from_ms})
+    def outliers(self, limit: int = 1000, from_ms: int | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Explained outliers, newest first; ``from_ms``: only traces that started at or after (unix ms);
+        ``kind``: only slow (``latency``) or failed (``error``) requests."""
+        data = self.get("/api/v1/outliers", **{"limit": limit, "from": from_ms, "kind": kind})
         return data.get("outliers", []) if isinstance(data, dict) else list(data)
 
-    def rca(self, trace_id: str) -> dict[str, Any]:
-        return self.get(f"/api/v1/traces/{trace_id}/rca")
+    def rca(self, trace_id: str, kind: str | None = None) -> dict[str, Any]:
+        return self.get(f"/api/v1/traces/{trace_id}/rca", kind=kind)
 
     def model_state(self, entry: str | None = None) -> tuple[str, dict[str, Any] | None]:
         """``("ready" | "learning" | "absent", model status)`` of ``entry`` (or of the only entry point)."""

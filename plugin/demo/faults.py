@@ -1,9 +1,12 @@
 """Faults the demo can inject into the simulated site, and how to name them on the command line.
 
-Three kinds, each added on top of the normal random latency of every faulty request:
+Four kinds, the first three added on top of the normal random latency of every faulty request:
 - ``slow service``: the service's own work takes ``delay`` seconds longer;
 - ``slow database``: every query to the database takes ``delay`` seconds longer;
-- ``network delay``: the network on the way into the service adds ``delay`` seconds to every call.
+- ``network delay``: the network on the way into the service adds ``delay`` seconds to every call;
+- ``errors`` (``errors:<service>``): the service fails on every faulty request (HTTP 500, an exception event,
+  status ERROR, answered at once); its direct caller retries one in three times and recovers (a handled error),
+  otherwise every caller up to the entry point fails with it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from plugin.demo.site import Site
 DEFAULT_FAULT = "caching-service"
 DEFAULT_DELAY_S = 2.0
 NETWORK_PREFIX = "net:"
+ERRORS_PREFIX = "errors:"
+HANDLED_SHARE = 1 / 3  # of the faulty requests, those whose caller retries the failed call and recovers
 
 
 class FaultError(ValueError):
@@ -26,7 +31,7 @@ class Fault:
     """One injectable fault; ``service`` is the service an explanation must blame for it."""
 
     name: str  # command-line name: "<service>" or "net:<service>"
-    kind: str  # "slow service" | "slow database" | "network delay"
+    kind: str  # "slow service" | "slow database" | "network delay" | "errors"
     service: str
     delay_s: float = DEFAULT_DELAY_S
 
@@ -34,8 +39,15 @@ class Fault:
     def is_network(self) -> bool:
         return self.kind == "network delay"
 
+    @property
+    def is_errors(self) -> bool:
+        return self.kind == "errors"
+
     def describe(self, site: Site) -> str:
         display = site.service(self.service).display
+        if self.is_errors:
+            return (f"{display} fails (HTTP 500, an exception) on every request; one in "
+                    f"{round(1 / HANDLED_SHARE)} times its caller retries and recovers")
         if self.kind == "network delay":
             callers = ", ".join(site.service(c).display for c in site.callers_of(self.service))
             return f"network delay of +{self.delay_s:g} s on calls from {callers} to {display}"
@@ -52,6 +64,9 @@ def available_faults(site: Site, delay_s: float = DEFAULT_DELAY_S) -> list[Fault
     for s in site.services.values():
         if not s.is_db and s.name != site.entry:
             faults.append(Fault(NETWORK_PREFIX + s.name, "network delay", s.name, delay_s))
+    for s in site.services.values():
+        if not s.is_db and s.name != site.entry:
+            faults.append(Fault(ERRORS_PREFIX + s.name, "errors", s.name, delay_s))
     return faults
 
 
@@ -66,10 +81,11 @@ def resolve_fault(site: Site, name: str, delay_s: float = DEFAULT_DELAY_S) -> Fa
         raise FaultError(f"fault delay must be a positive number of seconds below 3600, got {delay_s!r}")
     wanted = _key(name)
     network = wanted.startswith(NETWORK_PREFIX)
-    bare = wanted[len(NETWORK_PREFIX):] if network else wanted
+    errors = wanted.startswith(ERRORS_PREFIX)
+    bare = wanted[len(NETWORK_PREFIX):] if network else wanted[len(ERRORS_PREFIX):] if errors else wanted
     for fault in available_faults(site, delay_s):
         s = site.service(fault.service)
-        if fault.is_network == network and bare in (_key(s.name), _key(s.display)):
+        if fault.is_network == network and fault.is_errors == errors and bare in (_key(s.name), _key(s.display)):
             return fault
     names = ", ".join(f.name for f in available_faults(site))
     raise FaultError(f"unknown fault {name!r}; choose one of: {names}")

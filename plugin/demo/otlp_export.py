@@ -116,6 +116,11 @@ class SpanSender:
         )
         for child in s.children:
             self._emit(child, span)
+        for name in s.events:
+            span.add_event(name, {"exception.type": "ServiceUnavailable",
+                                  "exception.message": f"{s.service} failed"}, timestamp=s.end_ns)
+        if s.error:
+            span.set_status(trace.Status(trace.StatusCode.ERROR))  # no message: the exception event has it
         span.end(end_time=s.end_ns)
         return span
 

@@ -81,6 +81,40 @@ def render_explanation(payload: Mapping[str, Any], names: Mapping[str, str], top
     return "\n".join(lines)
 
 
+def render_failure(payload: Mapping[str, Any], names: Mapping[str, str], top: int = 5) -> str:
+    """Why one request failed: the services whose own failure made it fail, with their share, the chance it
+    would have succeeded without it, and the errors a caller handled."""
+    entry = str(payload.get("entry") or "")
+    entry_name = display_name(entry.partition(":")[0], names)
+    score = float(payload.get("outlier_score") or 0.0)
+    rarer = float(payload.get("rarer_than") or 1.0)
+    lines = [f"Trace {payload.get('trace_id')}: {entry_name} ({entry.partition(':')[2]}) failed"
+             f" — IT outlier score {score:.1f} nats, rarer than 1 in {rarer:,.0f} normal requests"]
+    contributions = payload.get("contributions", [])
+    rows = [c for c in contributions if (c.get("contribution") or 0) > 0][:top]
+    for i, c in enumerate(rows, start=1):
+        line = (f"  {i}. {node_label(c, names)}: {float(c['contribution']):.2f} nats "
+                f"({100 * float(c.get('share') or 0.0):.0f}%), failed on its own with probability "
+                f"{float(c.get('own_failure') or 0.0):.2f}")
+        if float(c.get("success_without") or 0.0) > 0:
+            line += (f"\n     had it not failed, the request would have succeeded with probability "
+                     f"{float(c['success_without']):.2f}")
+        lines.append(line)
+    handled = [node_label(c, names) for c in contributions if c.get("handled")]
+    if handled:
+        lines.append(f"  handled by their caller (not blamed): {', '.join(handled)}")
+    return "\n".join(lines)
+
+
+def answer_failure(payload: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """The failure question in one line: which service's own failure made the request fail."""
+    cause = top_cause(payload)
+    if cause is None:
+        return "Nothing stands out: no service's own failure explains this request's failure."
+    return (f"Answer: the request failed because {display_name(str(cause.get('service') or ''), names)} failed "
+            f"on its own; the services above it only passed its error on.")
+
+
 def answer(payload: Mapping[str, Any], names: Mapping[str, str]) -> str:
     """The demo's question in one line: a slow database in the back end, a malfunctioning service, or the
     network? (from the top cause of one explanation)."""

@@ -15,7 +15,14 @@ from typing import Any, TextIO
 from plugin.demo.client import ApiError, RestClient
 from plugin.demo.faults import Fault
 from plugin.demo.otlp_export import SpanSender
-from plugin.demo.report import answer, display_name, render_explanation, top_cause
+from plugin.demo.report import (
+    answer,
+    answer_failure,
+    display_name,
+    render_explanation,
+    render_failure,
+    top_cause,
+)
 from plugin.demo.simulator import NS, SimTrace, Simulator
 from plugin.demo.site import Site
 
@@ -193,7 +200,9 @@ class DemoRun:
 
     def explain(self, fault: Fault) -> DemoResult:
         result = DemoResult(fault)
-        outliers = [o for o in self.client.outliers(limit=1000, from_ms=self.history_start_ms)
+        kind = "error" if fault.is_errors else "latency"
+        what = "failed" if fault.is_errors else "slow"
+        outliers = [o for o in self.client.outliers(limit=1000, from_ms=self.history_start_ms, kind=kind)
                     if o.get("trace_id") in self.sent_ids]
         detected = [o for o in outliers if o.get("trace_id") in self.faulty_ids]
         result.detected_faulty = len(detected)
@@ -201,7 +210,7 @@ class DemoRun:
         touched = sum(1 for t in self.faulty_ids.values() if _touches(t, fault.service))
         reach = "" if touched == len(self.faulty_ids) else (
             f" ({touched} of them went through {display_name(fault.service, self.names)})")
-        self.say(f"3. whyslow flagged {len(outliers)} slow requests as outliers: {len(detected)} of the "
+        self.say(f"3. whyslow flagged {len(outliers)} {what} requests as outliers: {len(detected)} of the "
                  f"{len(self.faulty_ids)} requests sent during the fault{reach}"
                  + (f", and {false_alarms} normal ones." if false_alarms else "."))
         slowest = sorted(outliers, key=lambda o: -float(o.get("target_latency_ms") or 0.0))[: self.options.explain]
@@ -209,16 +218,19 @@ class DemoRun:
             result.verdict = (f"VERDICT: FAIL no outlier detected after injecting {fault.name} "
                               f"({display_name(fault.service, self.names)})")
             return result
-        self.say(f"   The {len(slowest)} slowest, explained (contributions in nats to how unusual the latency is):")
+        if fault.is_errors:
+            self.say(f"   {len(slowest)} of them, explained (contributions in nats to how unusual the failure is):")
+        else:
+            self.say(f"   The {len(slowest)} slowest, explained (contributions in nats to how unusual the latency is):")
         for o in slowest:
-            payload = self.client.rca(str(o["trace_id"]))
+            payload = self.client.rca(str(o["trace_id"]), kind=kind)
             result.explained.append(payload)
             cause = top_cause(payload)
             result.top_services.append(str(cause["service"]) if cause else None)
             self.say()
-            self.say(render_explanation(payload, self.names))
+            self.say(render_failure(payload, self.names) if fault.is_errors else render_explanation(payload, self.names))
         self.say()
-        self.say(answer(result.explained[0], self.names))
+        self.say((answer_failure if fault.is_errors else answer)(result.explained[0], self.names))
         matches = sum(1 for s in result.top_services if s == fault.service)
         injected = display_name(fault.service, self.names)
         top = result.top_services[0]
@@ -226,10 +238,10 @@ class DemoRun:
         result.passed = matches * 2 > len(result.top_services)
         if result.passed:
             result.verdict = (f"VERDICT: PASS top root cause {injected} matches injected fault "
-                              f"({matches}/{len(result.top_services)} slowest traces)")
+                              f"({matches}/{len(result.top_services)} {'failed' if fault.is_errors else 'slowest'} traces)")
         else:
             result.verdict = (f"VERDICT: FAIL top root cause {top_name} does not match injected fault {injected} "
-                              f"({matches}/{len(result.top_services)} slowest traces)")
+                              f"({matches}/{len(result.top_services)} {'failed' if fault.is_errors else 'slowest'} traces)")
         return result
 
     def keep_serving(self, duration_s: float | None, on_tick: Callable[[], None] | None = None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plugin.demo.faults import Fault
+from plugin.demo.faults import HANDLED_SHARE, Fault
 from plugin.demo.site import Call, Site
 
 SERVER = "server"
@@ -33,6 +33,8 @@ class SimSpan:
     end_ns: int
     attributes: dict[str, str | int] = field(default_factory=dict)
     children: list[SimSpan] = field(default_factory=list)
+    error: bool = False  # status ERROR (HTTP 500)
+    events: list[str] = field(default_factory=list)  # event names ("exception" where the failure originated)
 
     @property
     def duration_ns(self) -> int:
@@ -78,6 +80,8 @@ class _Draws:
     occurs: dict[tuple[str, str, str | None], np.ndarray]
     net_req: dict[tuple[str, str, str | None], np.ndarray]
     net_resp: dict[tuple[str, str, str | None], np.ndarray]
+    failing: str | None = None        # the service failing on every request (an errors fault)
+    handled: np.ndarray | None = None  # per request: its caller retries the failed call and recovers
 
 
 class Simulator:
@@ -107,6 +111,8 @@ class Simulator:
             occurs[key] = self.rng.random(n) < c.probability if c.probability < 1 else np.ones(n, dtype=bool)
             req[key] = _ns(self.site.network.sample(n, self.rng))
             resp[key] = _ns(self.site.network.sample(n, self.rng))
+        if fault is not None and fault.is_errors:
+            return _Draws(own, occurs, req, resp, fault.service, self.rng.random(n) < HANDLED_SHARE)
         if fault is not None:
             extra = int(round(fault.delay_s * NS))
             if fault.is_network:
@@ -132,7 +138,7 @@ class Simulator:
             SimTrace(self._server(self.site.entry, int(starts[i]), i, draws), fault is not None) for i in range(n)
         ]
 
-    def _server(self, name: str, t0: int, i: int, d: _Draws) -> SimSpan:
+    def _server(self, name: str, t0: int, i: int, d: _Draws, retry: bool = False) -> SimSpan:
         s = self.site.service(name)
         own = int(d.own[name][i])
         pre = int(own * s.pre_fraction)
@@ -140,6 +146,12 @@ class Simulator:
                                        "http.route": s.route or s.operation.split(" ", 1)[-1],
                                        "http.response.status_code": 200}
         span = SimSpan(name, s.operation, SERVER, t0, t0, attrs)
+        if d.failing == name and not retry:  # fails at once, calling nothing (an error-only call)
+            span.end_ns = t0 + min(pre, NS // 1000)
+            attrs["http.response.status_code"] = 500
+            span.error = True
+            span.events.append("exception")
+            return span
         t = t0 + pre
         for stage in s.stages:
             stage_end = t
@@ -149,12 +161,19 @@ class Simulator:
                     continue
                 child = self._client(name, c, t, i, d, key)
                 span.children.append(child)
+                if child.error and d.handled is not None and d.handled[i]:  # retried at once, and it works
+                    child = self._client(name, c, child.end_ns, i, d, key, retry=True)
+                    span.children.append(child)
+                span.error |= child.error
                 stage_end = max(stage_end, child.end_ns)
             t = stage_end
         span.end_ns = t + (own - pre)
+        if span.error:
+            attrs["http.response.status_code"] = 500
         return span
 
-    def _client(self, caller: str, c: Call, t: int, i: int, d: _Draws, key: tuple[str, str, str | None]) -> SimSpan:
+    def _client(self, caller: str, c: Call, t: int, i: int, d: _Draws, key: tuple[str, str, str | None],
+                retry: bool = False) -> SimSpan:
         callee = self.site.service(c.callee)
         if callee.is_db:
             attrs: dict[str, str | int] = {
@@ -167,7 +186,7 @@ class Simulator:
             }
             return SimSpan(caller, c.db_operation or callee.name, CLIENT, t, t + int(d.own[c.callee][i]), attrs)
         server_start = t + int(d.net_req[key][i])
-        server = self._server(c.callee, server_start, i, d)
+        server = self._server(c.callee, server_start, i, d, retry)
         attrs = {
             "http.request.method": callee.operation.split(" ", 1)[0],
             "peer.service": callee.name,
@@ -175,5 +194,7 @@ class Simulator:
             "url.full": f"http://{callee.name}{callee.route or ''}",
             "http.response.status_code": 200,
         }
+        if server.error:
+            attrs["http.response.status_code"] = 500
         return SimSpan(caller, callee.operation, CLIENT, t, server.end_ns + int(d.net_resp[key][i]), attrs,
-                       [server])
+                       [server], error=server.error)

@@ -158,3 +158,19 @@ def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig, background):
     assert "Traceback" not in err
     tail = rest.strip().splitlines()
     assert tail[0] == "stopping" and tail[-1].startswith("VERDICT: PASS"), tail
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["order-service", "caching-service"])
+def test_demo_names_the_service_whose_errors_made_requests_fail(service):
+    proc = _demo(*SMALL, "--seed", "5", "--fault", f"errors:{service}")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    display = NAMES[service]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith(f"VERDICT: PASS top root cause {display} matches injected fault"), lines[-1]
+    tops = re.findall(r"^  1\. (.+?): [\d.]+ nats", out, flags=re.M)
+    assert tops and all(t.startswith(display) for t in tops), tops
+    m = re.search(r"flagged (\d+) failed requests as outliers: (\d+) of the 6 requests sent during the fault", out)
+    assert m and int(m.group(1)) == int(m.group(2)) >= 1, out   # no false alarm among the normal requests
+    assert re.search(rf"^Answer: the request failed because {re.escape(display)} failed on its own", out, flags=re.M)
