@@ -41,6 +41,15 @@ export function num(value: unknown): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+/** A 1/0 (or boolean) flag; null when absent. */
+function flag(value: unknown): boolean | null {
+  if (typeof value === 'boolean') {
+    return value;
+  }
+  const n = num(value);
+  return n === null ? null : n !== 0;
+}
+
 function str(value: unknown): string {
   return value === null || value === undefined ? '' : String(value);
 }
@@ -68,6 +77,7 @@ export function parseSummary(frame: DataFrame): Summary | null {
     outlierScore: num(row('outlier_score')),
     rarerThan: num(row('rarer_than')),
     modelTraces: num(row('model_traces')),
+    kind: str(row('kind')) === 'error' ? 'error' : 'latency',
   };
 }
 
@@ -93,6 +103,10 @@ export function parseContributions(frame: DataFrame): Contribution[] {
       ownLatencyMs: num(row('own_latency_ms')),
       nodeLatencyMs: num(row('node_latency_ms')),
       counterfactualLatencyMs: num(row('counterfactual_latency_ms')),
+      failed: flag(row('failed')),
+      ownFailure: num(row('own_failure')),
+      successWithout: num(row('success_without')),
+      handled: flag(row('handled')),
     });
   }
   return out.sort((a, b) => a.rank - b.rank || b.contribution - a.contribution);

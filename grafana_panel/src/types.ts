@@ -34,6 +34,8 @@ export interface Summary {
   outlierScore: number | null;
   rarerThan: number | null;
   modelTraces: number | null;
+  /** `latency` (why slow; absent before errors existed) or `error` (why the request failed). */
+  kind: 'latency' | 'error';
 }
 
 export interface Contribution {
@@ -50,6 +52,14 @@ export interface Contribution {
   ownLatencyMs: number | null;
   nodeLatencyMs: number | null;
   counterfactualLatencyMs: number | null;
+  /** Error explanations only (null otherwise): the node failed in this trace. */
+  failed: boolean | null;
+  /** P(it failed on its own, not through a failing callee). */
+  ownFailure: number | null;
+  /** P(the request succeeds) had it not failed on its own. */
+  successWithout: number | null;
+  /** It failed and its caller recovered (a handled error). */
+  handled: boolean | null;
 }
 
 export interface CausalEdge {

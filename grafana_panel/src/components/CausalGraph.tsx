@@ -18,6 +18,14 @@ interface Props {
   /** Node highlighted in the bars and the graph together (hover either). */
   highlighted?: string | null;
   onHover?: (node: string | null) => void;
+  /** Why-failed view: nodes that failed, and those whose failure a caller handled; edges between failed nodes
+   * (the error passed from callee to caller) are the propagation path. */
+  failure?: FailureMarks;
+}
+
+export interface FailureMarks {
+  failed: Set<string>;
+  handled: Set<string>;
 }
 
 /** The layout of the graph the panel draws: the entry point, every contributing node and every causal edge. */
@@ -33,7 +41,7 @@ function clip(text: string, n = MAX_LABEL): string {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
-export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, maxHeight, highlighted, onHover }) => {
+export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, maxHeight, highlighted, onHover, failure }) => {
   const styles = useStyles2(getStyles);
   const theme = useTheme2();
   const colors = palette(theme);
@@ -60,23 +68,30 @@ export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, max
               <path d="M0,0 L10,5 L0,10 z" fill={colors.edge} />
             </marker>
           </defs>
-          {layout.edges.map((e) => (
-            <path
-              key={`${e.source}->${e.target}`}
-              d={e.path}
-              fill="none"
-              stroke={colors.edge}
-              strokeWidth={1.4}
-              markerEnd={`url(#${markerId})`}
-              data-testid="whyslow-graph-edge"
-            />
-          ))}
+          {layout.edges.map((e) => {
+            const propagated =
+              !!failure && failure.failed.has(e.source) && !failure.handled.has(e.source) && failure.failed.has(e.target);
+            return (
+              <path
+                key={`${e.source}->${e.target}`}
+                d={e.path}
+                fill="none"
+                stroke={propagated ? colors.top : colors.edge}
+                strokeWidth={propagated ? 3 : 1.4}
+                markerEnd={`url(#${markerId})`}
+                data-testid="whyslow-graph-edge"
+                data-propagation={propagated || undefined}
+              />
+            );
+          })}
           {layout.nodes.map((n) => {
             const c = byNode.get(n.id);
             const names = c ? { service: c.service, operation: c.operation } : splitNodeId(n.id);
             const isTop = n.id === topNode;
             const isEntry = n.id === entry;
-            const stroke = isTop ? colors.top : isEntry ? colors.entry : theme.colors.border.medium;
+            const isFailed = !!failure?.failed.has(n.id);
+            const isHandled = !!failure?.handled.has(n.id);
+            const stroke = isTop || isFailed ? colors.top : isEntry ? colors.entry : theme.colors.border.medium;
             return (
               <g
               key={n.id}
@@ -84,13 +99,16 @@ export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, max
               data-testid="whyslow-graph-node"
               data-node={n.id}
               data-highlighted={highlighted === n.id || undefined}
+              data-failed={isFailed || undefined}
+              data-handled={isHandled || undefined}
               onMouseEnter={() => onHover?.(n.id)}
               onMouseLeave={() => onHover?.(null)}
             >
                 <title>
                   {n.id}
                   {c ? `\ncontribution ${formatNats(c.contribution)} nats ${formatShare(c.share)}` : ''}
-                  {isEntry ? '\nentry point (the slow request)' : ''}
+                  {isEntry ? `\nentry point (the ${failure ? 'failed' : 'slow'} request)` : ''}
+                  {isHandled ? '\nfailed, handled by its caller' : isFailed ? '\nfailed' : ''}
                 </title>
                 <rect
                   width={w}
@@ -98,7 +116,8 @@ export const CausalGraph: React.FC<Props> = ({ layout, contributions, entry, max
                   rx={6}
                   fill={nodeFill(theme, c ? c.contribution : null, maxContribution, isTop)}
                   stroke={highlighted === n.id ? theme.colors.text.primary : stroke}
-                  strokeWidth={highlighted === n.id ? 3 : isTop || isEntry ? 2 : 1}
+                  strokeWidth={highlighted === n.id ? 3 : isTop || isEntry || isFailed ? 2 : 1}
+                  strokeDasharray={isHandled ? '5 3' : undefined}
                 />
                 <text x={w / 2} y={19} textAnchor="middle" className={styles.service}>
                   {clip(names.service)}

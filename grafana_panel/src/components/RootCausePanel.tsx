@@ -10,6 +10,7 @@ import { viewState } from '../state';
 import { defaultOptions, PanelOptions } from '../types';
 import { CausalGraph, graphLayout } from './CausalGraph';
 import { ContributionBars } from './ContributionBars';
+import { failureMarks, FailureView } from './FailureView';
 import { NodeName } from './NodeName';
 import { StateView } from './StateView';
 import { TargetHeader } from './TargetHeader';
@@ -33,6 +34,8 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
   const [hovered, setHovered] = useState<string | null>(null);
   const state = viewState(data, explanation);
   const summary = explanation.summary;
+  const isError = summary?.kind === 'error';
+  const failure = useMemo(() => (isError ? failureMarks(explanation.contributions) : undefined), [isError, explanation.contributions]);
 
   if (state.kind !== 'ok' && state.kind !== 'not_outlier') {
     return (
@@ -52,8 +55,17 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
           <div className={styles.normalBadge}>✓</div>
           <div className={styles.normalTitle}>Not an outlier</div>
           <div className={styles.normalBody}>
-            <NodeName node={summary.entry} /> took <strong>{formatLatency(summary.targetLatencyMs, opts.units)}</strong>, within
-            what is normal for it. There is no slowness to explain.
+            {isError ? (
+              <>
+                <NodeName node={summary.entry} /> did not fail, or failed no more rarely than it often does: there is no
+                failure to explain.
+              </>
+            ) : (
+              <>
+                <NodeName node={summary.entry} /> took <strong>{formatLatency(summary.targetLatencyMs, opts.units)}</strong>,
+                within what is normal for it. There is no slowness to explain.
+              </>
+            )}
           </div>
           <div className={styles.normalDetail}>{detail}</div>
         </div>
@@ -65,7 +77,8 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
   const wide = width >= WIDE && (!graphOn || (width * GRAPH_SHARE) / layout.width >= SIDE_SCALE);
   return (
     <div className={styles.root} style={{ width, height }} data-testid="whyslow-panel" data-status="ok">
-      {summary && <TargetHeader summary={summary} top={explanation.contributions[0] ?? null} units={opts.units} />}
+      {summary && isError && <FailureView summary={summary} contributions={explanation.contributions} />}
+      {summary && !isError && <TargetHeader summary={summary} top={explanation.contributions[0] ?? null} units={opts.units} />}
       <div className={wide ? styles.bodyWide : styles.body}>
         <div className={styles.bars}>
           <ContributionBars
@@ -87,6 +100,7 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
               entry={entry}
               highlighted={hovered}
               onHover={setHovered}
+              failure={failure}
               maxHeight={wide ? Math.max(160, height - 120) : layout.height * 1.25}
             />
           </div>
