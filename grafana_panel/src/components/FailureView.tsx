@@ -23,6 +23,11 @@ export function failureMarks(contributions: Contribution[]): FailureMarks {
   };
 }
 
+/** A node in words: a call-gap node is the call into its service (it fails when the call does). */
+function label(c: Contribution): string {
+  return c.kind === 'call_gap' ? `the call to ${c.service} ${c.operation}` : `${c.service} ${c.operation}`;
+}
+
 function percent(p: number | null): string {
   return p === null ? '' : `${Math.round(100 * p)} %`;
 }
@@ -66,12 +71,12 @@ export const FailureView: React.FC<Props> = ({ summary, contributions }) => {
       </ol>
       {passedOn.length > 0 && (
         <div className={styles.muted} data-testid="whyslow-failure-propagated">
-          Passed the error on: {passedOn.map((c) => `${c.service} ${c.operation}`).join(', ')}
+          Passed the error on: {passedOn.map(label).join(', ')}
         </div>
       )}
       {handled.length > 0 && (
         <div className={styles.handled} data-testid="whyslow-failure-handled">
-          Handled by the caller (not blamed): {handled.map((c) => `${c.service} ${c.operation}`).join(', ')}
+          Handled by the caller (not blamed): {handled.map(label).join(', ')}
         </div>
       )}
     </div>
