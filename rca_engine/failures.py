@@ -15,7 +15,11 @@ structural prior "a caller fails when a callee it waits for fails" (``p = 1``; e
 The IT score of a failure of the target is ``-log P(F_t = 1)`` (a one-in-10 error scores 2.3 nats, a
 one-in-100,000 one 11.5), the ``upper`` base score of the latency engine applied to a binary event. A node's
 contribution is its Shapley value in the game ``v(S) = log P(F_t = 1 | noise of S at its actual value)``, so the
-contributions sum to the IT score. The actual noise is not fully observed (did a caller fail on its own or
+contributions sum to the IT score. A player is a node's own failure together with whether each of its failures
+reached its callers (O_u, B_u·): the event "u failed and it mattered". So a failure that a caller handled (B = 0:
+retried, fell back) has no effect on the target and gets (almost) no blame, even in a request that failed for
+another reason; with B_uv owned by the caller instead, coalitions leaving the caller's noise random would credit
+the handled failure with the propagation it never had. The actual noise is not fully observed (did a caller fail on its own or
 because of its failing callee?), so it is drawn from its exact posterior given every node's observed outcome
 (abduction), and the game is averaged over those draws. Probabilities are computed in closed form by
 propagating failure probabilities in topological order, vectorised over coalitions and posterior draws: exact
@@ -261,8 +265,8 @@ class _Game:
             keep = np.where(fixed, ~self.own[j][None, :], 1.0 - m.own_rate).astype(float)
             for u, p in zip(m.parents, m.propagation, strict=True):
                 i = self.index[u]
-                drawn = self.edge.get((i, j))
-                p_eff = np.where(fixed, drawn[None, :], p) if drawn is not None else np.full((1, 1), p)
+                drawn = self.edge.get((i, j))  # B_uv is player u's (the callee's) noise
+                p_eff = np.where(coal[:, i][:, None], drawn[None, :], p) if drawn is not None else np.full((1, 1), p)
                 keep = keep * (1.0 - p_eff * prob[i])
             prob.append(np.broadcast_to(1.0 - keep, (c, k)))
         return prob[-1]

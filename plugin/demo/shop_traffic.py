@@ -10,7 +10,8 @@ Spans carry explicit start/end times so a test controls every latency; `send(n, 
 service slow (adds `slow_ms` to its own time) and returns the trace ids (32 hex) it sent. `fail="payments"`
 (or `"cart"`) makes that service's server span fail on its own (Status(ERROR) with an exception event, answered
 after 1 ms) and its callers propagate it (their spans fail too), unless `handled=True`: the caller retries the
-call, the retry succeeds and the request succeeds (only the failed attempt's spans fail).
+call, the retry succeeds and the request succeeds (only the failed attempt's spans fail). `db_retry=True`: the
+first database query of payments fails (status ERROR) and payments retries it successfully (a handled error).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ShopTraffic:
         return t + MS + MS // 4
 
     def one(self, start: int, slow: str | None = None, slow_ms: float = 0.0, fraud: bool = False,
-            fail: str | None = None, handled: bool = False) -> Sent:
+            fail: str | None = None, handled: bool = False, db_retry: bool = False) -> Sent:
         if fail not in (None, "cart", "payments"):
             raise ValueError(f"fail must be cart or payments, not {fail!r}")
         extra = {s: (slow_ms if s == slow else 0.0) for s in (*SERVICES, "postgresql")}
@@ -92,7 +93,7 @@ class ShopTraffic:
         root = fe.start_span("GET /checkout", kind=SpanKind.SERVER, start_time=t)
         ctx = trace.set_span_in_context(root)
         t += int(self._ms(2.0) * MS)
-        if fail is not None:
+        if fail is not None and not db_retry:
             op = "GET /cart" if fail == "cart" else "POST /pay"
             t = self._failed_call("frontend", fail, op, ctx, t)
             if not handled:  # the frontend gives up: the request fails
@@ -119,6 +120,14 @@ class ShopTraffic:
         s2 = pay.start_span("POST /pay", kind=SpanKind.SERVER, start_time=t + gap,
                             context=trace.set_span_in_context(c2))
         u = t + gap + int((self._ms(8.0) + extra["payments"]) * MS)
+        if db_retry:  # the first query fails at once; payments retries it
+            bad = pay.start_span("SELECT orders", kind=SpanKind.CLIENT, start_time=u,
+                                 context=trace.set_span_in_context(s2),
+                                 attributes={"db.system": "postgresql", "db.name": "orders"})
+            bad.set_status(Status(StatusCode.ERROR, "deadlock detected"))
+            u += MS // 2
+            bad.end(end_time=u)
+            self.spans_sent += 1
         db = pay.start_span("SELECT orders", kind=SpanKind.CLIENT, start_time=u,
                             context=trace.set_span_in_context(s2),
                             attributes={"db.system": "postgresql", "db.name": "orders"})
@@ -140,6 +149,9 @@ class ShopTraffic:
         t = u + gap
         c2.end(end_time=t)
         t += int((self._ms(3.0) + extra["frontend"]) * MS)
+        if fail is not None and db_retry:  # after the handled database error, a last call fails the request
+            t = self._failed_call("frontend", fail, "GET /cart" if fail == "cart" else "POST /pay", ctx, t)
+            root.set_status(Status(StatusCode.ERROR, f"{fail} failed"))
         root.end(end_time=t)
         self.spans_sent += SPANS_PER_TRACE
         return Sent(format(root.get_span_context().trace_id, "032x"), start, (t - start) / MS)
@@ -160,9 +172,10 @@ class ShopTraffic:
 
     def send(self, n: int, slow: str | None = None, slow_ms: float = 300.0, start: int | None = None,
              spacing_ms: float = 50.0, fraud: bool = False, fail: str | None = None,
-             handled: bool = False) -> list[Sent]:
+             handled: bool = False, db_retry: bool = False) -> list[Sent]:
         start = time.time_ns() - int(n * spacing_ms * MS) if start is None else start
-        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms, fraud, fail, handled) for i in range(n)]
+        out = [self.one(start + int(i * spacing_ms * MS), slow, slow_ms, fraud, fail, handled, db_retry)
+               for i in range(n)]
         self.flush()
         return out
 

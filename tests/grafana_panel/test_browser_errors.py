@@ -42,6 +42,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProc
         srv.wait_for(lambda: any(m["state"] == "ready" for m in srv.get("/api/v1/status")[1]["models"]), timeout=90)
         failed = shop.send(2, fail="payments")
         handled = shop.send(1, fail="payments", handled=True)
+        # a request failing in cart after payments retried a failed database query (a handled error)
+        failed += shop.send(1, fail="cart", db_retry=True)
         srv.wait_for(lambda: {s.trace_id for s in failed} <= {
             o["trace_id"] for o in srv.get("/api/v1/outliers?kind=error&limit=1000")[1]["outliers"]}, timeout=90)
         yield srv, failed, handled
@@ -95,6 +97,26 @@ def test_failed_request_names_the_originating_service_and_draws_the_propagation(
     assert page.locator('[data-testid="whyslow-graph-edge"][data-propagation]').count() >= 2
     assert page.locator('[data-testid="whyslow-graph-node"][data-handled]').count() == 0
     page.screenshot(path=str(test_output_dir / "panel-error.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_handled_error_in_a_failed_request_is_shown_apart(served, page, test_output_dir):
+    srv, failed, _ = served
+    trace_id = failed[-1].trace_id
+    assert _open(page, srv, trace_id) == "ok", page.inner_text("body")
+    status, expl = srv.get(f"/api/v1/traces/{trace_id}/rca?kind=error")
+    rows = {c["node"]: c for c in expl["contributions"]}
+    db = next(n for n in rows if n.startswith("postgresql:"))
+    assert rows[db]["failed"] and rows[db]["handled"] and rows[db]["contribution"] <= 0.05 * expl["outlier_score"]  # not blamed
+    assert expl["contributions"][0]["service"] == "cart"
+    assert page.locator('[data-testid="whyslow-failure-origin"]').first.get_attribute("data-service") == "cart"
+    assert "postgresql" in page.inner_text('[data-testid="whyslow-failure-handled"]')
+    node = page.locator(f'[data-testid="whyslow-graph-node"][data-node="{db}"]')
+    assert node.get_attribute("data-handled") == "true"
+    assert node.locator("rect").get_attribute("stroke-dasharray") == "5 3"
+    # the handled error did not travel: no propagation edge leaves it
+    assert page.locator('[data-testid="whyslow-graph-edge"][data-propagation]').count() == 2
+    page.screenshot(path=str(test_output_dir / "panel-error-handled.png"), full_page=True)
     assert page.errors == []
 
 

@@ -67,8 +67,8 @@ def _brute_force(model, target, observed: dict[str, bool]) -> tuple[float, dict[
     consistent = [(o, e, w) for o, e, w, f in configs if all(f[v] == observed[v] for v in players)]
     z = sum(w for _, _, w in consistent)
 
-    def known_edges(v):  # noise of v that the observation informs: edges from parents that failed
-        return [(u, v) for u in g.predecessors(v) if observed[u]]
+    def known_edges(v):  # noise of player v the observation informs: whether its failure reached each caller
+        return [(v, w) for w in g.successors(v) if w in players and observed[v]]
 
     def value(coal: frozenset) -> float:
         total = 0.0
@@ -86,7 +86,7 @@ def _brute_force(model, target, observed: dict[str, bool]) -> tuple[float, dict[
                         ww /= q if o[v] else 1 - q
                         for (u, vv) in known_edges(v):
                             p = dict(zip(mech[vv].parents, mech[vv].propagation, strict=True))[u]
-                            ww /= p if e[(u, vv)] else 1 - p
+                            ww /= p if e[(u, vv)] else 1 - p  # (u, vv) = (v, caller)
                     prob += ww
             total += w_star / z * math.log(max(prob, 1e-300))
         return total
@@ -234,3 +234,19 @@ def test_bad_input_gets_clear_errors():
     model = fit_failures(g, pd.DataFrame({"a": [0] * 20, "b": [0] * 20}))
     with pytest.raises(UnknownNodeError):
         attribute_failure(model, "zzz", {"a": 1, "b": 1})
+
+
+def test_a_handled_error_in_a_failed_request_is_not_blamed():
+    # db fails but payments retries and succeeds (handled); cart fails on its own and the frontend fails with it
+    g = nx.DiGraph([("db", "payments"), ("payments", "frontend"), ("cart", "frontend")])
+    own = {"db": 0.01, "payments": 0.002, "cart": 0.002, "frontend": 0.001}
+    prop = {("db", "payments"): 0.3, ("payments", "frontend"): 1.0, ("cart", "frontend"): 1.0}
+    model = fit_failures(g, _simulate(g, own, prop, 50_000, seed=11))
+    sample = {"db": 1, "payments": 0, "cart": 1, "frontend": 1}
+    expl = attribute_failure(model, "frontend", sample, posterior_draws=128)
+    assert expl.root_causes[0] == "cart" and expl.handled == ["db"]
+    assert expl.contributions["db"] <= 0.02 * expl.outlier_score  # no blame (a blocked failure only lowers the odds)
+    score, phi = _brute_force(model, "frontend", {k: bool(v) for k, v in sample.items()})
+    assert expl.outlier_score == pytest.approx(score)
+    for n in g.nodes:
+        assert expl.contributions[n] == pytest.approx(phi[n], abs=0.02 * score)
