@@ -97,3 +97,14 @@ def test_grpc_and_data_source_show_error_explanations(served):
     status, body = srv.get("/api/v1/outliers?kind=latency&limit=1000")
     assert status == 200 and all(o["kind"] == "latency" for o in body["outliers"])
     assert srv.get("/api/v1/outliers?kind=cpu")[0] == 400
+
+
+def test_error_spike_is_attributed_to_the_failing_service(served):
+    """Failures over a window: /api/v1/incident aggregates the window's per-trace explanations (both kinds), one
+    vote per explained request (no rate statistic yet)."""
+    srv, failed, _ = served
+    start_ms = min(s.start_unix_nano for s in failed) // 1_000_000
+    status, body = srv.get(f"/api/v1/incident?from={start_ms}")
+    assert status == 200, body
+    assert body["outliers"] == len(failed) and body["services"][0]["service"] == "payments"
+    assert body["services"][0]["share"] == 1.0
