@@ -95,6 +95,7 @@ class NodeFeatures:
     error: bool
     start_offset_ms: float
     errors: int = 0  # how many of the node's spans failed (``error``: at least one)
+    callee_error: bool = False  # it failed and a node it calls failed too (its error may be a callee's)
 
 
 @dataclass
@@ -112,6 +113,14 @@ class TraceFeatures:
     def row(self) -> dict[str, float]:
         """Node -> latency (ms): the wide feature row of this trace."""
         return {n: f.latency_ms for n, f in self.nodes.items()}
+
+    def mark_callee_errors(self, call_edges: list[tuple[str, str]]) -> None:
+        """Set each failed node's ``callee_error`` from the call graph's caller -> callee edges (read time: a
+        store derives it from the stored counts, so it needs no column of its own)."""
+        for caller, callee in call_edges:
+            a, b = self.nodes.get(caller), self.nodes.get(callee)
+            if a is not None and b is not None and a.error and b.error:
+                a.callee_error = True
 
 
 @dataclass

@@ -457,6 +457,8 @@ class SqliteStore:
             for i, v in sorted(zip(ids, vals, strict=True), key=lambda x: names[x[0]]):
                 tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST],
                                                       int(v[ERR]))
+            if any(f.error for f in tf.nodes.values()):
+                tf.mark_callee_errors(self._graph(con, tf.entry).call_edges)
         return tf
 
     def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:

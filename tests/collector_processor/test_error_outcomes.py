@@ -105,6 +105,12 @@ def test_error_counts_per_node_are_stored_and_reach_listeners(stored):
     assert tf.nodes[leaf].errors == 2 and tf.nodes[leaf].error and tf.nodes[leaf].count == 3
     assert tf.nodes[leaf].latency_ms == pytest.approx(1.0)
     assert store.trace_features(done["2"].trace_id).nodes[leaf].latency_ms == pytest.approx(0.0)
+    # whether a failed node's error may be its callee's: the propagated chain vs. a mid-level node failing alone
+    chain = store.trace_features(done["2"].trace_id).nodes
+    assert not chain[leaf].callee_error and all(f.callee_error for n, f in chain.items() if f.error and n != leaf)
+    alone = store.trace_features(done["4"].trace_id).nodes
+    assert alone[mid].error and not alone[mid].callee_error and not alone[leaf].error
+    assert not any(f.callee_error for f in tf.nodes.values())  # the handled leaf errors: nobody above failed
     # listeners get the failed nodes and the request's outcome
     assert done["2"].failed and not done["3"].failed and not done["1"].failed
     assert done["3"].errors == {leaf: 2} and done["1"].errors == {}
