@@ -108,3 +108,26 @@ def test_error_spike_is_attributed_to_the_failing_service(served):
     assert status == 200, body
     assert body["outliers"] == len(failed) and body["services"][0]["service"] == "payments"
     assert body["services"][0]["share"] == 1.0
+
+
+def test_a_common_failure_is_no_incident(tmp_path):
+    """cart fails on 1 request in 10 of the normal traffic: a further cart failure is scored (about 2.3 nats) and
+    stays below the threshold, while the same threshold flags a first failure after clean traffic (above)."""
+    srv = ServeProcess(tmp_path / "data", min_traces=100, threshold=THRESHOLD, trace_timeout_s=0.5).start()
+    shop = ShopTraffic(srv.otlp_grpc, seed=13)
+    try:
+        for _ in range(15):
+            shop.send(9)
+            shop.send(1, fail="cart")
+        srv.wait_for(lambda: '"ready"' in json.dumps(srv.get("/api/v1/status")[1]), timeout=120)
+        later = shop.send(2, fail="cart")
+        srv.wait_for(lambda: srv.get("/api/v1/status")[1]["detector"]["failed"] >= 2, timeout=60)
+        detector = srv.get("/api/v1/status")[1]["detector"]
+        assert detector["failed_unscored"] == 0 and detector["error_outliers"] == 0
+        assert srv.get("/api/v1/outliers?kind=error")[1]["outliers"] == []
+        status, expl = srv.get(f"/api/v1/traces/{later[0].trace_id}/rca?kind=error")
+        assert status == 200 and not expl["is_outlier"] and 1.5 < expl["outlier_score"] < 3.5
+        assert expl["contributions"][0]["service"] == "cart"   # still explained on demand, just not rare
+    finally:
+        shop.close()
+        srv.stop()
