@@ -130,6 +130,43 @@ def incident(rest: WhySlowREST, links: Links, since: str = "now-1h", until: str 
     return "\n".join(lines)
 
 
+def _signed(value: float, unit: str) -> str:
+    if unit == "probability":
+        return f"{100 * value:+.2f} percentage points"
+    return f"{value:+,.1f} ms"
+
+
+def _value(value: float, unit: str) -> str:
+    return f"{100 * value:.2f}%" if unit == "probability" else _ms(value)
+
+
+def regression(rest: WhySlowREST, links: Links, entry: str | None = None, since: str = "now-15m",
+               until: str = "now", stat: str = "p99", baseline_from: str | None = None,
+               baseline_to: str | None = None) -> str:
+    """Why a latency statistic of an entry point moved between a baseline and a window (GET /api/v1/regression)."""
+    params = {"entry": entry, "from": since, "to": until, "stat": stat, "baseline_from": baseline_from,
+              "baseline_to": baseline_to}
+    try:
+        r = rest.get("/api/v1/regression", params)
+    except BackendError as exc:
+        return str(exc)
+    unit = r.get("unit", "ms")
+    base = r.get("baseline", {})
+    lines = [f"{r['stat']} of {r['entry']} went from {_value(r['baseline_value'], unit)} "
+             f"(baseline, {base.get('source', 'given')}) to {_value(r['comparison_value'], unit)}: "
+             f"{_signed(r['observed_change'], unit)} observed, {_signed(r['modelled_change'], unit)} explained by the "
+             f"services below; resampling alone moves it by {_signed(r['noise_floor'], unit).lstrip('+')} "
+             f"({'a real change' if r['significant'] else 'not significant'})."]
+    services = r.get("services", [])[:5]
+    if services:
+        lines.append("Services that moved it:")
+        lines += [f"{s['rank']}. {s['service']}: {_signed(s['contribution'], unit)} ({', '.join(s['nodes'][:3])})"
+                  for s in services]
+    query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+    lines.append(f"details: {rest.base_url}/api/v1/regression?{query}")
+    return "\n".join(lines)
+
+
 TOOLS: list[Tool] = [
     Tool("explain_trace",
          "Explain why one trace (OpenTelemetry trace id, 32 hex digits) was slow: which services caused it, "
@@ -143,6 +180,11 @@ TOOLS: list[Tool] = [
          "Which service is behind the slow requests of a time window (from/to as 'now-1h', 'now', ISO 8601 or "
          "unix ms): services ranked by their share of the explained outliers.",
          incident),
+    Tool("regression",
+         "Why a latency statistic (p99 by default; mean, median, pNN or tail>T ms) of an entry point changed between "
+         "a baseline (default: a day earlier, else the hour before) and a window (default the last 15 minutes): "
+         "the services that moved it, in ms, and whether the change is beyond noise.",
+         regression, requires="/api/v1/regression"),
 ]
 
 

@@ -67,6 +67,8 @@ def test_tools_explain_the_slow_traces_as_rest_does(shop: Any, tmp_path: Path) -
         ("explain_trace", {"trace_id": "ab" * 16}),
     ], tmp_path)
     assert {"explain_trace", "list_outliers", "incident"} <= set(tools)
+    _, openapi = shop.srv.get("/openapi.json")
+    assert ("regression" in tools) == ("/api/v1/regression" in openapi["paths"])  # offered once serve has it
 
     for sent, service, answer in ((payments, "payments", answers[0]), (cart, "cart", answers[1])):
         status, expl = shop.srv.get(f"/api/v1/traces/{sent.trace_id}/rca")
@@ -134,3 +136,68 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
                               text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_readme_client_snippet_is_a_valid_command() -> None:
+    import json
+
+    from plugin.cli import build_parser
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", text, flags=re.S) if "mcpServers" in b]
+    server = json.loads(block)["mcpServers"]["whyslow"]
+    assert server["command"].endswith("/whyslow")
+    args = build_parser().parse_args(server["args"])
+    assert args.command == "mcp" and args.http is None  # stdio, as such clients launch it
+    assert "WHYSLOW_AUTH_TOKEN" in server["env"]
+
+
+def test_regression_tool_is_offered_and_answers_when_the_route_exists() -> None:
+    """A stand-in server with the regression route of the REST contract (GET /api/v1/regression)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from plugin.mcp_rest import WhySlowREST
+    from plugin.mcp_tools import TOOLS, Links, available, call
+
+    answer = {
+        "entry": "frontend:GET /checkout", "stat": "p99", "unit": "ms", "baseline_value": 120.0,
+        "comparison_value": 310.0, "observed_change": 190.0, "modelled_change": 182.5, "unexplained": 7.5,
+        "noise_floor": 12.0, "significant": True, "change_interval": [160.0, 205.0],
+        "contributions": [], "services": [
+            {"rank": 1, "service": "payments", "contribution": 171.0, "nodes": ["payments:POST /pay"]},
+            {"rank": 2, "service": "cart", "contribution": 11.5, "nodes": ["cart:GET /cart", "net:cart:GET /cart"]}],
+        "method": "x", "seconds": 0.1, "summary": "", "window": {}, "baseline": {"source": "day_before"},
+        "cached": False}
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            body = {"paths": {"/api/v1/regression": {}}} if self.path == "/openapi.json" else answer
+            raw = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rest = WhySlowREST(f"http://127.0.0.1:{server.server_address[1]}")
+        tools = {t.name: t for t in available(rest, TOOLS)}
+        assert "regression" in tools
+        text = call(tools["regression"], rest, Links(rest.base_url), entry="frontend:GET /checkout", stat="p99")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert text.splitlines()[0] == (
+        "p99 of frontend:GET /checkout went from 120 ms (baseline, day_before) to 310 ms: +190.0 ms observed, "
+        "+182.5 ms explained by the services below; resampling alone moves it by 12.0 ms (a real change).")
+    assert text.splitlines()[2] == "1. payments: +171.0 ms (payments:POST /pay)"
+    assert any(p.startswith("/api/v1/regression?entry=frontend%3AGET+%2Fcheckout") and "stat=p99" in p for p in seen)
