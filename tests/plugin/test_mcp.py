@@ -201,3 +201,45 @@ def test_regression_tool_is_offered_and_answers_when_the_route_exists() -> None:
         "+182.5 ms explained by the services below; resampling alone moves it by 12.0 ms (a real change).")
     assert text.splitlines()[2] == "1. payments: +171.0 ms (payments:POST /pay)"
     assert any(p.startswith("/api/v1/regression?entry=frontend%3AGET+%2Fcheckout") and "stat=p99" in p for p in seen)
+
+
+def test_streamable_http_on_loopback(shop: Any, tmp_path: Path) -> None:
+    """`--http` serves the same tools over streamable HTTP, on 127.0.0.1 unless told otherwise."""
+    import os
+    import subprocess
+    import time
+
+    from mcp import Client
+
+    from tests.serve_helpers import free_port
+
+    port = free_port()
+    env = dict(os.environ, WHYSLOW_AUTH_TOKEN=AUTH_TOKEN, PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "mcp-http.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "mcp", "--url", shop.srv.http_url,
+                             "--http", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    async def go() -> tuple[list[str], str]:
+        async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=60) as client:
+            tools = [t.name for t in (await client.list_tools()).tools]
+            result = await client.call_tool("explain_trace", {"trace_id": shop.slow["cart"][1].trace_id})
+            return tools, "\n".join(c.text for c in result.content if c.type == "text")
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                tools, text = asyncio.run(go())
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert {"explain_trace", "list_outliers", "incident"} <= set(tools)
+    assert re.search(r"^1\. .*\[cart\]", text, flags=re.M), text
+    output = (tmp_path / "mcp-http.log").read_text(errors="replace")
+    assert f"http://127.0.0.1:{port}/mcp" in output and AUTH_TOKEN not in output
