@@ -126,6 +126,7 @@ class SelfTimeCollector(Collector):
         if len(batch) == 0 or len(batch.f_trace) == 0:
             return
         keep = np.asarray(batch.complete, dtype=bool)[batch.f_trace]
+        keep &= np.isfinite(batch.values[:, OWN]) & np.isfinite(batch.values[:, GAP])  # a NaN would poison a sum
         trace_of, node_of, values = batch.f_trace[keep], batch.f_node_idx[keep], batch.values[keep]
         if len(trace_of) == 0:
             return

@@ -118,13 +118,18 @@ def test_histograms_match_a_plain_count_with_top_n_and_other() -> None:
     assert len({s for s in series if s[0] == "a:root"}) <= 4 + 1  # top N plus "other"
 
 
-def test_nothing_from_incomplete_or_empty_batches() -> None:
+def test_nothing_from_incomplete_empty_or_nan_rows() -> None:
     collector = SelfTimeCollector(top_n=3)
     collector.observe_batch(_batch([("a:root", False, {"a:root": (3.0, 0.0)})], INFO))
     collector.observe_batch(_batch([], INFO))
+    collector.observe_batch(_batch([("a:root", True, {"a:root": (float("nan"), 0.0)})], INFO))
     registry = CollectorRegistry()
     registry.register(collector)
     assert "whyslow_span_self_seconds_count" not in generate_latest(registry).decode()
+    collector.observe_batch(_batch([("a:root", True, {"a:root": (3.0, 0.0), "b:work": (float("nan"), 0.0)})], INFO))
+    own = _series(_scrape(generate_latest(registry).decode()), "whyslow_span_self_seconds", entry="a:root",
+                  service="a", span_type="a:root")
+    assert own["_count"] == 1 and own["_sum"] == pytest.approx(0.003)
 
 
 def test_top_n_is_a_setting_like_the_others(tmp_path: Path) -> None:
