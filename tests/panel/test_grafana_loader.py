@@ -16,20 +16,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.panel.test_browser import (  # noqa: F401 - fixtures used by name
-    CHROMIUM,
-    SLOW_SERVICE,
-    Live,
-    _luminance,
-    browser,
-    live,
-)
+from tests.serve_helpers import ServeProcess
+from tests.traffic import ENTRY, ShopTraffic
 
 ROOT = Path(__file__).resolve().parents[2]
 PANEL = ROOT / "grafana_panel"
@@ -41,8 +36,52 @@ PLUGIN_PREFIX = f"/public/plugins/{PLUGIN_ID}/"
 PROXY_QUERY = "/api/datasources/proxy/uid/whyslow/query"
 SHARED = {"@emotion/css", "@grafana/data", "@grafana/ui", "react", "react-dom", "react-dom/client"}
 VIEWPORT = {"width": 1400, "height": 700}
+CHROMIUM = Path("/usr/bin/chromium")
+SLOW_SERVICE = "payments"
 
 pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Shop:
+    srv: ServeProcess
+    slow: list[Any]
+
+
+def _ready_and_explained(srv: ServeProcess, slow: list[Any] | None) -> bool:
+    """The shop's model is fitted (slow None), or every slow trace is an explained outlier."""
+    if slow is None:
+        status, body = srv.get("/api/v1/status")
+        return status == 200 and any(m["entry"] == ENTRY and m["state"] == "ready" for m in body["models"])
+    status, body = srv.get("/api/v1/outliers?limit=1000")
+    return status == 200 and {s.trace_id for s in slow} <= {o["trace_id"] for o in body["outliers"]}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """`whyslow serve` that has learned the shop (80 traces, real OTLP) and explained two with payments slowed."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (`make system-deps` installs it)")
+    if not (LOADER / "index.html").exists() or not (DIST / "module.js").exists():
+        pytest.skip("the plugin or the loader page is not built (`make panel` builds grafana_panel/dist and "
+                    "grafana_panel/loader-dist)")
+    srv = ServeProcess(tmp_path_factory.mktemp("loader") / "data", min_traces=60, window=1000,
+                       refit_interval_s=3600, trace_timeout_s=0.3).start()
+    traffic = ShopTraffic(srv.otlp_grpc, seed=41)
+    try:
+        traffic.send(80)
+        srv.wait_for(lambda: _ready_and_explained(srv, None), timeout=60)
+        slow = traffic.send(2, slow=SLOW_SERVICE, slow_ms=400.0)
+        srv.wait_for(lambda: _ready_and_explained(srv, slow), timeout=90)
+        yield Shop(srv, slow)
+    finally:
+        traffic.close()
+        srv.stop()
+
+
+def _dark(css_rgb: str) -> bool:
+    r, g, b = (int(x) for x in re.findall(r"\d+", css_rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 128
 
 
 def _content_type(path: Path) -> str:
@@ -51,12 +90,10 @@ def _content_type(path: Path) -> str:
 
 
 @pytest.fixture()
-def grafana(live: Live, browser: Any) -> Iterator[Any]:  # noqa: F811 - the imported fixtures
+def grafana(live: Shop) -> Iterator[Any]:
     """A chromium page whose origin plays Grafana: files from loader-dist/ and dist/, the proxy to whyslow serve."""
-    if not (LOADER / "index.html").exists() or not (DIST / "module.js").exists():
-        pytest.skip("the plugin or the loader page is not built (`make panel` builds grafana_panel/dist and "
-                    "grafana_panel/loader-dist)")
-    context = browser.new_context(viewport=VIEWPORT)
+    from playwright.sync_api import sync_playwright
+
     proxied: list[dict[str, Any]] = []
 
     def serve(route: Any) -> None:
@@ -74,15 +111,19 @@ def grafana(live: Live, browser: Any) -> Iterator[Any]:  # noqa: F811 - the impo
         else:
             route.fulfill(status=404, body=f"not found: {path}", content_type="text/plain")
 
-    context.route(f"{ORIGIN}/**", serve)
-    page = context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.proxied = proxied  # type: ignore[attr-defined]
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        context.close()
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM),
+                                      args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        context = chromium.new_context(viewport=VIEWPORT)
+        context.route(f"{ORIGIN}/**", serve)
+        page = context.new_page()
+        page.errors = []  # type: ignore[attr-defined]
+        page.proxied = proxied  # type: ignore[attr-defined]
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        try:
+            yield page
+        finally:
+            chromium.close()
 
 
 def _open(page: Any, trace_id: str, theme: str) -> None:
@@ -99,7 +140,7 @@ def _bars(page: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("theme", ["dark", "light"])
-def test_plugin_loads_through_systemjs_and_ranks_the_slow_service(live: Live, grafana: Any, theme: str,  # noqa: F811
+def test_plugin_loads_through_systemjs_and_ranks_the_slow_service(live: Shop, grafana: Any, theme: str,
                                                                    test_output_dir: Path) -> None:
     page = grafana
     sent = live.slow[0]
@@ -133,12 +174,12 @@ def test_plugin_loads_through_systemjs_and_ranks_the_slow_service(live: Live, gr
     # PanelChrome (from the shared @grafana/ui) frames the panel with the dashboard's title, variable replaced
     assert f"Why was trace {sent.trace_id} slow?" in page.inner_text('[data-testid="loader-panel"]')
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert (_luminance(background) > 200) == (theme == "light"), background
+    assert _dark(background) == (theme == "dark"), background
     page.screenshot(path=str(test_output_dir / f"loader-{theme}.png"))
     assert page.errors == []
 
 
-def test_options_changed_through_the_plugins_options_builder(live: Live, grafana: Any,  # noqa: F811
+def test_options_changed_through_the_plugins_options_builder(live: Shop, grafana: Any,
                                                              test_output_dir: Path) -> None:
     page = grafana
     _open(page, live.slow[1].trace_id, "dark")

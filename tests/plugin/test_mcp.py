@@ -16,17 +16,20 @@ from typing import Any
 
 import pytest
 
-from tests.plugin.conftest import AUTH_TOKEN
 from tests.serve_helpers import ROOT
 
 pytest.importorskip("mcp", reason="the MCP SDK (`mcp`, a dependency in pyproject.toml) is not installed")
 
 
-def _session(shop: Any, errlog: Any, token: str | None = AUTH_TOKEN, extra: list[str] | None = None) -> Any:
+_SERVER_TOKEN = object()  # default: the live server's own token
+
+
+def _session(shop: Any, errlog: Any, token: Any = _SERVER_TOKEN, extra: list[str] | None = None) -> Any:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
     env = {"PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
+    token = shop.srv.token if token is _SERVER_TOKEN else token
     if token:
         env["WHYSLOW_AUTH_TOKEN"] = token
     params = StdioServerParameters(command=sys.executable,
@@ -110,8 +113,9 @@ def test_tools_explain_the_slow_traces_as_rest_does(shop: Any, tmp_path: Path) -
 
     assert "is not a trace id" in answers[4]
     assert "has no trace" in answers[5]
+    assert shop.srv.token
     for text in [*answers, (tmp_path / "mcp-stderr.log").read_text()]:
-        assert AUTH_TOKEN not in text
+        assert shop.srv.token not in text
 
 
 def test_without_the_token_the_answer_says_so(shop: Any, tmp_path: Path) -> None:
@@ -214,7 +218,7 @@ def test_streamable_http_on_loopback(shop: Any, tmp_path: Path) -> None:
     from tests.serve_helpers import free_port
 
     port = free_port()
-    env = dict(os.environ, WHYSLOW_AUTH_TOKEN=AUTH_TOKEN, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, WHYSLOW_AUTH_TOKEN=shop.srv.token, PYTHONUNBUFFERED="1")
     log = open(tmp_path / "mcp-http.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "plugin.cli", "mcp", "--url", shop.srv.http_url,
                              "--http", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -242,4 +246,4 @@ def test_streamable_http_on_loopback(shop: Any, tmp_path: Path) -> None:
     assert {"explain_trace", "list_outliers", "incident"} <= set(tools)
     assert re.search(r"^1\. .*\[cart\]", text, flags=re.M), text
     output = (tmp_path / "mcp-http.log").read_text(errors="replace")
-    assert f"http://127.0.0.1:{port}/mcp" in output and AUTH_TOKEN not in output
+    assert f"http://127.0.0.1:{port}/mcp" in output and shop.srv.token not in output
