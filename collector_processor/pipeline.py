@@ -69,6 +69,7 @@ class Pipeline:
         self._spool_refs: dict[int, int] = {}
         self._unwritten: list[tuple[AnalysedBatch, list[int]]] = []
         self._listeners: list[Callable[[CompletedTrace], None]] = []
+        self._batch_listeners: list[Callable[[AnalysedBatch], None]] = []
         self._closed = False
         self._replay_spool()
         self._worker: BackgroundWorker[None] | None = None
@@ -165,6 +166,11 @@ class Pipeline:
         """Call ``callback(CompletedTrace)`` for every trace after it is stored (from the worker thread)."""
         self._listeners.append(callback)
 
+    def add_batch_listener(self, callback: Callable[[AnalysedBatch], None]) -> None:
+        """Call ``callback(AnalysedBatch)`` once per stored batch (from the worker thread): for consumers that
+        want every node's features of many traces at once (numpy), not one trace at a time."""
+        self._batch_listeners.append(callback)
+
     def tick(self, now: float | None = None) -> int:
         """Assemble queued spans and complete the traces due at ``now`` (monotonic seconds); returns the number
         of traces stored. Tests drive time with it; the background thread calls it every ``tick_interval_s``."""
@@ -254,6 +260,13 @@ class Pipeline:
         return stored
 
     def _notify(self, batch: AnalysedBatch) -> None:
+        for batch_cb in list(self._batch_listeners):
+            try:
+                batch_cb(batch)
+            except Exception:
+                log.exception("batch listener %r failed", batch_cb)
+                with self._stat_lock:
+                    self._c["listener_errors"] += 1
         if not self._listeners:
             return
         b = batch.bounds()

@@ -42,6 +42,8 @@ class ServeConfig:
     threshold: float = 9.21  # ln(10000): rarer than 1 in 10,000 requests of the entry point
     explain_queue: int = 1000
     intervals: int = 0
+    # /metrics: own-time and call-gap histograms for this many span types per entry point (the rest: "other")
+    self_time_top_n: int = 20
     # collector
     trace_timeout_s: float = 2.0
     retention_max_age_s: float = 7 * 24 * 3600.0
@@ -79,6 +81,7 @@ class ServeConfig:
         _positive_number(self.threshold, "threshold")
         _positive_int(self.explain_queue, "explain_queue", minimum=1)
         _positive_int(self.intervals, "intervals", minimum=0, maximum=200)
+        _positive_int(self.self_time_top_n, "self_time_top_n", minimum=1, maximum=1000)
         if self.intervals == 1:
             raise ConfigError("intervals must be 0 or between 2 and 200")
         _positive_number(self.trace_timeout_s, "trace_timeout_s")

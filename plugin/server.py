@@ -130,6 +130,7 @@ class WhySlowServer:
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
         self.pipeline.add_listener(self.detector.on_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
+        self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         # workers first, then the doors

@@ -27,6 +27,8 @@ HELP = {
     "threshold": "IT outlier score (nats) above which a trace is explained automatically [9.21 = rarer than 1 in 10,000]",
     "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",
     "intervals": "bootstrap resamples for contribution intervals of automatic explanations [0]",
+    "self_time_top_n": "span types per entry point with their own self-time / call-gap histograms in /metrics; "
+                       "the rest are counted as 'other' [20]",
     "trace_timeout_s": "seconds without new spans after which a trace is complete [2]",
     "retention_max_age_s": "drop stored traces older than this [604800]",
     "retention_max_rows": "keep at most this many stored traces [1000000]",

@@ -270,6 +270,21 @@ def test_data_sources(datasources, compose):
     assert link["config"]["target"]["url"] == "/d/whyslow-rca?var-traceId=${traceID}"
 
 
+def test_prometheus_scrapes_whyslow_for_the_self_time_panel(datasources, compose):
+    prom = compose["services"]["prometheus"]
+    scrape = load(DEPLOY / "prometheus.yaml")
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in prom["volumes"] if v.startswith("."))
+    config_path = mounts["./prometheus.yaml"]
+    assert f"--config.file={config_path}" in prom["command"]
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"whyslow:{PORTS['http']}"]
+    port = next(p.rsplit(":", 1)[-1] for p in prom["ports"])
+    assert datasources["prometheus"]["type"] == "prometheus"
+    assert datasources["prometheus"]["url"] == f"http://prometheus:{port}"
+    assert "prometheus" in compose["services"]["grafana"]["depends_on"]
+
+
 def test_dashboard_panels_and_variable(dashboard, datasources):
     assert dashboard["uid"] == "whyslow-rca"
     (var,) = dashboard["templating"]["list"]
