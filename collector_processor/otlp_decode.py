@@ -77,10 +77,12 @@ class SpanDecoder:
         self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
 
-    def _typed(self, key: tuple, service: str, name: str, attrs: dict | None, kind: int) -> tuple[int, int]:
+    def _typed(self, key: tuple, service: str, raw_name: bytes, attrs: dict | None, kind: int) -> tuple[int, int]:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
-        a = {k.decode(): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
+        # invalid UTF-8 becomes U+FFFD: the span is kept under a readable name, never rejected
+        name = raw_name[: 4 * self.max_name_len].decode("utf-8", "replace")
+        a = {k.decode("utf-8", "replace"): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
         op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
                           a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
         type_id = self.types.intern(service, op)

@@ -141,6 +141,8 @@ def test_flush_stores_everything(pipeline, store):
     ("GET /users/123/orders/9f86d081884c7d65", "GET /users/{id}/orders/{id}"),
     ("/api/v1/items/550e8400-e29b-41d4-a716-446655440000", "/api/v1/items/{id}"),
     ("SELECT ts.trip2", "SELECT ts.trip2"),
+    ("GET /api/v12/users/7", "GET /api/v12/users/{id}"),  # a version segment keeps all its digits
+    ("http2 call", "http2 call"),
     ("HTTP GET", "HTTP GET"),
     ("cache  miss   42", "cache miss {id}"),
     ("", "unnamed"),
