@@ -25,9 +25,16 @@ class PipelineConfig:
     # ingest queue (backpressure)
     max_queue_spans: int = 500_000       # decoded spans waiting for the worker; beyond: retryable answer
     retry_after_s: float = 1.0           # back-off suggested to clients when the queue is full
+    # memory limiter (in the spirit of the Collector's): request bytes being read/decoded plus the estimated
+    # size of queued decoded spans; a request that would pass it is refused with a retryable answer
+    max_inflight_bytes: int = 256 * 1024 * 1024
     # receivers
     max_recv_bytes: int = 64 * 1024 * 1024  # gRPC message / HTTP body limit (after decompression)
-    grpc_workers: int = 8                # gRPC handler threads; x4 = concurrent requests (gRPC and HTTP)
+    grpc_workers: int = 8                # gRPC handler threads; x4 = concurrent HTTP requests
+    # grpcio's own hard limit on concurrent RPCs (answers RESOURCE_EXHAUSTED without RetryInfo, which senders
+    # drop, and which we cannot count): a last-resort guard on connections' buffered streams, set far above
+    # what admission control lets pile up (refusals are answered in microseconds)
+    grpc_max_concurrent_rpcs: int = 1024
     # background worker
     background: bool = True              # run the completion thread; tests set False and call tick(now)
     tick_interval_s: float = 0.1

@@ -3,7 +3,11 @@
 The handler takes the raw request bytes (no generated-stub deserialisation) so the same bytes are parsed once
 and spooled as they came. gzip request compression is handled by grpcio. Answers per the OTLP spec: OK with
 ``partial_success`` for rejected spans, INVALID_ARGUMENT for undecodable requests (not retryable),
-UNAVAILABLE with a ``google.rpc.RetryInfo`` back-off when the pipeline is full (retryable).
+UNAVAILABLE with a ``google.rpc.RetryInfo`` back-off when the pipeline is full or over its memory limit
+(retryable; the Collector's exporter retries it and honours the delay). Refusals are ours and counted
+(``requests_refused`` / ``spans_refused``): grpcio's own ``maximum_concurrent_rpcs`` answer
+(RESOURCE_EXHAUSTED without RetryInfo, dropped by senders, invisible to us) is set far above what admission
+control lets pile up.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ class OtlpGrpcReceiver:
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=cfg.grpc_workers * 4,
+            # admission control is ours (pipeline memory limiter + queue bound -> UNAVAILABLE with RetryInfo,
+            # counted); grpcio's limit is only a far-off guard (see PipelineConfig.grpc_max_concurrent_rpcs)
+            maximum_concurrent_rpcs=cfg.grpc_max_concurrent_rpcs or None,
         )
         handler = grpc.method_handlers_generic_handler(SERVICE, {
             "Export": grpc.unary_unary_rpc_method_handler(self._export),

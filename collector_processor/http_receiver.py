@@ -8,12 +8,19 @@ Answers per the OTLP spec: 200 with ``ExportTraceServiceResponse`` (partial succ
 400 undecodable body, 404 other paths, 405 other methods, 411 no length, 413 body (or decompressed body) over
 ``max_recv_bytes``, 415 unsupported content type or encoding, 503 + Retry-After when the pipeline is full.
 Error bodies are a ``google.rpc.Status`` in the request's encoding; responses use the request's content type.
+
+Every refusal (413, 503) is answered only after the body has been read and discarded (bounded by
+``_DRAIN_BYTES`` and ``_DRAIN_S``), and a connection closed with data still arriving lingers (half-closed,
+bounded) before the socket goes: a client that writes its whole body before reading reads the answer
+instead of a connection reset. Refused bodies are counted (``requests_refused``, ``spans_refused`` when the
+drained body is small enough to count). The pipeline's memory limiter bounds the bodies being read.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 import zlib
@@ -32,10 +39,15 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 PATH = "/v1/traces"
 _GRPC_INVALID_ARGUMENT, _GRPC_UNAVAILABLE, _GRPC_INTERNAL, _GRPC_UNIMPLEMENTED = 3, 14, 13, 12
+_DRAIN_S = 10.0            # at most this long reading a refused body before answering
+_COUNT_BYTES = 4 << 20     # refused bodies up to this size are kept to count their spans
+_LINGER_S = 2.0            # half-closed wait for a client still sending after the answer
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, message: str, unread: bool = False) -> None:
+        super().__init__(message)
+        self.unread = unread  # the body is still to be read (announced length over the limit)
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
@@ -69,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # a stalled client cannot hold a thread forever
     pipeline: Pipeline  # set on the subclass made per receiver
     slots: threading.BoundedSemaphore
+    _reserved = 0  # bytes of the memory limiter held for the body being read
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
@@ -103,6 +116,79 @@ class _Handler(BaseHTTPRequestHandler):
         body = message_to_json(st) if ctype == JSON else st.SerializeToString()
         self._send(http_code, body, ctype, extra)
 
+    def _drain(self, max_bytes: int, keep: int = 0) -> tuple[bool, bytes]:
+        """Read and discard the request body (at most ``max_bytes`` bytes, ``_DRAIN_S`` seconds) so that the
+        client, which writes it before reading, can read the answer. Returns (whole body read, the body when it
+        is at most ``keep`` bytes and uncompressed-identity agnostic, else b"")."""
+        deadline = time.monotonic() + _DRAIN_S
+        kept: list[bytes] = []
+        total = 0
+        try:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                while total <= max_bytes and time.monotonic() < deadline:
+                    size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                            pass
+                        return True, b"".join(kept) if total <= keep else b""
+                    while size > 0 and time.monotonic() < deadline:
+                        chunk = self.rfile.read(min(size, 1 << 16))
+                        if not chunk:
+                            return False, b""
+                        size -= len(chunk)
+                        total += len(chunk)
+                        if total <= keep:
+                            kept.append(chunk)
+                    self.rfile.readline(1024)
+                return False, b""
+            n = int(self.headers.get("Content-Length") or 0)
+            if n < 0 or n > max_bytes:
+                return False, b""
+            while total < n and time.monotonic() < deadline:
+                chunk = self.rfile.read(min(n - total, 1 << 16))
+                if not chunk:
+                    return False, b""
+                total += len(chunk)
+                if n <= keep:
+                    kept.append(chunk)
+            return total == n, b"".join(kept)
+        except (OSError, ValueError):
+            return False, b""
+
+    def _refuse_busy(self, ctype: str, message: str) -> None:
+        """503 + Retry-After for a request refused before its body was read: drain, count, answer."""
+        _, body = self._drain(self.pipeline.config.max_recv_bytes, keep=_COUNT_BYTES)
+        if body and (self.headers.get("Content-Encoding") or "identity").strip().lower() != "identity":
+            body = b""  # compressed: not worth inflating to count spans
+        if body and ctype == JSON:
+            try:
+                body = parse_json_request(body).SerializeToString()
+            except DecodeFailure:
+                body = b""
+        self.close_connection = True
+        retry = str(max(1, math.ceil(self.pipeline.config.retry_after_s)))
+        try:
+            self.pipeline.refuse(body or None, message, new_request=True)
+        except PipelineFull as exc:
+            self._status(503, _GRPC_UNAVAILABLE, str(exc), ctype, {"Retry-After": retry})
+
+    def _linger(self) -> None:
+        """Half-close and read what the client still sends (bounded) so that closing does not reset the
+        connection before the client has read the answer."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            deadline = time.monotonic() + _LINGER_S
+            left = 2 * self.pipeline.config.max_recv_bytes + (1 << 20)
+            while left > 0 and time.monotonic() < deadline:
+                got = self.connection.recv(1 << 16)
+                if not got:
+                    break
+                left -= len(got)
+        except OSError:
+            pass
+
     def _read_body(self, limit: int) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             parts, total = [], 0
@@ -125,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         if n < 0:
             raise ValueError("negative Content-Length")
         if n > limit:
-            raise _TooLarge(f"body of {n} bytes exceeds the limit of {limit} bytes")
+            raise _TooLarge(f"body of {n} bytes exceeds the limit of {limit} bytes", unread=True)
         body = self.rfile.read(n)
         if len(body) != n:
             self.close_connection = True
@@ -154,16 +240,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(415, _GRPC_INVALID_ARGUMENT, f"unsupported Content-Encoding {encoding!r}; use gzip",
                          ctype)
             return
-        if not self.slots.acquire(blocking=False):  # bounded memory: at most this many bodies in flight
-            self.pipeline.count_request_error("requests_refused")
-            self.close_connection = True
-            self._status(503, _GRPC_UNAVAILABLE, "too many concurrent requests, retry later", ctype,
-                         {"Retry-After": str(max(1, math.ceil(self.pipeline.config.retry_after_s)))})
+        if not self.slots.acquire(blocking=False):  # bounded: at most this many bodies in flight
+            self._refuse_busy(ctype, "too many concurrent requests")
+            self._linger()
             return
         try:
+            announced = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            announced = 0
+        self._reserved = announced if 0 < announced <= limit else 0
+        try:
+            if self._reserved and not self.pipeline.reserve_bytes(self._reserved):  # memory limiter
+                self._reserved = 0
+                self._refuse_busy(ctype, "memory limit reached")
+                self._linger()
+                return
             self._post(ctype, encoding, limit)
         finally:
+            self._release()
             self.slots.release()
+
+    def _release(self) -> None:
+        if self._reserved:
+            self.pipeline.release_bytes(self._reserved)
+            self._reserved = 0
 
     def _post(self, ctype: str, encoding: str, limit: int) -> None:
         try:
@@ -173,7 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
         except _TooLarge as exc:
             self.pipeline.count_request_error("requests_too_large")
             self.close_connection = True
+            if exc.unread:  # the client writes its body before reading: let it finish, then answer
+                self._drain(limit)
             self._status(413, _GRPC_INVALID_ARGUMENT, str(exc), ctype)
+            self._linger()
             return
         except LookupError as exc:
             self.pipeline.count_request_error("requests_invalid")
@@ -198,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         else:
             payload = body
+        self._release()  # accept() counts the bytes itself from here
         try:
             batch = self.pipeline.accept(payload)
         except DecodeFailure as exc:

@@ -29,11 +29,14 @@ from collector_processor.store import Store
 log = logging.getLogger("whyslow.collector")
 
 
+_SPAN_BYTES = 360  # memory of one decoded span tuple (tuple, three id bytes, two int times), measured
+
+
 class PipelineFull(RuntimeError):
     """The ingest queue is full: the client should retry after ``retry_after_s``."""
 
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(f"pipeline is full, retry in {retry_after_s:g} s")
+    def __init__(self, retry_after_s: float, reason: str = "") -> None:
+        super().__init__(f"{reason or 'pipeline is full'}, retry in {retry_after_s:g} s")
         self.retry_after_s = retry_after_s
 
 
@@ -61,6 +64,10 @@ _STAT_KEYS = (
 )
 
 
+def _span_count(req) -> int:
+    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+
+
 class Pipeline:
     """Thread-safe span pipeline writing to a :class:`Store`; see the module docstring."""
 
@@ -75,6 +82,7 @@ class Pipeline:
                                        self.config.reparent_wrappers, self.config.wrapper_slack)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
         self._queued_spans = 0
+        self._inflight_bytes = 0                 # memory limiter: request bytes in accept() + queued spans
         self._qlock = threading.Lock()
         self._wake = threading.Event()
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
@@ -94,11 +102,24 @@ class Pipeline:
         """Decode, validate, spool and queue one OTLP request. Returns the decoded batch (its ``rejected`` and
         ``error_message()`` make the partial-success answer). Raises :class:`DecodeFailure` for undecodable
         bytes and :class:`PipelineFull` when the client must retry."""
-        if self._closed:
-            raise PipelineFull(self.config.retry_after_s)
+        raw = payload.SerializeToString() if isinstance(payload, ExportTraceServiceRequest) else payload
+        size = len(raw)
+        with self._qlock:  # memory limiter: the request's bytes count from here until its spans are queued
+            over = self._closed or (self._inflight_bytes > 0 and
+                                    self._inflight_bytes + size > self.config.max_inflight_bytes)
+            if not over:
+                self._inflight_bytes += size
         with self._stat_lock:
             self._c["requests_received"] += 1
-        raw = payload.SerializeToString() if isinstance(payload, ExportTraceServiceRequest) else payload
+        if over:
+            self.refuse(raw, "memory limit reached" if not self._closed else "shutting down")
+        try:
+            return self._accept(raw, size)
+        finally:
+            with self._qlock:
+                self._inflight_bytes -= size
+
+    def _accept(self, raw: bytes, size: int) -> DecodedBatch:
         try:
             req = parse_request(raw)
         except DecodeFailure:
@@ -106,23 +127,23 @@ class Pipeline:
                 self._c["requests_invalid"] += 1
             raise
         if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
-            spans = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-            with self._stat_lock:
-                self._c["requests_refused"] += 1
-                self._c["spans_refused"] += spans
-            raise PipelineFull(self.config.retry_after_s)
+            self._count_refused(_span_count(req), "ingest queue is full")
         batch = self._decoder.decode(req)
         n = len(batch.spans)
         if n:
+            nbytes = n * _SPAN_BYTES
             with self._qlock:
-                full = self._queued_spans > 0 and self._queued_spans + n > self.config.max_queue_spans
-                if not full:
+                reason = ""
+                if self._queued_spans > 0:
+                    if self._queued_spans + n > self.config.max_queue_spans:
+                        reason = "ingest queue is full"
+                    elif self._inflight_bytes + nbytes > self.config.max_inflight_bytes + size:
+                        reason = "memory limit reached"
+                if not reason:
                     self._queued_spans += n  # reserve before spooling so concurrent requests see it
-            if full:
-                with self._stat_lock:
-                    self._c["requests_refused"] += 1
-                    self._c["spans_refused"] += batch.received
-                raise PipelineFull(self.config.retry_after_s)
+                    self._inflight_bytes += nbytes
+            if reason:
+                self._count_refused(batch.received, reason)
             spool_id = None
             if self.config.spool:
                 try:
@@ -130,12 +151,11 @@ class Pipeline:
                 except Exception:
                     with self._qlock:
                         self._queued_spans -= n
+                        self._inflight_bytes -= nbytes
                     with self._stat_lock:
-                        self._c["requests_refused"] += 1
-                        self._c["spans_refused"] += batch.received
                         self._c["store_errors"] += 1
                     log.exception("spooling a request failed; asking the client to retry")
-                    raise PipelineFull(self.config.retry_after_s) from None
+                    self._count_refused(batch.received)
             with self._qlock:
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
                 urgent = self._queued_spans * 2 > self.config.max_queue_spans
@@ -148,6 +168,46 @@ class Pipeline:
             c["spans_rejected"] += batch.rejected
             c["spans_unknown_service"] += batch.unknown_service
         return batch
+
+    def refuse(self, raw: bytes | None = None, reason: str = "", new_request: bool = False) -> None:
+        """Count a request refused with a retryable answer (and its spans, when its bytes are at hand and
+        decodable) and raise :class:`PipelineFull`. Receivers call it (``new_request=True``: also count it as
+        received) for refusals of their own."""
+        if new_request:
+            with self._stat_lock:
+                self._c["requests_received"] += 1
+        spans = 0
+        if raw:
+            try:
+                spans = _span_count(parse_request(raw))
+            except DecodeFailure:
+                pass
+        self._count_refused(spans, reason)
+
+    def _count_refused(self, spans: int, reason: str = "") -> None:
+        with self._stat_lock:
+            self._c["requests_refused"] += 1
+            self._c["spans_refused"] += spans
+        raise PipelineFull(self.config.retry_after_s, reason)
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes the memory limiter counts now (requests being decoded + estimated queued spans)."""
+        return self._inflight_bytes
+
+    def reserve_bytes(self, n: int) -> bool:
+        """Reserve ``n`` bytes of the memory limiter for a body a receiver is about to read; False: over."""
+        with self._qlock:
+            if self._closed or (self._inflight_bytes > 0 and
+                                self._inflight_bytes + n > self.config.max_inflight_bytes):
+                return False
+            self._inflight_bytes += n
+            return True
+
+    def release_bytes(self, n: int) -> None:
+        """Give back a :meth:`reserve_bytes` reservation."""
+        with self._qlock:
+            self._inflight_bytes -= n
 
     def count_request_error(self, key: str) -> None:
         """Count a request a receiver answered before decoding (``requests_invalid``, ``requests_too_large``)."""
@@ -167,6 +227,7 @@ class Pipeline:
             if batch.spans:
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
                 self._queued_spans += len(batch.spans)
+                self._inflight_bytes += len(batch.spans) * _SPAN_BYTES
                 replayed += len(batch.spans)
             else:
                 self.store.write_batch(None, [spool_id])
@@ -202,6 +263,7 @@ class Pipeline:
                     break
                 spans, spool_id, arrived = self._queue.popleft()
                 self._queued_spans -= len(spans)
+                self._inflight_bytes -= len(spans) * _SPAN_BYTES
             if spool_id is not None:
                 self._spool_refs[spool_id] = 0
             evicted += self._assembler.add(spans, spool_id, min(arrived, now))
@@ -301,6 +363,7 @@ class Pipeline:
         with self._stat_lock:
             out = dict(self._c)
         out["queued_spans"] = self._queued_spans
+        out["queued_bytes"] = self._inflight_bytes  # memory limiter gauge
         out["buffered_spans"] = self._assembler.buffered_spans
         out["buffered_traces"] = self._assembler.buffered_traces
         out["span_types"] = len(self.types)
