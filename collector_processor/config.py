@@ -43,6 +43,7 @@ class PipelineConfig:
     # operation-name limits (huge attribute values are truncated, not rejected)
     max_name_len: int = 200
     max_span_types: int = 100_000        # distinct (service, operation) bound; beyond: "{other}" per service
+    max_entry_points: int = 1_000        # distinct root span types; beyond: the shared "{other}:{other}" entry
     # structure inference: children overlapping more than this fraction of the shorter one run in parallel
     overlap_fraction: float = 0.1
     # a root with a catch-all route (an API gateway's "/*") is named after the first endpoint it reached, so

@@ -103,6 +103,7 @@ class SpanDecoder:
         cache = self._cache
         max_len = self.max_name_len
         wanted = _WANTED
+        entry_ids = self.types.entry_ids
         for rs in req.resource_spans:
             service = None
             for kv in rs.resource.attributes:
@@ -126,7 +127,8 @@ class SpanDecoder:
                     if len(sid) != 8 or sid == ZERO8:
                         reasons["invalid span_id (must be 8 non-zero bytes)"] += 1
                         continue
-                    if not pid:
+                    root = not pid
+                    if root:
                         pid = ZERO8
                     elif len(pid) != 8:
                         reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
@@ -162,8 +164,11 @@ class SpanDecoder:
                     typed = cache.get(key)
                     if typed is None:
                         typed = self._typed(key, service, name, attrs, kind)
+                    type_id = typed[0]
+                    if root and type_id not in entry_ids:  # a new entry point: bounded (see SpanTypes)
+                        type_id = self.types.entry(type_id)
                     st = sp.status
-                    append((tid, sid, pid, typed[0], typed[1], kind, start, end,
+                    append((tid, sid, pid, type_id, typed[1], kind, start, end,
                             st == _ERROR_STATUS or (bool(st) and status_code(st) == STATUS_ERROR)))
                 if unknown:
                     out.unknown_service += len(spans) - n_before

@@ -76,7 +76,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
         self._stat_lock = threading.Lock()
-        self.types = SpanTypes(self.config.max_span_types)
+        self.types = SpanTypes(self.config.max_span_types, self.config.max_entry_points)
         self._decoder = SpanDecoder(self.types, self.config.max_name_len)
         self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root,
                                        self.config.reparent_wrappers, self.config.wrapper_slack)
@@ -368,6 +368,8 @@ class Pipeline:
         out["buffered_traces"] = self._assembler.buffered_traces
         out["span_types"] = len(self.types)
         out["span_types_overflow"] = self.types.overflowed
+        out["entry_points"] = len(self.types.entry_ids)
+        out["entry_points_overflow"] = self.types.entries_overflowed
         return out
 
     def close(self, flush: bool = True) -> None:
