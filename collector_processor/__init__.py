@@ -11,9 +11,10 @@ from collector_processor.otlp_decode import DecodeFailure
 from collector_processor.pipeline import CompletedTrace, Pipeline, PipelineFull
 from collector_processor.sqlite_store import SqliteStore, open_store
 from collector_processor.store import NodeFeatures, OutlierMark, Store, TraceFeatures
+from collector_processor.tls import TlsFiles
 
 __all__ = [
     "CallGraph", "CompletedTrace", "DecodeFailure", "NodeFeatures", "NodeInfo", "OtlpGrpcReceiver",
     "OtlpHttpReceiver", "OutlierMark", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "Store",
-    "TraceFeatures", "open_store",
+    "TlsFiles", "TraceFeatures", "open_store",
 ]

@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector_processor.otlp_decode import DecodeFailure
 from collector_processor.pipeline import Pipeline, PipelineFull
+from collector_processor.tls import TlsFiles, bearer_ok
 
 log = logging.getLogger("whyslow.collector.grpc")
 
@@ -36,11 +37,17 @@ def _split_address(address: str) -> str:
 
 
 class OtlpGrpcReceiver:
-    """gRPC OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``."""
+    """gRPC OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``.
 
-    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4317") -> None:
+    ``token``: every export must carry ``authorization: Bearer <token>`` metadata (else UNAUTHENTICATED,
+    counted in ``requests_unauthenticated``); ``tls``: serve TLS with these PEM files."""
+
+    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4317", token: str | None = None,
+                 tls: TlsFiles | None = None) -> None:
         self.pipeline = pipeline
         self.address = _split_address(address)
+        self._token = token.encode() if token else None
+        self._tls = tls
         cfg = pipeline.config
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.grpc_workers, thread_name_prefix="whyslow-otlp-grpc"),
@@ -61,6 +68,11 @@ class OtlpGrpcReceiver:
         self._started = False
 
     def _export(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        if self._token is not None:
+            given = next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
+            if not bearer_ok(given if isinstance(given, str) else None, self._token):
+                self.pipeline.count_request_error("requests_unauthenticated")
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         try:
             batch = self.pipeline.accept(request)
         except DecodeFailure as exc:
@@ -83,12 +95,16 @@ class OtlpGrpcReceiver:
 
     def start(self) -> OtlpGrpcReceiver:
         """Bind and serve (port 0 picks a free port, see ``.port``)."""
-        self.port = self._server.add_insecure_port(self.address)
+        if self._tls is not None:
+            self.port = self._server.add_secure_port(self.address, self._tls.grpc_credentials())
+        else:
+            self.port = self._server.add_insecure_port(self.address)
         if self.port == 0:
             raise OSError(f"cannot bind the OTLP gRPC receiver to {self.address}")
         self._server.start()
         self._started = True
-        log.info("OTLP gRPC receiver listening on %s (port %d)", self.address, self.port)
+        log.info("OTLP gRPC receiver listening on %s (port %d%s%s)", self.address, self.port,
+                 ", TLS" if self._tls else "", ", token required" if self._token else "")
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:

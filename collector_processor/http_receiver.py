@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector_processor.otlp_decode import DecodeFailure
 from collector_processor.otlp_json import message_to_json, parse_json_request
 from collector_processor.pipeline import Pipeline, PipelineFull
+from collector_processor.tls import TlsFiles, TlsPerConnection, bearer_ok
 
 log = logging.getLogger("whyslow.collector.http")
 
@@ -39,6 +40,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 PATH = "/v1/traces"
 _GRPC_INVALID_ARGUMENT, _GRPC_UNAVAILABLE, _GRPC_INTERNAL, _GRPC_UNIMPLEMENTED = 3, 14, 13, 12
+_GRPC_UNAUTHENTICATED = 16
 _DRAIN_S = 10.0            # at most this long reading a refused body before answering
 _COUNT_BYTES = 4 << 20     # refused bodies up to this size are kept to count their spans
 _LINGER_S = 2.0            # half-closed wait for a client still sending after the answer
@@ -81,6 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # a stalled client cannot hold a thread forever
     pipeline: Pipeline  # set on the subclass made per receiver
     slots: threading.BoundedSemaphore
+    token: bytes | None = None  # required bearer token
     _reserved = 0  # bytes of the memory limiter held for the body being read
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
@@ -233,6 +236,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(415, _GRPC_INVALID_ARGUMENT,
                          f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}", JSON)
             return
+        if self.token is not None and not bearer_ok(self.headers.get("Authorization"), self.token):
+            self.pipeline.count_request_error("requests_unauthenticated")
+            self.close_connection = True
+            self._drain(limit)
+            self._status(401, _GRPC_UNAUTHENTICATED, "missing or invalid bearer token", _reply_type(ctype),
+                         {"WWW-Authenticate": 'Bearer realm="whyslow"'})
+            self._linger()
+            return
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
             self.pipeline.count_request_error("requests_invalid")
@@ -330,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(TlsPerConnection, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
@@ -340,14 +351,21 @@ class _Server(ThreadingHTTPServer):
 
 
 class OtlpHttpReceiver:
-    """HTTP OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``."""
+    """HTTP OTLP trace receiver; ``start()``, ``stop(grace)``, ``port``.
 
-    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4318") -> None:
+    ``token``: every request must carry ``Authorization: Bearer <token>`` (else 401, counted in
+    ``requests_unauthenticated``); ``tls``: serve HTTPS with these PEM files."""
+
+    def __init__(self, pipeline: Pipeline, address: str = "127.0.0.1:4318", token: str | None = None,
+                 tls: TlsFiles | None = None) -> None:
         self.pipeline = pipeline
         self.host, self._want_port = _split_host_port(address)
         slots = threading.BoundedSemaphore(max(1, pipeline.config.grpc_workers * 4))
-        handler = type("OtlpHandler", (_Handler,), {"pipeline": pipeline, "slots": slots})
+        handler = type("OtlpHandler", (_Handler,), {"pipeline": pipeline, "slots": slots,
+                                                     "token": token.encode() if token else None})
+        self._tls = tls
         self._handler = handler
+        self.handler_token = handler.token is not None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -355,11 +373,18 @@ class OtlpHttpReceiver:
     def start(self) -> OtlpHttpReceiver:
         """Bind and serve in a background thread (port 0 picks a free port, see ``.port``)."""
         self._server = _Server((self.host, self._want_port), self._handler)
+        if self._tls is not None:
+            try:
+                self._server.tls_context = self._tls.server_context()
+            except (OSError, ValueError):
+                self._server.server_close()
+                raise
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="whyslow-otlp-http", daemon=True)
         self._thread.start()
-        log.info("OTLP HTTP receiver listening on %s:%d%s", self.host, self.port, PATH)
+        log.info("OTLP HTTP%s receiver listening on %s:%d%s%s", "S" if self._tls else "", self.host, self.port,
+                 PATH, " (token required)" if self.handler_token else "")
         return self
 
     def stop(self, grace: float | None = 1.0) -> None:

@@ -54,7 +54,7 @@ class CompletedTrace:
 
 
 _STAT_KEYS = (
-    "requests_received", "requests_invalid", "requests_too_large", "requests_refused",
+    "requests_received", "requests_invalid", "requests_too_large", "requests_refused", "requests_unauthenticated",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
     "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_reparented", "spans_stored",
