@@ -40,6 +40,9 @@ class PipelineConfig:
     tick_interval_s: float = 0.1
     # durability: spool every accepted request before acknowledging it
     spool: bool = True
+    # a span ending more than this ahead of our clock is rejected (partial success, counted in spans_future):
+    # it would never age out of retention and would sit at the top of every time range
+    max_future_s: float = 3600.0
     # operation-name limits (huge attribute values are truncated, not rejected)
     max_name_len: int = 200
     max_span_types: int = 100_000        # distinct (service, operation) bound; beyond: "{other}" per service

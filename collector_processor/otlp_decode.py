@@ -11,6 +11,7 @@ attributes so the regexes run once per distinct name.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -35,6 +36,9 @@ _WANTED = frozenset({
     b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system",
 })
 _ERROR_STATUS = b"\x18\x02"
+
+
+FUTURE_REASON = "timestamps too far in the future (sender clock ahead?)"
 
 
 class DecodeFailure(ValueError):
@@ -71,9 +75,12 @@ def parse_request(payload: bytes) -> LeanRequest:
 class SpanDecoder:
     """Converts requests to span tuples, interning span types in ``types``."""
 
-    def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000) -> None:
+    def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000,
+                 max_future_s: float = 3600.0) -> None:
         self.types = types if types is not None else SpanTypes()
         self.max_name_len = max_name_len
+        # a span starting more than this ahead of our clock is rejected: it would never age out of retention
+        self.max_future_ns = int(max_future_s * 1e9)
         self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
 
@@ -104,6 +111,7 @@ class SpanDecoder:
         max_len = self.max_name_len
         wanted = _WANTED
         entry_ids = self.types.entry_ids
+        latest = min(time.time_ns() + self.max_future_ns, _MAX_TIME)
         for rs in req.resource_spans:
             service = None
             for kv in rs.resource.attributes:
@@ -133,8 +141,11 @@ class SpanDecoder:
                     elif len(pid) != 8:
                         reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
                         continue
-                    if start <= 0 or end < start or end >= _MAX_TIME:
-                        reasons["invalid timestamps (start missing or end before start)"] += 1
+                    if start <= 0 or end < start or end >= latest:
+                        if start > 0 and end >= start and end >= latest:
+                            reasons[FUTURE_REASON] += 1
+                        else:
+                            reasons["invalid timestamps (start missing or end before start)"] += 1
                         continue
                     kind = sp.kind
                     name = sp.name

@@ -22,7 +22,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector_processor.assembly import Assembled, TraceAssembler
 from collector_processor.batch_analysis import AnalysedBatch, BatchAnalyser
 from collector_processor.config import PipelineConfig
-from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDecoder, parse_request
+from collector_processor.otlp_decode import (
+    FUTURE_REASON,
+    DecodedBatch,
+    DecodeFailure,
+    SpanDecoder,
+    parse_request,
+)
 from collector_processor.span_types import SpanTypes
 from collector_processor.store import Store
 
@@ -56,7 +62,7 @@ class CompletedTrace:
 _STAT_KEYS = (
     "requests_received", "requests_invalid", "requests_too_large", "requests_refused", "requests_unauthenticated",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
-    "spans_duplicate", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
+    "spans_duplicate", "spans_future", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_reparented", "spans_stored",
     "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
     "traces_replaced",
@@ -77,7 +83,8 @@ class Pipeline:
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})
         self._stat_lock = threading.Lock()
         self.types = SpanTypes(self.config.max_span_types, self.config.max_entry_points)
-        self._decoder = SpanDecoder(self.types, self.config.max_name_len)
+        self._decoder = SpanDecoder(self.types, self.config.max_name_len,
+                                    max_future_s=self.config.max_future_s)
         self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root,
                                        self.config.reparent_wrappers, self.config.wrapper_slack)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
@@ -167,6 +174,8 @@ class Pipeline:
             c["spans_accepted"] += n
             c["spans_rejected"] += batch.rejected
             c["spans_unknown_service"] += batch.unknown_service
+            if batch.rejected:
+                c["spans_future"] += batch.reasons.get(FUTURE_REASON, 0)
         return batch
 
     def refuse(self, raw: bytes | None = None, reason: str = "", new_request: bool = False) -> None:

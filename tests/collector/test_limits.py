@@ -34,3 +34,27 @@ def test_new_services_beyond_the_type_limit_share_one_bucket(make_pipeline, stor
     st = p.stats()
     assert st["span_types"] <= 6 and st["span_types_overflow"] == 7
     assert "{other}:{other}" in store.entry_points() and store.counts()["traces"] == 12
+
+
+def test_future_dated_spans_are_rejected_with_a_reason(make_pipeline, store):
+    import time
+
+    from collector_processor.otlp_decode import FUTURE_REASON
+
+    from .otlp_build import MS, T0
+
+    p = make_pipeline(max_future_s=600)
+    ahead_ms = (time.time_ns() - T0) / MS + 2 * 3600 * 1000  # two hours ahead of now
+    spans = [{"service": "web", "trace": 1, "span": 1, "name": "GET /now", "kind": SERVER, "start_ms": 0,
+              "end_ms": 10},
+             {"service": "web", "trace": 2, "span": 1, "name": "GET /later", "kind": SERVER,
+              "start_ms": ahead_ms, "end_ms": ahead_ms + 10},
+             {"service": "web", "trace": 3, "span": 1, "name": "GET /soon", "kind": SERVER,  # 1 min skew: kept
+              "start_ms": ahead_ms - 7140 * 1000, "end_ms": ahead_ms - 7140 * 1000 + 10}]
+    batch = p.accept(request(spans))
+    assert batch.rejected == 1 and batch.reasons[FUTURE_REASON] == 1
+    assert "in the future" in batch.error_message()
+    st = p.stats()
+    assert st["spans_future"] == 1 and st["spans_rejected"] == 1 and st["spans_accepted"] == 2
+    complete_all(p)
+    assert set(store.entry_points()) == {"web:GET /now", "web:GET /soon"}
