@@ -65,7 +65,7 @@ _STAT_KEYS = (
     "spans_duplicate", "spans_future", "spans_replayed", "spans_unknown_service", "spans_orphan", "spans_in_cycles",
     "spans_clock_skew", "spans_reparented", "spans_stored",
     "traces_completed", "traces_incomplete", "traces_evicted", "traces_reopened", "traces_stored",
-    "traces_replaced",
+    "traces_replaced", "traces_kept_stored", "spans_kept_stored",
     "store_errors", "analysis_errors", "listener_errors",
 )
 
@@ -262,6 +262,7 @@ class Pipeline:
             now = time.monotonic()
             done = self._drain_queue(now)
             done += self._assembler.drain(now)
+            self._assembler.finalise_recent()  # stopping: every stored trace is final, its rows can go
             return self._finish(done, now)
 
     def _drain_queue(self, now: float) -> list[Assembled]:
@@ -286,48 +287,49 @@ class Pipeline:
         pending = self._unwritten
         self._unwritten = []
         if done:
+            done = self._without_stored_duplicates(done)
+        if done:
             try:
                 batch = self._analyser.analyse(done)
             except Exception:  # a bug must not kill the worker; the spool keeps the spans for a restart
                 log.exception("analysing %d traces failed", len(done))
+                self._assembler.hold([a.trace_id for a in done])
                 with self._stat_lock:
                     c["analysis_errors"] += 1
                     c["spans_dropped"] += sum(len(a.spans) for a in done)
-                return 0
-            release = []
-            refs = self._spool_refs
-            for a in done:
-                for sid in a.spool:
-                    left = refs.get(sid, 1) - 1
-                    if left <= 0:
-                        refs.pop(sid, None)
-                        release.append(sid)
-                    else:
-                        refs[sid] = left
-            pending.append((batch, release))
-            with self._stat_lock:
-                c["traces_completed"] += len(batch)
-                c["traces_incomplete"] += int((~batch.complete).sum())
-                c["spans_orphan"] += batch.orphan_spans
-                c["spans_in_cycles"] += batch.cycle_spans
-                c["spans_clock_skew"] += batch.skewed_spans
-                c["spans_reparented"] += batch.reparented_spans
+                done = []
+            else:
+                pending.append((batch, []))
+                with self._stat_lock:
+                    c["traces_completed"] += len(batch)
+                    c["traces_incomplete"] += int((~batch.complete).sum())
+                    c["spans_orphan"] += batch.orphan_spans
+                    c["spans_in_cycles"] += batch.cycle_spans
+                    c["spans_clock_skew"] += batch.skewed_spans
+                    c["spans_reparented"] += batch.reparented_spans
+        release = self._finished_rows()
+        if release:  # after every write queued before it: a row goes only once its traces are stored and final
+            pending.append((None, release))
         stored = 0
-        for k, (batch, release) in enumerate(pending):
+        for k, (batch, rows) in enumerate(pending):
             try:
-                replaced = self.store.write_batch(batch, release)
+                replaced = self.store.write_batch(batch, rows)
             except Exception:
-                log.exception("storing %d traces failed; will retry", len(batch))
+                log.exception("storing %d traces failed; will retry", len(batch) if batch is not None else 0)
                 with self._stat_lock:
                     c["store_errors"] += 1
                 rest = pending[k:]
-                # bounded: beyond max_buffered_traces waiting traces, the oldest are lost (and counted)
-                while len(rest) > 1 and sum(len(b) for b, _ in rest) > self.config.max_buffered_traces:
+                # bounded: beyond max_buffered_traces waiting traces, the oldest are lost (and counted); their
+                # spool rows stay (a restart replays them)
+                while len(rest) > 1 and sum(len(b) for b, _ in rest if b is not None) > self.config.max_buffered_traces:
                     lost, _ = rest.pop(0)
-                    with self._stat_lock:
-                        c["spans_dropped"] += int(lost.n_spans.sum())
+                    if lost is not None:
+                        with self._stat_lock:
+                            c["spans_dropped"] += int(lost.n_spans.sum())
                 self._unwritten = rest
                 break
+            if batch is None:
+                continue
             with self._stat_lock:
                 c["traces_stored"] += len(batch)
                 c["traces_replaced"] += replaced
@@ -335,6 +337,48 @@ class Pipeline:
             stored += len(batch)
             self._notify(batch)
         return stored
+
+    def _finished_rows(self) -> list[int]:
+        """Spool rows all of whose traces became final (see assembly.py), to release."""
+        finished = self._assembler.finished_spool
+        if not finished:
+            return []
+        self._assembler.finished_spool = []
+        release = []
+        refs = self._spool_refs
+        for rows in finished:
+            for sid in rows:
+                left = refs.get(sid, 1) - 1
+                if left <= 0:
+                    refs.pop(sid, None)
+                    release.append(sid)
+                else:
+                    refs[sid] = left
+        return release
+
+    def _without_stored_duplicates(self, done: list[Assembled]) -> list[Assembled]:
+        """Drop rebuilt traces that hold no more spans than their stored version (a trace replayed after a
+        crash, or a fragment arriving after the late window): the fuller stored trace is kept, never replaced
+        by a fragment, and its graph evidence is not counted twice."""
+        counts = getattr(self.store, "stored_span_counts", None)
+        if counts is None:
+            return done
+        stored = counts([a.trace_id.hex() for a in done])
+        if not stored:
+            return done
+        keep = []
+        skipped = skipped_spans = 0
+        for a in done:
+            old = stored.get(a.trace_id.hex())
+            if old is not None and old >= len(a.spans):
+                skipped += 1
+                skipped_spans += len(a.spans)
+            else:
+                keep.append(a)
+        with self._stat_lock:
+            self._c["traces_kept_stored"] += skipped
+            self._c["spans_kept_stored"] += skipped_spans
+        return keep
 
     def _notify(self, batch: AnalysedBatch) -> None:
         if not self._listeners:

@@ -5,7 +5,8 @@ readers use one connection per thread, which WAL lets run concurrently with the 
 
 Durability: the pipeline spools every accepted OTLP request before the client is answered: the bytes are
 appended to a segment file (``<data_dir>/spool/seg-N.bin``) and indexed by a row of the ``spool`` table; the
-row is deleted in the same transaction that stores the traces the request fed, and a segment file is removed
+row is deleted (in a store transaction after the writes of its traces) once every trace it fed is stored and
+final (see assembly.py), and a segment file is removed
 once none of its rows is left. After a restart the pipeline replays what is left. (Blobs in SQLite cost a
 page write to the WAL, another at checkpoint and a page free at delete: ~15 % of the pipeline's time; the
 append-only files cost a sequential write.) With ``synchronous=NORMAL`` (default) a committed transaction and
@@ -233,6 +234,20 @@ class SqliteStore:
         finally:
             for f in files.values():
                 f.close()
+
+    def stored_span_counts(self, trace_ids: list[str]) -> dict[str, int]:
+        """Span count of each of these trace ids that is stored (committed), for the pipeline's rule that a
+        rebuilt trace replaces its stored version only when it holds more spans."""
+        out: dict[str, int] = {}
+        with self._lock:
+            if self._closed:
+                return out
+            for k in range(0, len(trace_ids), 500):
+                chunk = trace_ids[k:k + 500]
+                out.update(self._w.execute(
+                    f"SELECT trace_id, n_spans FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall())
+        return out
 
     def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int:
         """Store a batch of completed traces (features + graph evidence) and release their spool rows in one

@@ -208,7 +208,9 @@ def test_fragment_after_the_late_window_is_counted(make_pipeline, store):
     now = time.monotonic()
     p.accept(request(spans[:3]))
     p.tick(now + 3)
-    p.accept(request(spans[3:]))  # too late to re-open: a fragment replaces the stored trace, counted
+    p.accept(request(spans[3:]))  # too late to re-open: a smaller fragment never replaces the stored trace
     complete_all(p)
     st = p.stats()
-    assert st["traces_replaced"] == 1 and st["traces_reopened"] == 0
+    assert st["traces_replaced"] == 0 and st["traces_reopened"] == 0
+    assert st["traces_kept_stored"] == 1 and st["spans_kept_stored"] == 1  # counted, not silent
+    assert store.trace_features(f"{97:032x}").n_spans == 3
