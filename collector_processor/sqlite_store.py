@@ -101,8 +101,11 @@ class SqliteStore:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(self.data_dir, 0o700)  # traces, models and explanations are nobody else's business
         self.path = self.data_dir / DB_FILE
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm copy its mode
+        _private(self.path, 0o600)
         self._synchronous = synchronous.upper()
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -115,7 +118,7 @@ class SqliteStore:
         self._next_trace_row = (self._w.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1
         # spool segments: id -> segment of every pending request, live rows per segment
         self._spool_dir = self.data_dir / SPOOL_DIR
-        self._spool_dir.mkdir(exist_ok=True)
+        self._spool_dir.mkdir(exist_ok=True, mode=0o700)
         self._spool_seg: dict[int, int] = dict(self._w.execute("SELECT id, segment FROM spool").fetchall())
         self._seg_live: dict[int, int] = {}
         for seg in self._spool_seg.values():
@@ -187,7 +190,8 @@ class SqliteStore:
                     self._seg_file = None
                     self._gc_segment(self._seg)
                     self._seg += 1
-                self._seg_file = open(self._segment_path(self._seg), "ab", buffering=0)  # noqa: SIM115
+                self._seg_file = open(self._segment_path(self._seg), "ab", buffering=0,  # noqa: SIM115
+                                      opener=lambda p, flags: os.open(p, flags, 0o600))
                 self._seg_size = self._seg_file.tell()
             offset = self._seg_size
             self._seg_file.write(payload)
@@ -551,6 +555,15 @@ class SqliteStore:
                 except sqlite3.ProgrammingError:
                     pass  # a reader created in another thread; sqlite closes it when that thread's object dies
             self._w.close()
+
+
+def _private(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` when we own it (an operator's shared mount may not allow it: left as is)."""
+    try:
+        if path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
+    except OSError:
+        pass
 
 
 def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -51,6 +51,7 @@ class ServeConfig:
     auth_token_file: str | None = None
     ingest_token: str | None = field(default=None, repr=False)  # OTLP receivers; unset: auth_token applies
     ingest_token_file: str | None = None
+    model_key_file: str | None = None    # HMAC key of persisted models, outside the data dir (created if missing)
     tls_cert_file: str | None = None     # PEM certificate chain: every listener serves TLS when set
     tls_key_file: str | None = None
     max_entry_points: int = 1000         # distinct entry points; beyond: folded into "{other}:{other}"

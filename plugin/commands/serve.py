@@ -35,6 +35,8 @@ HELP = {
     "ingest_token": "bearer token the OTLP receivers require instead of auth_token (unset: auth_token applies; "
                     "prefer --ingest-token-file or the env var)",
     "ingest_token_file": "file holding the ingest bearer token",
+    "model_key_file": "key that signs persisted models (HMAC), kept outside the data dir; created if missing "
+                      "[derived from the auth token, else ~/.config/whyslow/model.key]",
     "tls_cert_file": "PEM certificate chain: every listener (OTLP gRPC/HTTP, REST, gRPC) serves TLS (off when unset)",
     "tls_key_file": "PEM private key of tls_cert_file",
     "max_entry_points": "distinct entry points kept apart; new ones beyond are folded into {other}:{other} "
