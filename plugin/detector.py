@@ -34,6 +34,9 @@ from collector_processor import CompletedTrace
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
 
+MAX_PENDING_TRACES = 20_000  # completed traces waiting to be scored (~2 kB each)
+PENDING_WAIT_S = 60.0         # how long the pipeline waits for room before a trace goes unscored (counted)
+
 log = logging.getLogger("whyslow.detector")
 
 
@@ -125,7 +128,9 @@ class Detector:
         self.metrics = metrics
         self.hub = hub
         self.on_outlier = list(on_outlier or [])
-        self._traces: queue.Queue[CompletedTrace | BacklogJob | None] = queue.Queue()
+        # bounded: when scoring falls behind, the pipeline's worker waits here, its ingest queue fills and the
+        # receivers answer with retryable refusals (end-to-end backpressure instead of unbounded memory)
+        self._traces: queue.Queue[CompletedTrace | BacklogJob | None] = queue.Queue(maxsize=MAX_PENDING_TRACES)
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
@@ -135,7 +140,8 @@ class Detector:
         self._pending = 0
         self._pending_lock = threading.Condition()
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
-                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0}
+                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0,
+                         "unscored_overflow": 0}
 
     @property
     def pending(self) -> int:
@@ -148,7 +154,11 @@ class Detector:
         """Pipeline listener: enqueue only."""
         with self._pending_lock:
             self._pending += 1
-        self._traces.put(trace)
+        try:
+            self._traces.put(trace, timeout=PENDING_WAIT_S)
+        except queue.Full:  # the scoring thread is stuck: stored but not scored, counted
+            self.counters["unscored_overflow"] += 1
+            self._done()
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
