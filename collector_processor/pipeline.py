@@ -95,6 +95,7 @@ class Pipeline:
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
+        self._replayed_rows: set[int] = set()    # spool rows replayed at start, until released
         self._unwritten: list[tuple[AnalysedBatch, list[int]]] = []
         self._listeners: list[Callable[[CompletedTrace], None]] = []
         self._closed = False
@@ -234,6 +235,7 @@ class Pipeline:
                 self.store.write_batch(None, [spool_id])
                 continue
             if batch.spans:
+                self._replayed_rows.add(spool_id)
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
                 self._queued_spans += len(batch.spans)
                 self._inflight_bytes += len(batch.spans) * _SPAN_BYTES
@@ -354,16 +356,27 @@ class Pipeline:
                     release.append(sid)
                 else:
                     refs[sid] = left
+        if self._replayed_rows:
+            self._replayed_rows.difference_update(release)
         return release
 
     def _without_stored_duplicates(self, done: list[Assembled]) -> list[Assembled]:
         """Drop rebuilt traces that hold no more spans than their stored version (a trace replayed after a
-        crash, or a fragment arriving after the late window): the fuller stored trace is kept, never replaced
-        by a fragment, and its graph evidence is not counted twice."""
+        crash, a re-opened trace that gained nothing, or a fragment arriving after the late window): the fuller
+        stored trace is kept, never replaced by a fragment, and its graph evidence is not counted twice.
+        (Not looked up: a complete trace all of whose spans are new to this process — the common case; its
+        root alone arriving after the late window is the one fragment this lets through.)"""
         counts = getattr(self.store, "stored_span_counts", None)
         if counts is None:
             return done
-        stored = counts([a.trace_id.hex() for a in done])
+        # only traces that can have a stored version are looked up (a lookup costs ~5 % of the pipeline):
+        # rebuilt from replayed spool rows, re-opened by late spans, or fragments (no root, or evicted)
+        replayed = self._replayed_rows
+        suspects = [a.trace_id.hex() for a in done
+                    if a.reopened or not a.complete or (replayed and not replayed.isdisjoint(a.spool))]
+        if not suspects:
+            return done
+        stored = counts(suspects)
         if not stored:
             return done
         keep = []
