@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drain(self, max_bytes: int, keep: int = 0) -> tuple[bool, bytes]:
         """Read and discard the request body (at most ``max_bytes`` bytes, ``_DRAIN_S`` seconds) so that the
         client, which writes it before reading, can read the answer. Returns (whole body read, the body when it
-        is at most ``keep`` bytes and uncompressed-identity agnostic, else b"")."""
+        is at most ``keep`` bytes, else b"")."""
         deadline = time.monotonic() + _DRAIN_S
         kept: list[bytes] = []
         total = 0
