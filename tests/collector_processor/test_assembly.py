@@ -140,6 +140,8 @@ def test_flush_stores_everything(pipeline, store):
     ("GET /users/123/orders/9f86d081884c7d65", "GET /users/{id}/orders/{id}"),
     ("/api/v1/items/550e8400-e29b-41d4-a716-446655440000", "/api/v1/items/{id}"),
     ("SELECT ts.trip2", "SELECT ts.trip2"),
+    ("GET /api/v12/users/7", "GET /api/v12/users/{id}"),  # a version segment keeps all its digits
+    ("http2 call", "http2 call"),
     ("HTTP GET", "HTTP GET"),
     ("cache  miss   42", "cache miss {id}"),
     ("", "unnamed"),
@@ -205,7 +207,9 @@ def test_fragment_after_the_late_window_is_counted(make_pipeline, store):
     now = time.monotonic()
     p.accept(request(spans[:3]))
     p.tick(now + 3)
-    p.accept(request(spans[3:]))  # too late to re-open: a fragment replaces the stored trace, counted
+    p.accept(request(spans[3:]))  # too late to re-open: a smaller fragment never replaces the stored trace
     complete_all(p)
     st = p.stats()
-    assert st["traces_replaced"] == 1 and st["traces_reopened"] == 0
+    assert st["traces_replaced"] == 0 and st["traces_reopened"] == 0
+    assert st["traces_kept_stored"] == 1 and st["spans_kept_stored"] == 1  # counted, not silent
+    assert store.trace_features(f"{97:032x}").n_spans == 3

@@ -245,7 +245,7 @@ def live_auth(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterato
     """A second backend started with --auth-token (a smaller shop: 80 normal traces, 2 slow)."""
     srv = ServeProcess(tmp_path_factory.mktemp("panel-auth") / "data", auth_token=AUTH_TOKEN, min_traces=60,
                        window=1000, refit_interval_s=3600, trace_timeout_s=0.3).start()
-    traffic = ShopTraffic(srv.otlp_grpc, seed=31)
+    traffic = ShopTraffic(srv.otlp_grpc, seed=31, headers={"authorization": f"Bearer {AUTH_TOKEN}"})
     try:
         normal = traffic.send(80)
         srv.wait_for(lambda: _model_ready(srv, ENTRY), timeout=60)
