@@ -18,7 +18,7 @@ class _Models:
 def test_full_scoring_queue_waits_then_counts(monkeypatch):
     monkeypatch.setattr(det, "MAX_PENDING_TRACES", 2)
     monkeypatch.setattr(det, "PENDING_WAIT_S", 0.2)
-    d = Detector(_Models(), None, ServeConfig().validate(), None, OutlierHub())  # threads not started: stuck
+    d = Detector(_Models(), None, None, None, ServeConfig().validate(), None, OutlierHub())  # threads not started: stuck
     trace = CompletedTrace("ab" * 16, "web:GET /", 0, 1.0, True, {"web:GET /": 1.0}, 1)
     d.on_trace(trace)
     d.on_trace(trace)
