@@ -170,9 +170,10 @@ def test_refusals_are_readable_after_the_body(make_pipeline):
             s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
                       b"Content-Length: 100\r\n\r\n")
             stalled.append(s)
-        deadline = time.monotonic() + 20  # until their handler threads hold the slots (slow on a loaded machine)
+        deadline = time.monotonic() + 60  # until their handler threads hold the slots (slow on a loaded machine)
         while h._handler.slots._value > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert h._handler.slots._value == 0, "the stalled clients' handler threads never took their slots"
         for _ in range(3):
             status, headers, _ = _post_all_then_read(h.port, fits)
             assert status == 503 and headers["Retry-After"] == "1"
