@@ -332,7 +332,8 @@ def _bootstrap(periods: PeriodModels, chosen: list[int], statistic: TargetStatis
     draws, totals = [], []
     for b in range(reps):
         rng = np.random.default_rng([seed, 47, b])
-        rows0, rows1 = rng.integers(0, n0, size=n0), rng.integers(0, n1, size=n1)
+        rows0: np.ndarray = rng.integers(0, n0, size=(n0,))
+        rows1: np.ndarray = rng.integers(0, n1, size=(n1,))
         game = _Game(periods, chosen, statistic, rows0[idx0], rows1[idx1])
         phi, v0, v1, _ = game.shapley("exact" if exact else "permutation", rng, max_permutations)
         draws.append(phi)

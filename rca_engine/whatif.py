@@ -86,7 +86,7 @@ def what_if(graph: nx.DiGraph, data: pd.DataFrame, target: Hashable, interventio
     needs_baseline = any(v == "baseline" for v in specs.values())
     if needs_baseline and baseline is None:
         raise RCAError("an intervention 'baseline' needs the baseline table (baseline=...)")
-    tables = [data, baseline] if needs_baseline else [data]
+    tables: list[pd.DataFrame] = [data] if baseline is None or not needs_baseline else [data, baseline]
     periods = PeriodModels(graph, target, tables, mechanisms, dropna=dropna, min_rows=min_rows, seed=seed,
                            names=["data", "baseline data"][:len(tables)])
     for node in specs:
@@ -109,7 +109,7 @@ def what_if(graph: nx.DiGraph, data: pd.DataFrame, target: Hashable, interventio
         e0 = periods.noise[0]
         noise = [e0[rows, j] for j in range(len(periods.nodes))]
         f_period: list[np.ndarray | None] = [None] * len(noise)
-        for c, (node, how) in zip(range(k), specs.items(), strict=False):
+        for c, how in enumerate(specs.values()):
             j = cols[c]
             if how == "baseline":
                 other = periods.noise[1][rows_b, j]
@@ -128,9 +128,12 @@ def what_if(graph: nx.DiGraph, data: pd.DataFrame, target: Hashable, interventio
         draws = []
         for b in range(int(intervals)):
             brng = np.random.default_rng([seed, 59, b])
-            boot = brng.integers(0, n_rows, size=n_rows)
-            rows_b = None if idx_b is None else brng.integers(0, periods.values[1].shape[0],
-                                                              size=periods.values[1].shape[0])[idx_b]
+            boot: np.ndarray = brng.integers(0, n_rows, size=(n_rows,))
+            rows_b = None
+            if idx_b is not None:
+                n_b = periods.values[1].shape[0]
+                boot_b: np.ndarray = brng.integers(0, n_b, size=(n_b,))
+                rows_b = boot_b[idx_b]
             boot_current = float(statistic.of(periods.values[0][boot, -1]))
             draws.append(boot_current + effects(boot[idx], rows_b)[0])
         tail = (1.0 - confidence) / 2.0
