@@ -1,6 +1,7 @@
 """GET /api/v1/regression, POST /api/v1/whatif, their gRPC methods and the data source's 'regression' target,
 end to end: real OTLP from the OpenTelemetry SDK into `whyslow serve`, normal traffic 40 minutes ago, then a
-sustained slowdown of cart (+25 ms own time on every request) in the last few minutes."""
+sustained slowdown of cart (+25 ms own time on every request) in the last few minutes; a little normal traffic a
+day earlier (12 minutes before this time of day) decides which default baseline a window gets."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tests.traffic import ENTRY, MS, ShopTraffic
 
 SLOW_MS = 25.0
 TRACES = 300
+DAY_BEFORE = 60
+LAST_10_MIN = {"from": "now-10m", "to": "now"}  # a day earlier holds nothing: the baseline is the hour before
 TOKEN = "regression-test-token-41"
 
 
@@ -30,9 +33,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
     traffic = ShopTraffic(srv.otlp_grpc, seed=23)
     try:
         now = time.time_ns()
+        traffic.send(DAY_BEFORE, start=now - (24 * 60 + 12) * 60 * 10**9, spacing_ms=100)
         base = traffic.send(TRACES, start=now - 40 * 60 * 10**9, spacing_ms=100)
         slow = traffic.send(TRACES, slow="cart", slow_ms=SLOW_MS, start=now - 5 * 60 * 10**9, spacing_ms=100)
-        srv.wait_for(lambda: _stored(srv) >= 2 * TRACES, timeout=90)
+        srv.wait_for(lambda: _stored(srv) >= 2 * TRACES + DAY_BEFORE, timeout=90)
         yield srv, base, slow
     finally:
         traffic.close()
@@ -48,9 +52,18 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
 
 
-def test_default_windows_name_cart_with_its_change_in_ms(live):
-    srv, base, slow = live
+def test_default_baseline_is_the_same_window_a_day_earlier(live):
+    srv, _, _ = live
     status, r = srv.get("/api/v1/regression?" + urlencode({"entry": ENTRY, "stat": "mean"}))
+    assert status == 200, r
+    assert r["baseline"]["source"] == "day_before" and r["baseline"]["traces"] == DAY_BEFORE
+    assert r["window"]["traces"] == TRACES and r["services"][0]["service"] == "cart"
+    assert r["services"][0]["contribution"] == pytest.approx(SLOW_MS, abs=2.5)
+
+
+def test_hour_before_names_cart_with_its_change_in_ms(live):
+    srv, base, slow = live
+    status, r = srv.get("/api/v1/regression?" + urlencode({"entry": ENTRY, "stat": "mean", **LAST_10_MIN}))
     assert status == 200, r
     assert r["baseline"]["source"] == "hour_before"  # nothing a day earlier
     assert r["window"]["traces"] == TRACES and r["baseline"]["traces"] == TRACES
@@ -83,7 +96,8 @@ def test_p99_with_explicit_windows_and_the_cache(live):
 
 def test_what_if_cart_at_its_baseline(live):
     srv, _, _ = live
-    status, w = srv.post("/api/v1/whatif", {"entry": ENTRY, "stat": "mean", "interventions": {"cart": "baseline"}})
+    status, w = srv.post("/api/v1/whatif", {"entry": ENTRY, "stat": "mean", "interventions": {"cart": "baseline"},
+                                           **LAST_10_MIN})
     assert status == 200, w
     assert w["baseline"]["source"] == "hour_before"
     assert w["change"] == pytest.approx(-SLOW_MS, abs=1.5)
@@ -96,16 +110,18 @@ def test_what_if_cart_at_its_baseline(live):
 
 def test_grpc_methods_agree_with_rest(live):
     srv, _, _ = live
-    rest = srv.get("/api/v1/regression?" + urlencode({"entry": ENTRY, "stat": "mean"}))[1]
+    rest = srv.get("/api/v1/regression?" + urlencode({"entry": ENTRY, "stat": "mean", **LAST_10_MIN}))[1]
     meta = [("authorization", f"Bearer {TOKEN}")]
     with grpc.insecure_channel(srv.grpc_target) as channel:
         stub = pb_grpc.WhySlowStub(channel)
-        r = stub.GetRegression(pb.GetRegressionRequest(entry=ENTRY, stat="mean"), metadata=meta, timeout=60)
+        ten = time.time_ns() // MS - 10 * 60 * 1000
+        r = stub.GetRegression(pb.GetRegressionRequest(entry=ENTRY, stat="mean", from_unix_ms=ten), metadata=meta,
+                               timeout=60)
         assert r.services[0].service == "cart"
-        assert r.services[0].contribution == pytest.approx(rest["services"][0]["contribution"], abs=1e-9)
+        assert r.services[0].contribution == pytest.approx(rest["services"][0]["contribution"], abs=1e-6)
         assert r.baseline.source == "hour_before" and r.window.traces == TRACES
-        w = stub.WhatIf(pb.WhatIfRequest(entry=ENTRY, stat="mean", interventions={"cart": "baseline"}),
-                        metadata=meta, timeout=60)
+        w = stub.WhatIf(pb.WhatIfRequest(entry=ENTRY, stat="mean", interventions={"cart": "baseline"},
+                                         from_unix_ms=ten), metadata=meta, timeout=60)
         assert w.change == pytest.approx(-SLOW_MS, abs=1.5) and len(w.interval) == 2
         with pytest.raises(grpc.RpcError) as err:
             stub.GetRegression(pb.GetRegressionRequest(entry=ENTRY, stat="p101"), metadata=meta, timeout=30)
@@ -117,7 +133,7 @@ def test_grpc_methods_agree_with_rest(live):
 
 def test_data_source_regression_frames(live):
     srv, _, slow = live
-    body = {"range": {"from": _iso(slow[0].start_unix_nano - 60 * 10**9), "to": _iso(time.time_ns())},
+    body = {"range": {"from": _iso(slow[0].start_unix_nano - 4 * 60 * 10**9), "to": _iso(time.time_ns())},
             "targets": [{"refId": "A", "target": "regression", "payload": {"entry": ENTRY, "stat": "mean"}}]}
     status, frames = srv.post("/query", body)
     assert status == 200
