@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,23 +65,39 @@ def _dowhy_child(edges: list[tuple[str, str]], old: pd.DataFrame, new: pd.DataFr
     queue.put((time.process_time() - c, time.perf_counter() - t, {str(k): float(v) for k, v in out.items()}))
 
 
+STOPPED: dict[str, str] = {}  # why the last DoWhy run gave no result
+
+
 def run_dowhy(edges: list[tuple[str, str]], old: pd.DataFrame, new: pd.DataFrame, target: str, stat: str,
               cpu_limit: float) -> tuple[float | None, float | None, dict[str, float] | None]:
-    """(CPU seconds, wall seconds, contributions) of DoWhy's distribution_change, or Nones past ``cpu_limit`` CPU
-    seconds (wall time is capped at 4x that: the machine is shared)."""
+    """(CPU seconds, wall seconds, contributions) of DoWhy's distribution_change, or Nones when it was stopped
+    (past ``cpu_limit`` CPU seconds, or 4x that in wall time: the machine is shared); ``STOPPED["why"]`` says
+    which, with the CPU time it had used."""
     try:
         import dowhy  # noqa: F401
     except ImportError:
+        STOPPED["why"] = "DoWhy not installed (pip install -e '.[bench]')"
         return None, None, None
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
+    started = time.perf_counter()
     proc = ctx.Process(target=_dowhy_child, args=(edges, old, new, target, stat, cpu_limit, queue))
     proc.start()
-    proc.join(4 * cpu_limit)
+    deadline = started + 4 * cpu_limit
+    while proc.is_alive() and time.perf_counter() < deadline and queue.empty():
+        time.sleep(0.5)
+    if not queue.empty():
+        result = queue.get()
+        proc.join()
+        return result
     if proc.is_alive():
         proc.kill()
-        proc.join()
-    return queue.get() if not queue.empty() else (None, None, None)
+    _, _, usage = os.wait4(proc.pid, 0)
+    cpu = usage.ru_utime + usage.ru_stime
+    wall = time.perf_counter() - started
+    STOPPED["why"] = f"stopped after {cpu:.0f} s CPU / {wall:.0f} s wall (limits {cpu_limit:.0f} s CPU, " \
+                     f"{4 * cpu_limit:.0f} s wall)"
+    return None, None, None
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
@@ -131,7 +148,7 @@ def scaling(repeats: int, dowhy_sizes: Sequence[int], timeout: float) -> tuple[s
                      r.root_causes[0] if r.root_causes else "-",
                      f"{tl * 1000:.0f} ms ({rl.root_causes[0] if rl.root_causes else '-'})",
                      f"{d_time:.1f} s ({d_wall:.1f} s)" if d_time and d_wall else
-                     (f"> {timeout:.0f} s" if tried else "not run"),
+                     (STOPPED.get("why", "failed") if tried else "not run"),
                      d_top or "-", f"{d_time / t50:.0f}x" if d_time else "-"])
         figures.append({"n": n, "cpu_s": t50, "wall_s": w50, "top_ok": bool(r.root_causes and r.root_causes[0] == fault),
                         "dowhy_s": d_time, "dowhy_top": d_top})
@@ -170,7 +187,7 @@ def microservice(timeout: float, run_dowhy_too: bool) -> tuple[str, dict[str, An
                          ", ".join(f"{k} {d_out[k]:+.3f}" for k in ranked[:3]), f"- / {sum(d_out.values()):+.3f}"])
             out["dowhy"] = (d_time, ranked[0])
         else:
-            rows.append(["DoWhy gcm.distribution_change", f"> {timeout:.0f} s CPU or not installed", "-", "-", "-"])
+            rows.append(["DoWhy gcm.distribution_change", STOPPED.get("why", "failed"), "-", "-", "-"])
     table = markdown_table(["method", "CPU time", "top service", "top contributions (s)",
                             "observed / modelled change (s)"], rows)
     return table, out
