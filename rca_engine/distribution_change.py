@@ -239,6 +239,7 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
         raise RCAError(f"intervals must be 0 or at least 2 bootstrap replicates, got {intervals}")
     if not 0.0 < confidence < 1.0:
         raise RCAError(f"confidence must be in (0, 1), got {confidence}")
+    baseline, comparison = one_sided_calls(graph, target, baseline, comparison)
     periods = PeriodModels(graph, target, [baseline, comparison], mechanisms, dropna=dropna, min_rows=min_rows,
                            seed=seed, names=["baseline data", "comparison data"])
     nodes = periods.nodes
@@ -298,6 +299,24 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
         method="exact" if use_exact else "permutation", num_permutations=used, alpha=alpha, seed=seed,
         seconds=time.perf_counter() - started,
     )
+
+
+def one_sided_calls(graph: nx.DiGraph, target: Hashable, baseline: pd.DataFrame, comparison: pd.DataFrame
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A node upstream of ``target`` with a column in one table only is a call made in that period only: the
+    other table gets it as 0 ms (absent). Columns missing from both stay missing (a data error)."""
+    if not isinstance(baseline, pd.DataFrame) or not isinstance(comparison, pd.DataFrame) or target not in graph:
+        return baseline, comparison  # PeriodModels reports the error
+    nodes = nx.ancestors(graph, target) | {target}
+    only_new = [n for n in nodes if n in comparison.columns and n not in baseline.columns]
+    only_old = [n for n in nodes if n in baseline.columns and n not in comparison.columns]
+    if only_new:
+        baseline = baseline.assign(**{str(n): 0.0 for n in only_new}) if all(isinstance(n, str) for n in only_new) \
+            else pd.concat([baseline, pd.DataFrame(0.0, index=baseline.index, columns=only_new)], axis=1)
+    if only_old:
+        comparison = comparison.assign(**{str(n): 0.0 for n in only_old}) if all(isinstance(n, str) for n in only_old) \
+            else pd.concat([comparison, pd.DataFrame(0.0, index=comparison.index, columns=only_old)], axis=1)
+    return baseline, comparison
 
 
 def noise_floor(baseline_target: np.ndarray, statistic: TargetStatistic, n0: int, n1: int, *, seed: int = 0,

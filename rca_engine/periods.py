@@ -42,13 +42,14 @@ class PeriodModels:
         if isinstance(mechanisms, Mapping):
             mechanisms = {n: s for n, s in mechanisms.items() if n in sub}
         names = list(names) or [f"table {i + 1}" for i in range(len(tables))]
-        first = fit(sub, _checked(tables[0], names[0]), mechanisms, dropna=dropna, min_rows=min_rows, seed=seed)
+        first_values = training_matrix(_checked(tables[0], names[0]), list(nx.topological_sort(sub)), dropna=dropna,
+                                       min_rows=min_rows, what=names[0])  # errors name the table
+        first = fit(sub, tables[0], mechanisms, dropna=dropna, min_rows=min_rows, seed=seed)
         self.nodes: list[Hashable] = first.nodes
         self.parent_idx = first.parent_idx
         self.structural = all(m.name in STRUCTURAL for m in first.mechanisms.values())
         self.models: list[CausalModel] = [first]
-        self.values: list[np.ndarray] = [training_matrix(tables[0], self.nodes, dropna=dropna, min_rows=min_rows,
-                                                         what=names[0])]
+        self.values: list[np.ndarray] = [first_values]
         for table, name in zip(tables[1:], names[1:], strict=False):
             vals = training_matrix(_checked(table, name), self.nodes, dropna=dropna, min_rows=min_rows, what=name)
             self.values.append(vals)

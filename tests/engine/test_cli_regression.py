@@ -28,6 +28,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base.to_csv(d / "before.csv", index=False)
     comp.to_csv(d / "after.csv", index=False)
     comp.drop(columns=["db"]).to_csv(d / "short.csv", index=False)
+    base.drop(columns=["db"]).to_csv(d / "short_before.csv", index=False)
     (d / "calls.json").write_text(json.dumps({"edges": [["front", "a"], ["front", "b"], ["b", "db"],
                                                         ["front", "new"]]}))
     (d / "truth.json").write_text(json.dumps({k: float(own1[k].mean() - own0[k].mean()) for k in ("a", "db")}))
@@ -84,11 +85,16 @@ def test_bad_input_is_one_line_and_status_2(files, extra, message, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_missing_column_and_file(files):
-    args = common(files)
+def test_missing_column_and_file(files, capsys):
+    from plugin.cli import main
+
+    args = common(files, "--intervals", "0", "--json")
     args[args.index(str(files["after"]))] = str(files["short"])
-    out = whyslow(*args)
-    assert out.returncode == 2 and "comparison data lacks columns for graph nodes 'db'" in out.stderr
+    assert main(["regression", *args]) == 0  # a column of one table only: a call of that period only
+    assert json.loads(capsys.readouterr().out)["kinds"]["db"] == "gone"
+    args[args.index(str(files["before"]))] = str(files["short_before"])
+    assert main(["regression", *args]) == 2
+    assert "baseline data lacks columns for graph nodes 'db'" in capsys.readouterr().err
     out = whyslow(*["--graph", str(files["calls"]), "--baseline", "/nonexistent.csv", "--comparison",
                     str(files["after"]), "--target", "front"])
     assert out.returncode == 2 and "baseline file not found" in out.stderr

@@ -101,6 +101,17 @@ def test_new_call_is_a_player_of_kind_new():
     assert r.counterfactuals["new"] == pytest.approx(r.comparison_value - r.contributions["new"], rel=1e-6)
 
 
+def test_a_column_in_one_table_only_is_a_call_of_that_period():
+    base, comp, _, own1 = periods(3, new=True)
+    r = rca_engine.distribution_change(GRAPH, base.drop(columns=["new"]), comp, "front", stat="mean", mechanisms=SUM,
+                                       intervals=0)
+    assert r.root_causes[0] == "new" and r.kinds["new"] == "new"
+    assert r.contributions["new"] == pytest.approx(own1["new"].mean(), rel=1e-9)
+    gone = rca_engine.distribution_change(GRAPH, comp, base.drop(columns=["new"]), "front", stat="mean",
+                                          mechanisms=SUM, intervals=0)
+    assert gone.kinds["new"] == "gone" and gone.contributions["new"] == pytest.approx(-own1["new"].mean(), rel=1e-9)
+
+
 def test_changed_call_count_names_the_repeated_callee():
     base, comp, own0, own1 = periods(4, db_calls=2)
     r = rca_engine.distribution_change(GRAPH, base, comp, "front", stat="p95", mechanisms=SUM)
@@ -207,8 +218,9 @@ def test_errors_are_clear():
         rca_engine.distribution_change(GRAPH, base, comp, "front", stat="p100", mechanisms=SUM)
     with pytest.raises(rca_engine.UnknownNodeError):
         rca_engine.distribution_change(GRAPH, base, comp, "nope", mechanisms=SUM)
-    with pytest.raises(rca_engine.DataError, match="comparison data lacks columns"):
-        rca_engine.distribution_change(GRAPH, base, comp.drop(columns=["db"]), "front", mechanisms=SUM)
+    with pytest.raises(rca_engine.DataError, match="baseline data lacks columns for graph nodes 'db'"):
+        rca_engine.distribution_change(GRAPH, base.drop(columns=["db"]), comp.drop(columns=["db"]), "front",
+                                       mechanisms=SUM)
     with pytest.raises(rca_engine.RCAError, match="threshold"):
         rca_engine.distribution_change(GRAPH, base, comp, "front", stat="tail", mechanisms=SUM)
     with pytest.raises(rca_engine.RCAError, match="needs the baseline"):
