@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,9 +77,12 @@ def run_dowhy(edges: list[tuple[str, str]], old: pd.DataFrame, new: pd.DataFrame
     except ImportError:
         STOPPED["why"] = "DoWhy not installed (pip install -e '.[bench]')"
         return None, None, None
+    import resource
+
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     started = time.perf_counter()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = ctx.Process(target=_dowhy_child, args=(edges, old, new, target, stat, cpu_limit, queue))
     proc.start()
     deadline = started + 4 * cpu_limit
@@ -92,8 +94,9 @@ def run_dowhy(edges: list[tuple[str, str]], old: pd.DataFrame, new: pd.DataFrame
         return result
     if proc.is_alive():
         proc.kill()
-    _, _, usage = os.wait4(proc.pid, 0)
-    cpu = usage.ru_utime + usage.ru_stime
+    proc.join()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children, this one included
+    cpu = usage.ru_utime + usage.ru_stime - children.ru_utime - children.ru_stime
     wall = time.perf_counter() - started
     STOPPED["why"] = f"stopped after {cpu:.0f} s CPU / {wall:.0f} s wall (limits {cpu_limit:.0f} s CPU, " \
                      f"{4 * cpu_limit:.0f} s wall)"
