@@ -289,7 +289,7 @@ def test_dashboard_panels_and_variable(dashboard, datasources):
     assert dashboard["uid"] == "whyslow-rca"
     (var,) = dashboard["templating"]["list"]
     assert (var["name"], var["type"]) == ("traceId", "textbox")
-    panels = {p["type"]: p for p in dashboard["panels"]}
+    panels = {p["type"]: p for p in dashboard["panels"] if p["targets"][0].get("target") != "regression"}
     plugin_json = json.loads((ROOT / "grafana_panel" / "src" / "plugin.json").read_text(encoding="utf-8"))
     assert plugin_json["id"] == PANEL_ID and plugin_json["type"] == "panel"
     rca = panels[PANEL_ID]
@@ -311,6 +311,8 @@ def test_dashboard_panels_and_variable(dashboard, datasources):
         assert datasources[ds["uid"]]["type"] == ds["type"]
         for t in p["targets"]:
             assert t["datasource"] == ds
+    (regression,) = [p for p in dashboard["panels"] if p["targets"][0].get("target") == "regression"]
+    assert regression["type"] == PANEL_ID  # the panel draws the regression view for the dashboard's time range
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
@@ -348,6 +350,9 @@ def test_dashboard_queries_are_answered_by_the_real_backend(dashboard, tmp_path)
                     assert frames[0]["rows"][0][0] == "no_trace"
                 elif target["target"] == "incident":
                     assert {"service", "share", "top_node"} <= names
+                elif target["target"] == "regression":  # no traffic yet: the summary frame says why
+                    assert {"status", "message", "observed_change", "contribution"} <= names
+                    assert frames[0]["rows"][0][0] == "error"
                 else:
                     assert "trace_id" in names  # the column the table's data link is on
         with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:

@@ -18,20 +18,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, HARNESS, VIEWPORT
 from tests.support.serve import ServeProcess
 from plugin.demo.shop_traffic import ENTRY, ShopTraffic
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = ROOT / "grafana_panel" / "harness-dist" / "index.html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 NORMAL_TRACES = 150
 SLOW_MS = 400.0
 SLOW_SERVICE = "payments"
-VIEWPORT = {"width": 1440, "height": 900}
 
 pytestmark = pytest.mark.browser
 

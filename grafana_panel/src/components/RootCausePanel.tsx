@@ -6,11 +6,13 @@ import React, { useMemo, useState } from 'react';
 
 import { formatLatency, formatNats, formatRarity } from '../format';
 import { parseExplanation } from '../frames';
+import { parseRegression } from '../regression';
 import { viewState } from '../state';
 import { defaultOptions, PanelOptions } from '../types';
 import { CausalGraph, graphLayout } from './CausalGraph';
 import { ContributionBars } from './ContributionBars';
 import { NodeName } from './NodeName';
+import { RegressionView } from './RegressionView';
 import { StateView } from './StateView';
 import { TargetHeader } from './TargetHeader';
 
@@ -31,8 +33,17 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
     [explanation.edges, explanation.contributions, entry]
   );
   const [hovered, setHovered] = useState<string | null>(null);
+  const regression = useMemo(() => parseRegression(data.series), [data.series]);
   const state = viewState(data, explanation);
   const summary = explanation.summary;
+
+  if (regression) {
+    return (
+      <div className={styles.root} style={{ width, height }} data-testid="whyslow-panel" data-status="regression">
+        <RegressionView regression={regression} units={opts.units} topK={opts.topK} />
+      </div>
+    );
+  }
 
   if (state.kind !== 'ok' && state.kind !== 'not_outlier') {
     return (
