@@ -149,6 +149,46 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
         )
 
 
+    def GetRegression(self, request: pb.GetRegressionRequest, context: grpc.ServicerContext) -> Any:
+        r = self._call(context, self.service.regression, request.entry or None,
+                       request.baseline_from_unix_ms or None, request.baseline_to_unix_ms or None,
+                       request.from_unix_ms or None, request.to_unix_ms or None, request.stat or None,
+                       request.intervals if request.HasField("intervals") else None)
+        return regression_message(r)
+
+    def WhatIf(self, request: pb.WhatIfRequest, context: grpc.ServicerContext) -> Any:
+        body: dict[str, Any] = {"entry": request.entry or None, "from": request.from_unix_ms or None,
+                                "to": request.to_unix_ms or None, "stat": request.stat or None,
+                                "baseline_from": request.baseline_from_unix_ms or None,
+                                "baseline_to": request.baseline_to_unix_ms or None,
+                                "intervals": request.intervals if request.HasField("intervals") else None,
+                                "interventions": dict(request.interventions)}
+        w = self._call(context, self.service.whatif, body)
+        return pb.WhatIfResponse(
+            entry=w["entry"], stat=w["stat"], unit=w["unit"], current_value=w["current_value"],
+            predicted_value=w["predicted_value"], change=w["change"], interval=w["interval"] or [],
+            per_node=w["per_node"], interventions={k: str(v) for k, v in w["interventions"].items()},
+            window=_window(w["window"]), baseline=_window(w["baseline"]))
+
+
+def regression_message(r: dict[str, Any]) -> pb.Regression:
+    """The gRPC form of a GET /api/v1/regression answer."""
+    return pb.Regression(
+        entry=r["entry"], stat=r["stat"], unit=r["unit"], baseline_value=r["baseline_value"],
+        comparison_value=r["comparison_value"], observed_change=r["observed_change"],
+        modelled_change=r["modelled_change"], unexplained=r["unexplained"], noise_floor=r["noise_floor"],
+        significant=r["significant"], change_interval=r["change_interval"] or [],
+        contributions=[pb.RegressionContribution(**{k: v for k, v in c.items() if v is not None})
+                       for c in r["contributions"]],
+        services=[pb.RegressionService(**s) for s in r["services"]],
+        window=_window(r["window"]), baseline=_window(r["baseline"]), summary=r["summary"], seconds=r["seconds"])
+
+
+def _window(w: dict[str, Any]) -> pb.TimeWindow:
+    return pb.TimeWindow(from_unix_ms=w["from_ms"], to_unix_ms=w["to_ms"], traces=w.get("traces") or 0,
+                         source=w.get("source") or "")
+
+
 class BearerAuthInterceptor(grpc.ServerInterceptor):
     """Rejects calls without the right bearer token (constant-time compare); health checks are public."""
 

@@ -221,3 +221,84 @@ SCHEMAS: dict[str, Any] = {
     "DsSearch": {"type": "array", "items": STR},
     "AnyObject": {"type": "object"},
 }
+
+# GET /api/v1/regression and POST /api/v1/whatif (plugin.regression)
+_WINDOW = obj({"from_ms": INT, "to_ms": INT, "traces": {"type": ["integer", "null"]}})
+_INTERVENTION = {"oneOf": [{"type": "number", "minimum": 0}, STR]}
+SCHEMAS.update({
+    "RegressionWindow": _WINDOW,
+    "RegressionBaseline": obj({**_WINDOW["properties"],
+                               "source": {"type": "string", "enum": ["given", "day_before", "hour_before"]}}),
+    "RegressionContribution": obj(
+        {
+            "rank": {"type": "integer", "minimum": 1},
+            "node": STR,
+            "service": STR,
+            "operation": STR,
+            "kind": STR,
+            "change_kind": {"type": "string", "enum": ["changed", "new", "gone"]},
+            "contribution": NUM,  # in the statistic's unit (ms, or probability for tail>T)
+            "contribution_lo": NUM_OR_NULL,
+            "contribution_hi": NUM_OR_NULL,
+            "counterfactual": NUM_OR_NULL,  # the statistic had only this node not changed
+            "p_value": NUM_OR_NULL,
+        }
+    ),
+    "RegressionService": obj({"rank": INT, "service": STR, "contribution": NUM,
+                              "nodes": {"type": "array", "items": STR}}),
+    "Regression": obj(
+        {
+            "entry": STR,
+            "stat": STR,
+            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "baseline_value": NUM,
+            "comparison_value": NUM,
+            "observed_change": NUM,
+            "modelled_change": NUM,
+            "unexplained": NUM,
+            "noise_floor": NUM,
+            "significant": {"type": "boolean"},
+            "change_interval": {"type": ["array", "null"], "items": NUM},
+            "contributions": {"type": "array", "items": ref("RegressionContribution")},
+            "services": {"type": "array", "items": ref("RegressionService")},
+            "method": STR,
+            "seconds": NUM,
+            "summary": STR,
+            "window": ref("RegressionWindow"),
+            "baseline": ref("RegressionBaseline"),
+            "cached": {"type": "boolean"},
+        }
+    ),
+    "WhatIfRequest": obj(
+        {
+            "entry": STR,
+            "from": {"oneOf": [INT, STR]},
+            "to": {"oneOf": [INT, STR]},
+            "baseline_from": {"oneOf": [INT, STR]},
+            "baseline_to": {"oneOf": [INT, STR]},
+            "stat": STR,
+            "intervals": INT,
+            "interventions": {"type": "object", "additionalProperties": _INTERVENTION, "minProperties": 1},
+        },
+        required=["interventions"],
+    ),
+    "WhatIf": obj(
+        {
+            "entry": STR,
+            "target": STR,
+            "stat": STR,
+            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "interventions": {"type": "object", "additionalProperties": _INTERVENTION},
+            "current_value": NUM,
+            "predicted_value": NUM,
+            "change": NUM,
+            "interval": {"type": ["array", "null"], "items": NUM},
+            "per_node": {"type": "object", "additionalProperties": NUM},
+            "rows": INT,
+            "num_samples": INT,
+            "seconds": NUM,
+            "window": ref("RegressionWindow"),
+            "baseline": ref("RegressionBaseline"),
+        }
+    ),
+})

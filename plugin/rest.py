@@ -78,6 +78,25 @@ ROUTES: list[Route] = [
            Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
                  "At most this many outliers, newest first (default 1000)")]),
+    Route("GET", "/api/v1/regression", "regression",
+          "Why did a latency statistic of an entry point change between a baseline and a window: the change in ms "
+          "split among the nodes (and services) whose own time changed (Shapley values, bootstrap intervals)",
+          {200: "Regression", 400: ERR, 401: ERR, 404: ERR},
+          [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)"),
+           Param("from", "query", TIME_SCHEMA, "Window start (default: 15 minutes before its end)"),
+           Param("to", "query", TIME_SCHEMA, "Window end (default: now)"),
+           Param("baseline_from", "query", TIME_SCHEMA, "Baseline start (default: the window a day earlier when "
+                 "it holds traces, else the hour before the window)"),
+           Param("baseline_to", "query", TIME_SCHEMA, "Baseline end (default: the window's start when only "
+                 "baseline_from is given)"),
+           Param("stat", "query", {"type": "string"}, "mean, median, p50, p90, p95, p99 (any pNN; default p99) "
+                 "or tail>THRESHOLD_MS"),
+           Param("intervals", "query", {"type": "integer", "minimum": 0, "maximum": 200},
+                 "Bootstrap replicates for intervals (default 50, 0: none)")]),
+    Route("POST", "/api/v1/whatif", "whatif",
+          "A latency statistic of an entry point in a window had some nodes' or services' own time been scaled "
+          "(0.7 = 30 % faster) or at its baseline distribution",
+          {200: "WhatIf", 400: ERR, 401: ERR, 404: ERR}, body="WhatIfRequest"),
     Route("GET", "/api/v1/graph", "graph", "Call graph and causal graph of an entry point, with per-node stats",
           {200: "Graph", 400: ERR, 401: ERR, 404: ERR},
           [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)")]),
@@ -212,6 +231,14 @@ class RestApi:
     def incident(self) -> Any:
         a = request.args
         return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"))
+
+    def regression(self) -> Any:
+        a = request.args
+        return self.service.regression(a.get("entry"), a.get("baseline_from"), a.get("baseline_to"), a.get("from"),
+                                       a.get("to"), a.get("stat"), a.get("intervals"))
+
+    def whatif(self) -> Any:
+        return self.service.whatif(_body())
 
     def graph(self) -> Any:
         return self.service.graph(request.args.get("entry"))

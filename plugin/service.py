@@ -14,6 +14,7 @@ from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
+from plugin.regression import RegressionAnalyser
 
 log = logging.getLogger("whyslow.service")
 
@@ -58,6 +59,7 @@ class WhySlowService:
         self.detector = detector
         self.annotations = annotations
         self.started_at = time.time()
+        self.regressions = RegressionAnalyser(store, config, self.resolve_entry)
 
     # --- explanations ----------------------------------------------------------------------------
     def explain(self, trace_id: Any, intervals: Any = 0) -> dict[str, Any]:
@@ -102,6 +104,15 @@ class WhySlowService:
         summary["from_ms"] = None if lo is None else lo // 1_000_000
         summary["to_ms"] = None if hi is None else hi // 1_000_000
         return summary
+
+    def regression(self, entry: Any = None, baseline_from: Any = None, baseline_to: Any = None, start: Any = None,
+                   end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:
+        """Which services moved a latency statistic between a baseline and a window (plugin.regression)."""
+        return self.regressions.regression(entry, baseline_from, baseline_to, start, end, stat, intervals)
+
+    def whatif(self, body: Any) -> dict[str, Any]:
+        """A latency statistic under an intervention on some nodes' or services' own time (plugin.regression)."""
+        return self.regressions.whatif(body)
 
     # --- graph -----------------------------------------------------------------------------------
     def resolve_entry(self, entry: Any) -> str:

@@ -12,6 +12,7 @@ from .attribution import (
     bootstrap_intervals,
     outlier_scores,
 )
+from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
@@ -26,6 +27,8 @@ from .mechanisms import (
 )
 from .model import CausalModel, fit
 from .scoring import BASE_SCORES, ITScorer
+from .target_stats import TargetStatistic, target_statistic
+from .whatif import WhatIfResult, what_if
 
 __all__ = [
     "BASE_SCORES",
@@ -45,15 +48,21 @@ __all__ = [
     "NonlinearMechanism",
     "NotEnoughDataError",
     "RCAError",
+    "RegressionResult",
     "SumMechanism",
+    "TargetStatistic",
     "UnknownNodeError",
+    "WhatIfResult",
     "attribute",
     "attribute_many",
     "bootstrap_intervals",
+    "distribution_change",
     "fit",
     "graph_from_edges",
     "invert_call_graph",
     "outlier_scores",
+    "target_statistic",
     "upstream_order",
     "validate_graph",
+    "what_if",
 ]

@@ -158,3 +158,22 @@ def test_keep_running_stops_cleanly_on_ctrl_c_and_sigterm(sig, background):
     assert "Traceback" not in err
     tail = rest.strip().splitlines()
     assert tail[0] == "stopping" and tail[-1].startswith("VERDICT: PASS"), tail
+
+
+@pytest.mark.slow
+def test_regression_demo_names_the_degraded_service_first():
+    """--regression: a permanent degradation of one service; the attribution of p99's change ranks it first."""
+    proc = _demo("--regression", "--warmup-traces", "400", "--fault-traces", "300", "--fault-delay", "0.3",
+                 "--no-progress", "--timeout", "90", "--seed", "5")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "Traceback" not in proc.stderr
+    display = NAMES["caching-service"]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith(f"VERDICT: PASS the regression of p99 is attributed first to {display}"), lines[-1]
+    m = re.search(r"^  1\. (.+?)  +█+ \+([\d.]+) (s|ms)", out, flags=re.M)
+    assert m and m.group(1).startswith(display), out
+    value_ms = float(m.group(2)) * (1000.0 if m.group(3) == "s" else 1.0)
+    assert 150.0 < value_ms < 450.0  # the injected +0.3 s own time moves the tail by about that much
+    assert re.search(r"compared the 300 degraded requests with the 400 before them", out), out
+    assert "/api/v1/regression?" in out

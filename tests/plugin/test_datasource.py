@@ -45,11 +45,13 @@ def test_connection_and_metrics(shop):
     assert shop.srv.get("/") == (200, {"status": "ok"})
     assert shop.srv.get("/", auth=False)[0] == 401
     status, metrics = shop.srv.post("/metrics", {})
-    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "incident", "annotations"]
+    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "incident", "annotations",
+                                                                   "regression"]
     assert metrics[0]["payloads"][0]["name"] == "traceId"
     status, options = shop.srv.post("/metric-payload-options", {"metric": "outliers", "name": "entry", "payload": {}})
     assert status == 200 and {"label": ENTRY, "value": ENTRY} in options
-    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "incident", "annotations"])
+    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "incident", "annotations",
+                                                              "regression"])
 
 
 def test_rca_frames(shop):
