@@ -25,10 +25,9 @@ reached by any node with probability at most ``e^-s``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import warnings
 
 import numpy as np
 import pandas as pd
