@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from plugin import validation
+from plugin import incident_ranking, validation
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
-from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
 from plugin.regression import RegressionAnalyser
 
@@ -59,6 +58,7 @@ class WhySlowService:
         self.detector = detector
         self.annotations = annotations
         self.started_at = time.time()
+        self.incident_minutes = incident_ranking.MinuteVerdicts()  # earlier incidents, left out of baselines
         self.regressions = RegressionAnalyser(store, config, self.resolve_entry)
 
     # --- explanations ----------------------------------------------------------------------------
@@ -93,14 +93,20 @@ class WhySlowService:
                 payloads.append(payload)
         return payloads
 
-    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None) -> dict[str, Any]:
-        """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
+    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None,
+                 baseline_from: Any = None, baseline_to: Any = None) -> dict[str, Any]:
+        """Which services are behind a time window: its explained outliers, its shift scores and distribution-change
+        attribution against the baseline before it (plugin.incident_ranking)."""
         lo, hi = validation.time_range(start, end)
+        blo, bhi = validation.time_range(baseline_from, baseline_to)
         entry_id = validation.entry(entry)
         count = validation.limit(limit, default=validation.MAX_LIMIT)
         payloads = self._stored_explanations(lo, hi, entry_id, None, count)
-        summary = summarize(payloads)
-        summary["entries"] = sorted({str(p["entry"]) for p in payloads})
+        bounds = incident_ranking.window_bounds(lo, hi, blo, bhi)
+        periods = incident_ranking.read_periods(self.store, [entry_id] if entry_id else self.entries(), *bounds)
+        summary = incident_ranking.rank_window(payloads, periods, verdicts=self.incident_minutes)
+        summary["entries"] = sorted({str(p["entry"]) for p in payloads}
+                                    | {e for n in summary["shift"]["nodes"] for e in n["entries"]})
         summary["from_ms"] = None if lo is None else lo // 1_000_000
         summary["to_ms"] = None if hi is None else hi // 1_000_000
         return summary

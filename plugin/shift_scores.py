@@ -209,8 +209,8 @@ def shift_scores(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.D
     logps: list[np.ndarray] = []
     usable: list[np.ndarray] = []
     for q in LOCATION_QUANTILES:
-        cut = bq[:, qs.index(q)] * max(drift, 1.0) * TOLERANCE
-        logps.append(exceedance_logp(_above(win, cut), wn, _above(base, cut), bn))
+        cut = bq[:, qs.index(q)] * TOLERANCE  # against the baseline scaled by the drift: window / drift
+        logps.append(exceedance_logp(_above(win, cut * max(drift, 1.0)), wn, _above(base, cut), bn))
         usable.append(bn * (1 - q) >= MIN_EXCEEDANCES if q not in (0.5, 1.0) else np.ones(len(names), bool))
         labels.append("max" if q == 1.0 else f"p{round(q * 100)}")
     for q in TAIL_QUANTILES:
@@ -285,42 +285,3 @@ def service_evidence(report: ShiftReport, min_score: float, weight: str = "effec
         else:
             singles[n.service] = singles.get(n.service, 0.0) + value
     return singles, pairs, seen
-
-
-def without_incidents(baseline: Mapping[str, pd.DataFrame], starts: Mapping[str, np.ndarray],
-                      graphs: Mapping[str, CallGraph], segment_ns: int, min_score: float,
-                      passes: int = 3) -> tuple[dict[str, pd.DataFrame], list[tuple[int, int]]]:
-    """The baseline without its earlier incidents. The baseline is cut into segments of ``segment_ns`` that end
-    where it ends (by trace start; ``starts``: entry point -> start times aligned with its frame). A segment in
-    which some node is shifted against the rest of the baseline (score >= ``min_score``) is left out; this is
-    repeated (at most ``passes`` times) against what is left, because an incident spanning several segments hides
-    in the rest while its other segments are still there. Returns the kept baseline and the (from, to) ns of the
-    segments left out, oldest first."""
-    present = [s for s in starts.values() if len(s)]
-    if not present or segment_ns <= 0:
-        return dict(baseline), []
-    lo = int(min(s.min() for s in present))
-    hi = int(max(s.max() for s in present)) + 1
-    bounds = list(range(hi, lo, -segment_ns))[::-1]
-    bounds = [lo, *bounds] if bounds[0] > lo else bounds
-    segments = list(zip(bounds[:-1], bounds[1:], strict=True))
-    inside = {seg: {e: (starts[e] >= seg[0]) & (starts[e] < seg[1]) for e in baseline} for seg in segments}
-    segments = [seg for seg in segments if any(m.any() for m in inside[seg].values())]
-    keep = {e: np.ones(len(starts[e]), bool) for e in baseline}
-    dropped: list[tuple[int, int]] = []
-    for _ in range(max(passes, 1)):
-        found = []
-        for seg in segments:
-            if seg in dropped:
-                continue
-            window = {e: baseline[e][inside[seg][e]] for e in baseline}
-            rest = {e: baseline[e][keep[e] & ~inside[seg][e]] for e in baseline}
-            if shift_scores(rest, window, graphs).top_score >= min_score:
-                found.append(seg)
-        if not found:
-            break
-        for seg in found:
-            dropped.append(seg)
-            for e in baseline:
-                keep[e] &= ~inside[seg][e]
-    return {e: baseline[e][keep[e]] for e in baseline}, sorted(dropped)
