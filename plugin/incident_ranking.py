@@ -127,7 +127,7 @@ class MinuteVerdicts:
 
 
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
-                 min_score: float = MIN_SHIFT_SCORE) -> ShiftReport:
+                 min_score: float = MIN_SHIFT_SCORE, exclude_score: float | None = None) -> ShiftReport:
     """Shift scores of the window against its baseline without the baseline's incident minutes
     (``periods.excluded``). The minutes of the baseline are judged oldest first, each against the 30 minutes before
     it without the incident minutes found so far (minutes before those 30 count as normal unless ``verdicts`` knows
@@ -151,7 +151,8 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
                       for e, m in minute_of.items()}
             seg = {e: history[e][inside[e]] for e in history}
             ref = {e: history[e][before[e]] for e in history}
-            known = shift_scores(ref, seg, graphs).top_score >= min_score
+            known = shift_scores(ref, seg, graphs).top_score >= (min_score if exclude_score is None
+                                                                  else exclude_score)
             if minute < settled:
                 verdicts.put(minute, known)
         if known:

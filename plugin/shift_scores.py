@@ -20,7 +20,9 @@ moved. A percentile is used only when the baseline expects at least ``MIN_EXCEED
 
 Scores are calibrated like the IT outlier score: ``-log p`` (nats), Bonferroni-corrected over a node's tests
 and over the nodes of the window (``-log min(1, p * m)``): in a window with no change a score of ``s`` is
-reached by any node with probability at most ``e^-s``.
+reached by any node with probability at most ``e^-s``. ``m`` counts only the nodes that could reach 3 nats at all
+(Tarone's correction for discrete tests: a node with 3 window values can never give p < 1/C(n+3, 3)), so
+rarely called nodes do not dilute the evidence of the others.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ SCALE_FLOOR_MS = 0.5  # a node's values are divided by its median, at least this
 # (a fault that matters -- own time x2 on some requests -- is far beyond it; uneven load sensitivity is not).
 TOLERANCE = 1.25
 EDGE_KINDS = ("call_gap", "db", "messaging")
+TARONE_SCORE = float(np.log(20.0))  # the family-wise level (nats) at which untestable nodes are left uncounted
 
 
 @dataclass
@@ -222,7 +225,11 @@ def shift_scores(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.D
     per_node = np.vstack(usable).sum(axis=0)
     raw = -logp.min(axis=0)
     best = logp.argmin(axis=0)
-    score = np.maximum(raw - np.log(per_node) - np.log(len(names)), 0.0)
+    # Tarone's correction for discrete tests: a node whose smallest achievable p-value (every window value above
+    # every baseline value) could not reach the family-wise level does not count among the tests corrected for
+    floor = -(gammaln(bn + wn + 1.0) - gammaln(bn + 1.0) - gammaln(wn + 1.0)) + np.log(per_node)
+    m = tarone_count(floor, -TARONE_SCORE)
+    score = np.maximum(raw - np.log(per_node) - np.log(m), 0.0)
     report.drift, report.tests = drift, int(per_node.sum())
     for i, (node, caller) in enumerate(names):
         p = pooled[(node, caller)]
@@ -238,6 +245,16 @@ def shift_scores(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.D
             baseline_p99_ms=float(np.quantile(rb, 0.99)), window_p99_ms=float(np.quantile(rw, 0.99)),
             entries=sorted(set(p.entries))))
     return report
+
+
+def tarone_count(min_logp: np.ndarray, log_alpha: float) -> int:
+    """Tarone (1990): the smallest k such that at most k tests can reach ``log p <= log_alpha - log k``
+    (``min_logp``: each test's smallest achievable log p-value); at least 1."""
+    ordered = np.sort(np.asarray(min_logp, dtype=float))
+    for k in range(1, len(ordered) + 1):
+        if np.searchsorted(ordered, log_alpha - np.log(k), side="right") <= k:
+            return k
+    return max(len(ordered), 1)
 
 
 def _sorted_quantiles(ordered: np.ndarray, qs: list[float]) -> np.ndarray:
