@@ -23,6 +23,8 @@ log = logging.getLogger("whyslow.annotations")
 
 def annotation_body(payload: dict[str, Any], dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
     """Grafana's POST /api/annotations body for one explained outlier."""
+    if payload.get("kind") == "regression":
+        return regression_annotation_body(payload, dashboard_uid, panel_id)
     top = top_contributors(payload, 3)
     tags = ["whyslow"]
     if top:
@@ -36,6 +38,22 @@ def annotation_body(payload: dict[str, Any], dashboard_uid: str | None, panel_id
     end_ms = body["time"] + int(round(payload.get("target_latency_ms") or 0))
     if end_ms > body["time"]:
         body["timeEnd"] = end_ms
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    if panel_id is not None:
+        body["panelId"] = int(panel_id)
+    return body
+
+
+def regression_annotation_body(payload: dict[str, Any], dashboard_uid: str | None,
+                               panel_id: int | None) -> dict[str, Any]:
+    """Grafana's POST /api/annotations body for a regression found by continuous detection (plugin.watch): a
+    region over its window, tagged with the leading service."""
+    tags = ["whyslow", "regression", f"entry:{payload['entry']}"]
+    if payload.get("lead_service"):
+        tags.insert(2, f"root-cause:{payload['lead_service']}")
+    body: dict[str, Any] = {"time": int(payload["time_ms"]), "timeEnd": int(payload["to_ms"]), "tags": tags,
+                            "text": str(payload["summary"])}
     if dashboard_uid:
         body["dashboardUID"] = dashboard_uid
     if panel_id is not None:
@@ -73,7 +91,7 @@ class AnnotationPusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.min_interval_s = min_interval_s
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str, str], float] = {}
         self._last_lock = threading.Lock()
         self.counts = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0, "suppressed": 0}
 
@@ -85,7 +103,7 @@ class AnnotationPusher:
         with the same root-cause service was annotated less than `min_interval_s` ago (an incident makes
         one annotation a minute per cause, not one per slow request)."""
         top = top_contributors(payload, 1)
-        key = (str(payload.get("entry")), top[0]["service"] if top else "")
+        key = (str(payload.get("entry")), top[0]["service"] if top else "", str(payload.get("kind", "outlier")))
         if self.min_interval_s > 0:
             now = time.monotonic()
             with self._last_lock:

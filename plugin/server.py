@@ -24,6 +24,7 @@ from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
 from plugin.service import WhySlowService
+from plugin.watch import RegressionWatch
 
 log = logging.getLogger("whyslow.server")
 
@@ -122,11 +123,15 @@ class WhySlowServer:
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.service = WhySlowService(self.store, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
+        self.watch = RegressionWatch(self.store, self.service.entries, self.detector.publish,
+                                     self.service.incident_minutes)
+        self.service.watch = self.watch
         # workers first, then the doors
         if self.annotations is not None:
             self.annotations.start()
         self.detector.start()
         self.models.start()
+        self.watch.start()
         self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
         self.http = _HttpServer(self.app, cfg.http)
         self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token)
@@ -182,6 +187,8 @@ class WhySlowServer:
             _quietly(receiver.stop, 2.0)
         if self.pipeline is not None:
             _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
+        if getattr(self, "watch", None) is not None:
+            _quietly(self.watch.stop, 5.0)
         if getattr(self, "detector", None) is not None:
             if not self.detector.drain(timeout):
                 log.warning("shutdown: detector did not finish within %.0fs", timeout)

@@ -59,6 +59,7 @@ class WhySlowService:
         self.annotations = annotations
         self.started_at = time.time()
         self.incident_minutes = incident_ranking.MinuteVerdicts()  # earlier incidents, left out of baselines
+        self.watch: Any = None  # plugin.watch.RegressionWatch, set by the server
         self.regressions = RegressionAnalyser(store, config, self.resolve_entry)
 
     # --- explanations ----------------------------------------------------------------------------
@@ -110,6 +111,13 @@ class WhySlowService:
         summary["from_ms"] = None if lo is None else lo // 1_000_000
         summary["to_ms"] = None if hi is None else hi // 1_000_000
         return summary
+
+    def detected_incidents(self, entry: Any = None, limit: Any = None) -> dict[str, Any]:
+        """Regressions found by continuous detection (plugin.watch), newest first."""
+        entry_id = validation.entry(entry)
+        count = validation.limit(limit)
+        rows = self.watch.recent(entry_id, count) if self.watch is not None else []
+        return {"incidents": [{k: v for k, v in r.items() if k != "graph"} for r in rows]}
 
     def regression(self, entry: Any = None, baseline_from: Any = None, baseline_to: Any = None, start: Any = None,
                    end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:

@@ -12,8 +12,10 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
 import pytest
 
+from tests.plugin.conftest import GRAFANA_TOKEN, GrafanaStandIn
 from tests.serve_helpers import ServeProcess
 from tests.traffic import ENTRY, ShopTraffic
 
@@ -47,7 +49,10 @@ def send_drifting(shop: DriftingShop, n: int, start_ns: int, spacing_s: float, s
 
 @pytest.fixture(scope="module")
 def drifting(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    srv = ServeProcess(tmp_path_factory.mktemp("incident-shift") / "data", trace_timeout_s=0.3).start()
+    grafana = GrafanaStandIn(GRAFANA_TOKEN)
+    srv = ServeProcess(tmp_path_factory.mktemp("incident-shift") / "data", env={"WHYSLOW_GRAFANA_TOKEN": GRAFANA_TOKEN},
+                       trace_timeout_s=0.3, grafana_url=grafana.url).start()
+    srv.grafana = grafana
     shop = DriftingShop(srv.otlp_grpc, seed=31)
     try:
         now = time.time_ns()
@@ -55,10 +60,12 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> Any:
         base = send_drifting(shop, 400, base_start, 6.0, (1.0, 1.04))
         fault = send_drifting(shop, 300, fault_start, 1.0, (1.04, 1.05), fault_fraction=0.05)
         srv.wait_for(lambda: _scored(srv) >= 700, timeout=120)
+        srv.shop = shop
         yield srv, base, fault, base_start, fault_start
     finally:
         shop.close()
         srv.stop()
+        grafana.close()
 
 
 def _scored(srv: ServeProcess) -> int:
@@ -74,6 +81,10 @@ def test_partial_fault_is_named_though_no_trace_is_an_outlier(drifting):
     assert status == 200 and outliers["outliers"] == [], outliers  # no single trace crossed the threshold
     status, body = srv.get("/api/v1/incident?" + urlencode({"from": lo, "to": hi}))
     assert status == 200, body
+    from tests.plugin.test_openapi import check
+
+    _, doc = srv.get("/openapi.json", auth=False)
+    check(doc, "GET", "/api/v1/incident", status, body)
     assert body["outliers"] == 0 and body["shift"]["changed"]
     assert body["services"][0]["service"] == "frontend", body["services"]
     top = body["shift"]["nodes"][0]
@@ -91,7 +102,7 @@ def test_a_window_without_change_names_nobody(drifting):
     status, body = srv.get("/api/v1/incident?" + urlencode({"from": lo, "to": lo + 5 * 60_000}))
     assert status == 200, body
     assert body["services"] == [] and body["outliers"] == 0 and not body["shift"]["changed"], body["shift"]
-    assert body["window_traces"] == 50
+    assert body["window_traces"] == 50  # 5 minutes at one checkout every 6 s
 
 
 def test_the_incident_table_of_the_data_source_names_the_fault(drifting):
@@ -103,3 +114,32 @@ def test_the_incident_table_of_the_data_source_names_the_fault(drifting):
     table = frames[0]
     services = [row[0] for row in table["rows"]]
     assert services and services[0] == "frontend", table
+
+
+def test_continuous_detection_lists_annotates_and_streams_the_regression(drifting):
+    """Every minute the watch compares each entry point's last 5 minutes with its baseline. After the partial
+    fault window, the frontend's own time doubles on every request (a sustained regression, 200 requests in a
+    minute): it is listed, annotated in Grafana as a region tagged with the frontend, and published like an
+    outlier (the outlier hub and the annotation pusher get the same payload)."""
+    srv, _, _, _, fault_start = drifting
+    start = max(time.time_ns() - 60 * 10**9, fault_start + 5 * MIN_NS + 10**9)  # after the partial window
+    send_drifting(srv.shop, 200, start, 0.25, (1.05, 1.05), fault_fraction=1.0)
+
+    def listed() -> list[Any]:
+        status, body = srv.get("/api/v1/incidents")
+        assert status == 200, body
+        return body["incidents"]
+
+    found = srv.wait_for(listed, timeout=150, interval=2.0)
+    top = found[0]
+    assert top["kind"] == "regression" and top["entry"] == ENTRY and top["lead_service"] == "frontend", top
+    assert top["outlier_score"] >= np.log(1000) and top["services"][0]["service"] == "frontend"
+    assert top["to_ms"] - top["time_ms"] == 5 * 60_000 and top["to_ms"] * 1_000_000 >= start
+    from tests.plugin.test_openapi import check
+
+    _, doc = srv.get("/openapi.json", auth=False)
+    check(doc, "GET", "/api/v1/incidents", 200, {"incidents": found})
+    srv.wait_for(lambda: srv.grafana.received, timeout=30)
+    (body,) = [b for b in srv.grafana.received if "regression" in b["tags"]]
+    assert "root-cause:frontend" in body["tags"] and body["timeEnd"] - body["time"] == 5 * 60_000
+    assert body["text"].startswith(f"Regression of {ENTRY}: frontend")
