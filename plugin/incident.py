@@ -6,7 +6,9 @@ call is an edge between two pods, and a delay at either end shows there (a netwo
 interface, CPU contention in the caller slowing its outgoing calls), so its evidence is split between the two ends
 by :func:`resolve_edge_ends`. Validation: ``benchmarks/nezha_trainticket.py`` (Train Ticket faults named first in
 17 of 17 when each flow's outliers are picked relative to its fault-free traces and their background is subtracted;
-12 of 17 on the outliers ``whyslow serve`` explains at its default threshold).
+12 of 17 on the outliers ``whyslow serve`` explains at its default threshold). ``GET /api/v1/incident`` combines this
+outlier evidence with the window's shift scores and distribution change against its baseline
+(:mod:`plugin.incident_ranking`; ``benchmarks/nezha_serve.py``).
 """
 
 from __future__ import annotations
