@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 
 import rca_engine
 from plugin.errors import InvalidArgument
@@ -77,6 +78,8 @@ class Periods:
     history: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline and the 30 minutes before it
     baseline: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline without earlier incidents
     excluded: list[tuple[int, int]] = field(default_factory=list)  # baseline segments left out (earlier incidents)
+    outlier_starts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # flagged traces' starts
+    outlier_rate: float = 0.0  # the detector's chance rate of an outlier per trace (e^-threshold)
 
 
 def read_periods(store: Any, entries: Iterable[str], lo: int, hi: int, base_lo: int, base_hi: int,
@@ -129,9 +132,10 @@ class MinuteVerdicts:
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
                  min_score: float = MIN_SHIFT_SCORE, exclude_score: float | None = None) -> ShiftReport:
     """Shift scores of the window against its baseline without the baseline's incident minutes
-    (``periods.excluded``). The minutes of the baseline are judged oldest first, each against the 30 minutes before
-    it without the incident minutes found so far (minutes before those 30 count as normal unless ``verdicts`` knows
-    better); finished minutes' verdicts are remembered in ``verdicts``."""
+    (``periods.excluded``). The minutes of the baseline are judged oldest first: a minute is an incident when the
+    detector flagged more of its traces than chance (``periods.outlier_starts``) or when it is shifted against the 30
+    minutes before it without the incident minutes found so far (minutes before those 30 count as normal unless
+    ``verdicts`` knows better); finished minutes' verdicts are remembered in ``verdicts``."""
     graphs = periods.graphs
     win = {e: own_times(f, graphs[e]) for e, f in periods.window.items()}
     history = {e: own_times(f, graphs[e]) for e, f in periods.history.items()}
@@ -149,10 +153,12 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
                 continue
             before = {e: (m < minute) & (m >= minute - BASELINE_NS // MINUTE_NS) & ~np.isin(m, list(flagged))
                       for e, m in minute_of.items()}
-            seg = {e: history[e][inside[e]] for e in history}
-            ref = {e: history[e][before[e]] for e in history}
-            known = shift_scores(ref, seg, graphs).top_score >= (min_score if exclude_score is None
-                                                                  else exclude_score)
+            level = min_score if exclude_score is None else exclude_score
+            known = _outlier_minute(periods, minute, sum(int(x.sum()) for x in inside.values()), level)
+            if not known:
+                seg = {e: history[e][inside[e]] for e in history}
+                ref = {e: history[e][before[e]] for e in history}
+                known = shift_scores(ref, seg, graphs).top_score >= level
             if minute < settled:
                 verdicts.put(minute, known)
         if known:
@@ -164,6 +170,14 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
                         if periods.base_lo < (m + 1) * MINUTE_NS and m * MINUTE_NS < periods.base_hi]
     periods.baseline = {e: f.loc[keep[e]] for e, f in periods.history.items()}
     return shift_scores(base, win, graphs)
+
+
+def _outlier_minute(periods: Periods, minute: int, traces: int, level: float) -> bool:
+    """Did the detector flag more of the minute's traces than chance (Poisson tail at its rate, -log p >= level)?"""
+    if not len(periods.outlier_starts) or periods.outlier_rate <= 0 or traces <= 0:
+        return False
+    k = int(((periods.outlier_starts // MINUTE_NS) == minute).sum())
+    return k > 0 and -float(poisson.logsf(k - 1, traces * periods.outlier_rate)) >= level
 
 
 def attribution_evidence(periods: Periods, entries: list[str]) -> tuple[dict[str, float],

@@ -152,3 +152,17 @@ def test_rank_window_names_nobody_without_change():
     base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
     out = rank_window([], periods(base, traffic(300, rng, start_ns=lo), lo))
     assert out["services"] == [] and not out["shift"]["changed"] and out["evidence"] == []
+
+
+def test_minutes_with_more_outliers_than_chance_are_left_out_of_the_baseline():
+    """The detector's verdict counts too: one outlier among a minute's 60 traces (chance rate 1e-4: expected 0.006,
+    -log p = 5.1 nats) makes the minute an earlier incident, though its own times are unremarkable."""
+    rng = np.random.default_rng(9)
+    lo = 100_000 * MINUTE_NS
+    base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
+    p = periods(base, traffic(300, rng, start_ns=lo), lo)
+    p.outlier_starts = np.array([lo - 12 * MINUTE_NS + 5 * 10**9], dtype=np.int64)
+    p.outlier_rate = 1e-4
+    out = rank_window([], p, attribution=False)
+    assert [e["from_ms"] * 1_000_000 for e in out["baseline"]["excluded"]] == [lo - 12 * MINUTE_NS]
+    assert out["baseline"]["traces"] == 30 * 60 - 60 and out["services"] == []
