@@ -168,10 +168,7 @@ def _pool(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.DataFram
         wv = wframe[nodes].to_numpy(dtype=float)
         bv = bframe[nodes].to_numpy(dtype=float)
         wcount, bcount = (~np.isnan(wv)).sum(axis=0), (~np.isnan(bv)).sum(axis=0)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (nodes absent in a period)
-            bscale = np.maximum(np.nanmedian(bv, axis=0), SCALE_FLOOR_MS)
-            wscale = np.maximum(np.nanmedian(wv, axis=0), SCALE_FLOOR_MS)
+        bscale, wscale = _column_scales(bv, bcount), _column_scales(wv, wcount)
         for i, node in enumerate(nodes):
             if not wcount[i] or not bcount[i]:
                 continue
@@ -255,6 +252,15 @@ def tarone_count(min_logp: np.ndarray, log_alpha: float) -> int:
         if np.searchsorted(ordered, log_alpha - np.log(k), side="right") <= k:
             return k
     return max(len(ordered), 1)
+
+
+def _column_scales(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each column's median (at least SCALE_FLOOR_MS); columns without values get the floor."""
+    out = np.full(values.shape[1], SCALE_FLOOR_MS)
+    present = counts > 0
+    if present.any():
+        out[present] = np.maximum(np.nanmedian(values[:, present], axis=0), SCALE_FLOOR_MS)
+    return out
 
 
 def _sorted_quantiles(ordered: np.ndarray, qs: list[float]) -> np.ndarray:
