@@ -27,7 +27,6 @@ rarely called nodes do not dilute the evidence of the others.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
