@@ -80,12 +80,14 @@ class Periods:
     excluded: list[tuple[int, int]] = field(default_factory=list)  # baseline segments left out (earlier incidents)
     outlier_starts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # flagged traces' starts
     outlier_rate: float = 0.0  # the detector's chance rate of an outlier per trace (e^-threshold)
+    scope: frozenset[str] = frozenset()  # the entry points asked about (minute verdicts are kept per scope)
 
 
 def read_periods(store: Any, entries: Iterable[str], lo: int, hi: int, base_lo: int, base_hi: int,
                  max_rows: int = MAX_ROWS) -> Periods:
     """Features of every entry point in the window [lo, hi) and the baseline [base_lo, base_hi) (unix ns)."""
-    periods = Periods(lo, hi, base_lo, base_hi)
+    entries = list(entries)
+    periods = Periods(lo, hi, base_lo, base_hi, scope=frozenset(entries))
     for entry in entries:
         try:
             window = store.features(entry, since_unix_nano=max(lo, 0), until_unix_nano=max(hi, 0), limit=max_rows)
@@ -104,29 +106,31 @@ def read_periods(store: Any, entries: Iterable[str], lo: int, hi: int, base_lo: 
 
 
 class MinuteVerdicts:
-    """Which minutes (unix-minute grid) were incidents: a minute whose traces, against its own baseline (the 30
-    minutes before it without the earlier incident minutes), have some node with a shift score of at least
-    ``min_score``. Earlier incidents are left out of a window's baseline; the verdicts of minutes that are over
-    (no trace can still arrive for them) are kept (thread-safe, bounded)."""
+    """Which minutes (unix-minute grid) were incidents, per set of entry points judged together: a minute whose
+    traces, against its own baseline (the 30 minutes before it without the earlier incident minutes), have some
+    node with a shift score of at least ``min_score``, or more detector-flagged outliers than chance. Earlier
+    incidents are left out of a window's baseline; the verdicts of minutes that are over (no trace can still arrive
+    for them) are kept (thread-safe, bounded)."""
 
     def __init__(self, max_minutes: int = 7 * 24 * 60) -> None:
-        self._verdicts: dict[int, bool] = {}
+        self._verdicts: dict[tuple[frozenset[str], int], bool] = {}
         self._lock = threading.Lock()
         self.max_minutes = max_minutes
 
-    def get(self, minute: int) -> bool | None:
+    def get(self, scope: frozenset[str], minute: int) -> bool | None:
         with self._lock:
-            return self._verdicts.get(minute)
+            return self._verdicts.get((scope, minute))
 
-    def put(self, minute: int, verdict: bool) -> None:
+    def put(self, scope: frozenset[str], minute: int, verdict: bool) -> None:
         with self._lock:
-            self._verdicts[minute] = verdict
+            self._verdicts[(scope, minute)] = verdict
             while len(self._verdicts) > self.max_minutes:
-                self._verdicts.pop(min(self._verdicts))
+                self._verdicts.pop(min(self._verdicts, key=lambda k: k[1]))
 
-    def incidents(self, lo: int, hi: int) -> list[int]:
+    def incidents(self, scope: frozenset[str], lo: int, hi: int) -> list[int]:
+        """Incident minutes in [lo, hi) of the entry points ``scope``."""
         with self._lock:
-            return sorted(m for m, v in self._verdicts.items() if v and lo <= m < hi)
+            return sorted(m for (s, m), v in self._verdicts.items() if v and s == scope and lo <= m < hi)
 
 
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
@@ -142,11 +146,12 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
     starts = {e: f[META_PREFIX + "start_unix_nano"].to_numpy(dtype=np.int64) for e, f in periods.history.items()}
     verdicts = verdicts if verdicts is not None else MinuteVerdicts()
     first = periods.base_lo // MINUTE_NS
-    flagged = set(verdicts.incidents(first - BASELINE_NS // MINUTE_NS, first))
+    scope = periods.scope or frozenset(periods.history)
+    flagged = set(verdicts.incidents(scope, first - BASELINE_NS // MINUTE_NS, first))
     settled = (time.time_ns() - SETTLE_NS) // MINUTE_NS  # minutes before this one receive no more traces
     minute_of = {e: s // MINUTE_NS for e, s in starts.items()}
     for minute in range(first, -(-periods.base_hi // MINUTE_NS)):
-        known = verdicts.get(minute)
+        known = verdicts.get(scope, minute)
         if known is None:
             inside = {e: m == minute for e, m in minute_of.items()}
             if not any(x.any() for x in inside.values()):
@@ -160,7 +165,7 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
                 ref = {e: history[e][before[e]] for e in history}
                 known = shift_scores(ref, seg, graphs).top_score >= level
             if minute < settled:
-                verdicts.put(minute, known)
+                verdicts.put(scope, minute, known)
         if known:
             flagged.add(minute)
     keep = {e: (starts[e] >= periods.base_lo) & (starts[e] < periods.base_hi) & ~np.isin(minute_of[e], list(flagged))

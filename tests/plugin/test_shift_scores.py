@@ -143,7 +143,8 @@ def test_rank_window_names_the_partial_fault_and_leaves_out_an_earlier_incident(
     excluded = [(e["from_ms"] * 1_000_000 - lo) // MINUTE_NS for e in out["baseline"]["excluded"]]
     assert {-20, -19, -18} <= set(excluded) and len(excluded) <= 5, excluded
     first = lo // MINUTE_NS  # verdicts are kept per unix minute
-    assert verdicts.incidents(first - 30, first) == sorted(first + m for m in excluded)
+    assert verdicts.incidents(frozenset([ENTRY]), first - 30, first) == sorted(first + m for m in excluded)
+    assert verdicts.incidents(frozenset(["another entry"]), first - 30, first) == []  # judged per set of entries
 
 
 def test_rank_window_names_nobody_without_change():
