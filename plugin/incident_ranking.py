@@ -15,7 +15,9 @@ stretches of it that were themselves incidents), and three kinds of evidence are
 
 Each kind present gives the services shares summing to 1 (edge nodes -- call gaps, DB calls -- resolved between
 their two ends by :func:`plugin.incident.resolve_edge_ends`); a service's score is the mean of its shares over the
-kinds present. A window with no outlier, no shift score reaching ``min_score`` and no attribution names nobody.
+kinds present, each kind weighted by how surely it says the window changed, in nats (the outliers: the Poisson
+tail of their count at the detector's chance rate; the shift and the attribution: the window's top shift score), so
+one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score`` and no attribution names nobody.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ DEFAULT_WINDOW_NS = 15 * MINUTE_NS  # the window when none is given: the last 15
 # family-wise error of 5 % per question asked of a window
 MIN_SHIFT_SCORE = float(np.log(20.0))
 SETTLE_NS = 2 * MINUTE_NS  # a minute's verdict is kept once it ended this long ago
-MAX_ROWS = 20_000  # newest traces per entry point and period
+MAX_ROWS = 20_000
+DEFAULT_THRESHOLD = float(np.log(10_000.0))  # serve's outlier threshold, when the caller does not give its rate  # newest traces per entry point and period
 ATTRIBUTION_MIN_ROWS = 10  # traces per entry point and period the distribution-change attribution needs
 ATTRIBUTION_STAT = "mean"  # additive over requests: ms per request of the window
 ATTRIBUTION_MAX_ENTRIES = 5  # the entry points attributed: those with the most shift evidence
@@ -265,7 +268,10 @@ def rank_window(payloads: list[dict[str, Any]], periods: Periods, min_score: flo
         if shares:
             kinds["attribution"] = shares
     services = sorted({s for shares in kinds.values() for s in shares})
-    score = {s: sum(shares.get(s, 0.0) for shares in kinds.values()) / len(kinds) for s in services}
+    weights = _kind_weights(kinds, summary["outliers"], periods, report.top_score)
+    total = sum(weights.values())
+    score = {s: sum(weights[k] * shares.get(s, 0.0) for k, shares in kinds.items()) / total if total > 0
+             else sum(shares.get(s, 0.0) for shares in kinds.values()) / len(kinds) for s in services}
     by_service = {s["service"]: s for s in summary["services"]}
     top_shift: dict[str, str] = {}
     for n in sorted(report.nodes, key=lambda n: -n.score):
@@ -303,6 +309,22 @@ def rank_window(payloads: list[dict[str, Any]], periods: Periods, min_score: flo
         },
         "window_traces": int(sum(len(f) for f in periods.window.values())),
     }
+
+
+def _kind_weights(kinds: dict[str, dict[str, float]], outliers: int, periods: Periods,
+                  shift_score: float) -> dict[str, float]:
+    """How surely each kind of evidence says the window changed, in nats: the outliers by the Poisson tail of
+    their count at the detector's chance rate over the window's traces, the shift (and the attribution, computed
+    only for a changed window) by the window's top shift score."""
+    rate = periods.outlier_rate or float(np.exp(-DEFAULT_THRESHOLD))
+    traces = max(sum(len(f) for f in periods.window.values()), outliers, 1)
+    out = {}
+    for kind in kinds:
+        if kind == "outliers":
+            out[kind] = max(-float(poisson.logsf(outliers - 1, traces * rate)), 0.0)
+        else:
+            out[kind] = max(shift_score, 0.0)
+    return out
 
 
 def _node_row(n: Any) -> dict[str, Any]:

@@ -167,3 +167,24 @@ def test_minutes_with_more_outliers_than_chance_are_left_out_of_the_baseline():
     out = rank_window([], p, attribution=False)
     assert [e["from_ms"] * 1_000_000 for e in out["baseline"]["excluded"]] == [lo - 12 * MINUTE_NS]
     assert out["baseline"]["traces"] == 30 * 60 - 60 and out["services"] == []
+
+
+def test_one_chance_outlier_does_not_outvote_a_clear_shift():
+    """Kinds of evidence are weighted by how surely they say the window changed (nats): one outlier among 300
+    traces at a 1e-4 chance rate weighs -log(1 - e^-0.03) = 3.5 nats; pay's shift far more, so pay leads though
+    the outlier's explanation blames cart alone (independent computation of the combined score below)."""
+    rng = np.random.default_rng(10)
+    lo = 100_000 * MINUTE_NS
+    base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
+    p = periods(base, traffic(300, rng, slow="pay:POST /pay", fraction=0.3, start_ns=lo), lo)
+    p.outlier_rate = 1e-4
+    blame_cart = {"trace_id": "ab" * 16, "entry": ENTRY, "graph": [],
+                  "contributions": [{"node": "cart:GET /cart", "service": "cart", "kind": "span", "contribution": 12.0}]}
+    out = rank_window([blame_cart], p, attribution=False)
+    assert out["evidence"] == ["outliers", "shift"] and out["services"][0]["service"] == "pay"
+    w_out = -np.log1p(-np.exp(-300 * 1e-4))
+    w_shift = max(n["score"] for n in out["shift"]["nodes"])
+    score = {s["service"]: s["score"] for s in out["services"]}
+    pay_share = next(s["evidence"]["shift"] for s in out["services"] if s["service"] == "pay")
+    assert score["cart"] == pytest.approx(w_out / (w_out + w_shift))
+    assert score["pay"] == pytest.approx(w_shift * pay_share / (w_out + w_shift))
