@@ -36,7 +36,7 @@ OUTLIER_COLUMNS = [
     ("root_cause_node", "string"), ("root_cause_share", "number"), ("summary", "string"),
 ]
 INCIDENT_COLUMNS = [("service", "string"), ("share", "number"), ("top_node", "string"), ("first_in", "number"),
-                    ("outliers", "number")]
+                    ("outliers", "number"), ("score", "number")]
 REGRESSION_SUMMARY_COLUMNS = [
     ("status", "string"), ("message", "string"), ("entry", "string"), ("stat", "string"), ("unit", "string"),
     ("baseline_value", "number"), ("comparison_value", "number"), ("observed_change", "number"),
@@ -279,14 +279,15 @@ class DataSource:
         return rows
 
     def incident_table(self, body: dict[str, Any], target: dict[str, Any], ref_id: str | None) -> dict[str, Any]:
-        """Services behind the explained outliers of the dashboard's time range (GET /api/v1/incident)."""
+        """Services behind the dashboard's time range: its explained outliers, shift scores and distribution change
+        against the 30 minutes before it (GET /api/v1/incident; ``score``: the combined ranking)."""
         rng = _range(body)
         try:
             entry = _payload(target).get("entry")
             summary = self.service.incident(rng.get("from"), rng.get("to"), None if _unresolved(entry) else entry)
         except ServiceError as exc:
             return table([("error", "string")], [[exc.message]], ref_id)
-        rows = [[s["service"], s["share"], s["top_node"], s["first_in"], summary["outliers"]]
+        rows = [[s["service"], s["share"], s["top_node"], s["first_in"], summary["outliers"], s["score"]]
                 for s in summary["services"]]
         return table(INCIDENT_COLUMNS, rows, ref_id)
 

@@ -34,7 +34,7 @@ from collector_processor import CompletedTrace, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
-from plugin.payloads import ExplanationPayload
+from plugin.payloads import HubPayload
 from plugin.results_store import ResultsStore
 
 if TYPE_CHECKING:
@@ -52,10 +52,10 @@ class Subscription:
 
     def __init__(self, hub: OutlierHub, maxsize: int):
         self.hub = hub
-        self.queue: queue.Queue[ExplanationPayload | None] = queue.Queue(maxsize)
+        self.queue: queue.Queue[HubPayload | None] = queue.Queue(maxsize)
         self.dropped = 0
 
-    def put(self, payload: ExplanationPayload | None) -> None:
+    def put(self, payload: HubPayload | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(payload)
@@ -67,7 +67,7 @@ class Subscription:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> ExplanationPayload | None:
+    def get(self, timeout: float) -> HubPayload | None:
         """Next payload; None on timeout or when the hub closes."""
         try:
             return self.queue.get(timeout=timeout)
@@ -96,7 +96,7 @@ class OutlierHub:
         with self._lock:
             self._subs.discard(sub)
 
-    def publish(self, payload: ExplanationPayload) -> None:
+    def publish(self, payload: HubPayload) -> None:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -129,7 +129,7 @@ class Detector:
         config: ServeConfig,
         metrics: ServerMetrics,
         hub: OutlierHub,
-        on_outlier: list[Callable[[ExplanationPayload], object]] | None = None,
+        on_outlier: list[Callable[[HubPayload], object]] | None = None,
     ):
         self.models = models
         self.explainer = explainer
@@ -340,7 +340,7 @@ class Detector:
                 self.metrics.explain_errors.inc()
                 log.warning("explaining %s failed: %s", trace_id, exc)
 
-    def publish(self, payload: ExplanationPayload) -> None:
+    def publish(self, payload: HubPayload) -> None:
         self.hub.publish(payload)
         for callback in self.on_outlier:
             try:

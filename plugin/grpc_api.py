@@ -23,7 +23,7 @@ from plugin.errors import InvalidArgument, NoModel, NotFound, ServiceError, Unau
 from plugin.explain import summary_text  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc  # noqa: E402
-from plugin.payloads import ExplanationPayload  # noqa: E402
+from plugin.payloads import HubPayload  # noqa: E402
 from plugin.service import WhySlowService  # noqa: E402
 
 log = logging.getLogger("whyslow.grpc")
@@ -38,7 +38,7 @@ _CODES = {
 _PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def explanation_message(payload: ExplanationPayload) -> pb.Explanation:
+def explanation_message(payload: HubPayload) -> pb.Explanation:
     contributions = [
         pb.Contribution(**{k: v for k, v in dict[str, Any](c).items() if v is not None})
         for c in payload["contributions"]

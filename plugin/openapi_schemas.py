@@ -89,8 +89,29 @@ SCHEMAS: dict[str, Any] = {
             "share": NUM,  # of the outliers' votes (one per outlier); sums to 1 over services
             "top_node": STR_OR_NULL,
             "first_in": INT,  # outliers whose explanation ranks this service first
+            "score": NUM,  # the combined ranking: mean over the kinds of evidence present of this service's share
+            "evidence": {"type": "object", "additionalProperties": NUM},  # kind -> share (outliers, shift, ...)
         }
     ),
+    "ShiftedNode": obj(
+        {
+            "node": STR, "service": STR, "kind": STR, "caller_service": STR_OR_NULL,
+            "score": NUM,  # nats, corrected for the window's tests
+            "test": STR, "effect_ms": NUM, "baseline_median_ms": NUM, "window_median_ms": NUM,
+            "baseline_p99_ms": NUM, "window_p99_ms": NUM, "baseline_n": INT, "window_n": INT,
+            "entries": {"type": "array", "items": STR},
+        }
+    ),
+    "DetectedIncident": obj(
+        {
+            "kind": {"const": "regression"}, "trace_id": STR, "entry": STR, "time_ms": INT, "to_ms": INT,
+            "outlier_score": NUM, "lead_service": STR_OR_NULL, "summary": STR, "drift": NUM,
+            "contributions": {"type": "array", "items": {"type": "object"}},
+            "services": {"type": "array", "items": ref("IncidentService")},
+        },
+        required=["kind", "entry", "time_ms", "to_ms", "outlier_score", "lead_service", "summary", "services"],
+    ),
+    "DetectedIncidentList": obj({"incidents": {"type": "array", "items": ref("DetectedIncident")}}),
     "IncidentSummary": obj(
         {
             "outliers": INT,
@@ -98,6 +119,13 @@ SCHEMAS: dict[str, Any] = {
             "entries": {"type": "array", "items": STR},
             "from_ms": {"type": ["integer", "null"]},
             "to_ms": {"type": ["integer", "null"]},
+            "evidence": {"type": "array", "items": {"enum": ["attribution", "outliers", "shift"]}},
+            "shift": obj({"changed": {"type": "boolean"}, "min_score": NUM, "drift": NUM, "tests": INT,
+                          "nodes": {"type": "array", "items": ref("ShiftedNode")}}),
+            "attribution": {"type": "array", "items": {"type": "object"}},
+            "baseline": obj({"from_ms": INT, "to_ms": INT, "traces": INT,
+                             "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT})}}),
+            "window_traces": INT,
         }
     ),
     "NodeStats": {

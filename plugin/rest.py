@@ -70,14 +70,24 @@ ROUTES: list[Route] = [
            Param("min_score", "query", {"type": "number", "minimum": 0}, "Minimum IT score (nats)"),
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
     Route("GET", "/api/v1/incident", "incident",
-          "Which service is behind the explained outliers of a time window: one vote per outlier, edges (call gaps,"
-          " database calls) resolved to the end whose edges are consistently slow",
+          "Which services are behind a time window: its explained outliers (one vote each), per-node shift scores of"
+          " own time and call gaps (nats, calibrated like the IT score, robust to drift) and the distribution-change"
+          " attribution against the baseline before it (default: the preceding 30 minutes without earlier incident"
+          " minutes); edges (call gaps, database calls) resolved to the end whose edges are consistently slow",
           {200: "IncidentSummary", 400: ERR, 401: ERR},
           [Param("from", "query", TIME_SCHEMA, "Start: unix ms, ISO 8601, or now-<n><s|m|h|d|w>"),
            Param("to", "query", TIME_SCHEMA, "End: unix ms, ISO 8601, or now[-<n><s|m|h|d|w>]"),
            Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
-                 "At most this many outliers, newest first (default 1000)")]),
+                 "At most this many outliers, newest first (default 1000)"),
+           Param("baseline_from", "query", TIME_SCHEMA, "Baseline start (default: 30 minutes before its end)"),
+           Param("baseline_to", "query", TIME_SCHEMA, "Baseline end (default: the window's start)")]),
+    Route("GET", "/api/v1/incidents", "detected_incidents",
+          "Regressions found by continuous detection (every minute, each entry point's last 5 minutes against its "
+          "baseline; shift score at least 6.9 nats, 1 in 1,000), newest first",
+          {200: "DetectedIncidentList", 400: ERR, 401: ERR},
+          [Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
     Route("GET", "/api/v1/regression", "regression",
           "Why did a latency statistic of an entry point change between a baseline and a window: the change in ms "
           "split among the nodes (and services) whose own time changed (Shapley values, bootstrap intervals)",
@@ -230,7 +240,12 @@ class RestApi:
 
     def incident(self) -> Any:
         a = request.args
-        return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"))
+        return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"),
+                                     a.get("baseline_from"), a.get("baseline_to"))
+
+    def detected_incidents(self) -> Any:
+        a = request.args
+        return self.service.detected_incidents(a.get("entry"), a.get("limit"))
 
     def regression(self) -> Any:
         a = request.args

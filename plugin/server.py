@@ -24,10 +24,11 @@ from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
-from plugin.payloads import ExplanationPayload
+from plugin.payloads import HubPayload
 from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
 from plugin.sqlite_results import open_results_store
+from plugin.watch import RegressionWatch
 
 if TYPE_CHECKING:
     from plugin.grpc_api import GrpcApi
@@ -158,7 +159,7 @@ class WhySlowServer:
         self.explainer = Explainer(store, results, self.models, cfg, self.metrics)
         self.hub = OutlierHub()
         self.annotations: AnnotationPusher | None = None
-        callbacks: list[Callable[[ExplanationPayload], object]] = []
+        callbacks: list[Callable[[HubPayload], object]] = []
         if cfg.grafana_url:
             self.annotations = AnnotationPusher(
                 cfg.grafana_url, cfg.grafana_token, cfg.grafana_dashboard_uid, cfg.grafana_panel_id,
@@ -173,11 +174,15 @@ class WhySlowServer:
         self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
+        self.watch = RegressionWatch(self.store, self.service.entries, self.detector.publish,
+                                     self.service.incident_minutes)
+        self.service.watch = self.watch
         # workers first, then the doors
         if self.annotations is not None:
             self.annotations.start()
         self.detector.start()
         self.models.start()
+        self.watch.start()
         self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
         tls = tls_files(cfg)
         self.http = _TlsHttpServer(self.app, cfg.http, tls) if tls else _HttpServer(self.app, cfg.http)
@@ -238,6 +243,8 @@ class WhySlowServer:
             _quietly(receiver.stop, 2.0)
         if self.pipeline is not None:
             _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
+        if getattr(self, "watch", None) is not None:
+            _quietly(self.watch.stop, 5.0)
         if getattr(self, "detector", None) is not None:
             if not self.detector.drain(timeout):
                 log.warning("shutdown: detector did not finish within %.0fs", timeout)

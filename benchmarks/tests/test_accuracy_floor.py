@@ -78,3 +78,25 @@ def test_trainticket_pipeline_names_the_injected_service(shared_dataset):
             res.add(ranking, f.service)
         assert rankings[0][0] == "ts-basic-service", (how, rankings[0][:5])
         assert res.hits[3] == 2, (how, [r[:5] for r in rankings])
+
+
+@pytest.mark.slow
+def test_trainticket_incident_endpoint_at_serves_defaults_not_below_floor():
+    """The whole day replayed through a default WhySlowServer; `service.incident(injection, +3 min)` per fault
+    (what GET /api/v1/incident answers) names the injected service first at least as often as `make bench`
+    recorded (benchmarks/nezha_serve.py, the exact call of the benchmark)."""
+    from benchmarks.nezha_serve import VIEWS, ranking_by, serve_incidents
+    from benchmarks.nezha_trainticket import load_windows
+
+    w = load_windows(shared_dataset("nezha_trainticket"))
+    run = serve_incidents(w.files, [f.inject_ns for f in w.faults])
+    assert run.pipeline["spans_dropped"] == 0 and run.pipeline["spans_rejected"] == 0
+    combined, outliers_only = TopK((1, 3)), TopK((1, 3))
+    for answer, f in zip(run.answers, w.faults, strict=True):
+        combined.add(ranking_by(answer, None), f.service)
+        outliers_only.add(ranking_by(answer, "outliers"), f.service)
+    label = next(iter(VIEWS))
+    assert combined.recall(1) >= floor("nezha_serve_incident", f"{label}/top1") - MARGIN
+    assert combined.recall(3) >= floor("nezha_serve_incident", f"{label}/top3") - MARGIN
+    # the window comparison adds to what the explained outliers alone name
+    assert combined.hits[1] > outliers_only.hits[1], (combined.hits, outliers_only.hits)

@@ -149,7 +149,7 @@ def test_incident_table_names_the_service_behind_each_window(shop):
         status, resp = shop.srv.post("/query", body)
         assert status == 200 and len(resp) == 1
         names = [c["text"] for c in resp[0]["columns"]]
-        assert names == ["service", "share", "top_node", "first_in", "outliers"]
+        assert names == ["service", "share", "top_node", "first_in", "outliers", "score"]
         rows = [dict(zip(names, r, strict=True)) for r in resp[0]["rows"]]
         assert rows[0]["service"] == service and rows[0]["outliers"] == len(sent) and rows[0]["share"] > 0.5
         _, api = shop.srv.get("/api/v1/incident?" + urlencode({"entry": ENTRY, "from": lo, "to": hi}))

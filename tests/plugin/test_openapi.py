@@ -49,6 +49,11 @@ def test_every_documented_operation_answers_as_documented(shop, doc):
             ("GET", "/api/v1/incident?" + urlencode({"entry": ENTRY, "from": "now-1h", "to": "now"}), None, 200),
             ("GET", "/api/v1/incident?from=1990000000000&to=2020-01-01T00:00:00Z", None, 400),
             ("GET", "/api/v1/incident?limit=0", None, 400),
+            ("GET", "/api/v1/incident?baseline_from=now-1h&baseline_to=now-2h", None, 400),
+        ],
+        ("GET", "/api/v1/incidents"): [
+            ("GET", "/api/v1/incidents?" + urlencode({"entry": ENTRY}), None, 200),
+            ("GET", "/api/v1/incidents?limit=0", None, 400),
         ],
         ("GET", "/api/v1/regression"): [
             ("GET", "/api/v1/regression?" + urlencode({
