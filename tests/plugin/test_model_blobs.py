@@ -37,7 +37,7 @@ def test_malicious_blob_runs_no_code_warns_and_refits(tmp_path, caplog):
             wait_until(lambda: server.models.get(ENTRY))
         finally:
             traffic.close()
-        blob, _ = server.store.load_model(ENTRY)
+        blob, _ = server.results.load_model(ENTRY)
         assert blob.startswith(model_blobs.MAGIC)
     # the key lives outside the data dir, private
     assert stat.S_IMODE((tmp_path / "keys" / "model.key").stat().st_mode) == 0o600
@@ -54,7 +54,7 @@ def test_malicious_blob_runs_no_code_warns_and_refits(tmp_path, caplog):
     for evil in (pickle.dumps(_Evil(str(marker))),  # a bare pickle, as the old format was
                  model_blobs.MAGIC + bytes(32) + pickle.dumps(_Evil(str(marker)))):  # a forged tag
         with WhySlowServer(_config(tmp_path)) as server:
-            server.store.save_model(ENTRY, evil)
+            server.results.save_model(ENTRY, evil)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="whyslow.models"), WhySlowServer(_config(tmp_path)) as server:
             assert not marker.exists(), "unpickling the stored blob ran code"
