@@ -11,7 +11,6 @@ import pytest
 
 import rca_engine
 from collector_processor import open_store
-from collector_processor.records import COUNT, LAT, OWN, AnalysedBatch, CompletedTrace
 from plugin.config import ServeConfig
 from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
@@ -19,9 +18,7 @@ from plugin.metrics import ServerMetrics
 from plugin.models import SCORE_BASE, ModelManager, feature_matrix
 from plugin.results_store import follow_retention
 from plugin.sqlite_results import open_results_store
-
-ENTRY, DB = "shop:GET /cart", "db:SELECT"
-T0 = 1_700_000_000_000_000_000
+from tests.support.analysed import DB, ENTRY, completed, entry_db_batch, normal_batch
 
 
 def payload(i: int) -> dict:
@@ -50,37 +47,14 @@ def test_a_lagging_watcher_drops_its_oldest_payloads() -> None:
     assert slow.get(0.01) is None  # timeout
 
 
-def traces_batch(ids: list[int], db_ms: np.ndarray, own_ms: np.ndarray) -> AnalysedBatch:
-    """Traces of ENTRY calling DB once: entry latency = db + own time."""
-    n = len(ids)
-    values = np.zeros((2 * n, 6))
-    values[0::2, LAT], values[0::2, OWN] = db_ms + own_ms, own_ms
-    values[1::2, LAT], values[1::2, OWN] = db_ms, db_ms
-    values[:, COUNT] = 1
-    return AnalysedBatch(
-        trace_ids=[f"{i:032x}" for i in ids], entries=[ENTRY] * n,
-        start=np.array([T0 + i * 1_000_000 for i in ids], dtype=np.int64), duration_ms=db_ms + own_ms,
-        complete=np.ones(n, dtype=bool), n_spans=np.full(n, 2), f_trace=np.repeat(np.arange(n), 2),
-        f_node_idx=np.tile([0, 1], n), nodes=[ENTRY, DB], values=values,
-        node_info={ENTRY: ("shop", "GET /cart", "span"), DB: ("db", "SELECT", "db")},
-        graph_nodes={(ENTRY, ENTRY): [n, 0, n], (ENTRY, DB): [n, 0, 0]}, graph_edges={(ENTRY, ENTRY, DB): n},
-    )
-
-
-def completed(i: int, db_ms: float, own_ms: float) -> CompletedTrace:
-    return CompletedTrace(f"{i:032x}", ENTRY, T0 + i * 1_000_000, db_ms + own_ms, True,
-                          {ENTRY: db_ms + own_ms, DB: db_ms}, 2)
-
-
 @pytest.fixture
 def stack(tmp_path):
-    rng = np.random.default_rng(0)
     traces, results = open_store(tmp_path), open_results_store(tmp_path)
     follow_retention(traces, results)
     n = 300
-    traces.write_batch(traces_batch(list(range(n)), rng.lognormal(np.log(20), 0.2, n), rng.lognormal(np.log(5), 0.2, n)))
+    traces.write_batch(normal_batch(n))
     # the two traces to score: a normal one and one whose database took 10x its usual time
-    traces.write_batch(traces_batch([1000, 1001], np.array([20.0, 200.0]), np.array([5.0, 5.0])))
+    traces.write_batch(entry_db_batch([1000, 1001], np.array([20.0, 200.0]), np.array([5.0, 5.0])))
     config = ServeConfig(data_dir=str(tmp_path), min_traces=50, window=n, threshold=float(np.log(10_000)))
     metrics = ServerMetrics()
     models = ModelManager(traces, results, config, metrics)
