@@ -8,21 +8,8 @@ import time
 import pytest
 
 from collector_processor.naming import normalise_operation, operation_of
-from tests.support.otlp_build import CLIENT, SERVER, request
+from tests.support.otlp_build import SERVER, chain, request
 from tests.support.pipeline import complete_all
-
-
-def chain(trace: int, base: int = 1, service: str = "svc") -> list[dict]:
-    """root(0-100) -> client(10-60) -> server in 'db-api'(20-50) -> internal(25-35)."""
-    return [
-        {"service": service, "trace": trace, "span": base, "name": "GET /r", "kind": SERVER, "start_ms": 0, "end_ms": 100},
-        {"service": service, "trace": trace, "span": base + 1, "parent": base, "name": "call", "kind": CLIENT,
-         "start_ms": 10, "end_ms": 60},
-        {"service": "api", "trace": trace, "span": base + 2, "parent": base + 1, "name": "GET /x", "kind": SERVER,
-         "start_ms": 20, "end_ms": 50},
-        {"service": "api", "trace": trace, "span": base + 3, "parent": base + 2, "name": "work", "start_ms": 25,
-         "end_ms": 35},
-    ]
 
 
 def test_out_of_order_and_duplicates(pipeline, store):

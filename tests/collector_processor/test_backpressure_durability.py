@@ -26,10 +26,8 @@ from collector_processor import (
     PipelineFull,
     open_store,
 )
-from tests.support.otlp_build import SERVER, request
+from tests.support.otlp_build import SERVER, chain, request
 from tests.support.pipeline import complete_all
-
-from .test_assembly import chain
 
 
 @pytest.fixture
