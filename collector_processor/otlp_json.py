@@ -68,6 +68,8 @@ def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
         doc = json.loads(body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body)
     except ValueError as exc:
         raise DecodeFailure(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeFailure("request body is not valid OTLP/JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise DecodeFailure("OTLP/JSON request body must be a JSON object")
     for rs in _items(doc, "resourceSpans", "resource_spans"):

@@ -81,7 +81,7 @@ def test_trainticket_pipeline_names_the_injected_service(shared_dataset):
 
 
 @pytest.mark.slow
-def test_trainticket_incident_endpoint_at_serves_defaults_not_below_floor():
+def test_trainticket_incident_endpoint_at_serves_defaults_not_below_floor(shared_dataset):
     """The whole day replayed through a default WhySlowServer; `service.incident(injection, +3 min)` per fault
     (what GET /api/v1/incident answers) names the injected service first at least as often as `make bench`
     recorded (benchmarks/nezha_serve.py, the exact call of the benchmark)."""

@@ -23,9 +23,6 @@ def test_words_versions_and_hex_words_without_digits_are_kept(name: str) -> None
     assert normalise_operation(name) == name
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _NUMBER's look-behind only refuses a letter, so the last digit of a "
-                   "multi-digit suffix glued to a word is split off: 'item42' -> 'item4{id}', '/api/v12' -> "
-                   "'/api/v1{id}' (one-digit suffixes such as 'v1' are kept)")
 @pytest.mark.parametrize("name", ["item42", "/api/v12/x", "SELECT ts.trip12"])
 def test_multi_digit_suffixes_glued_to_a_word_are_kept(name: str) -> None:
     assert normalise_operation(name) == name

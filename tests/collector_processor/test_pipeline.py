@@ -108,5 +108,6 @@ def test_spooled_requests_are_replayed_by_the_next_pipeline(make_pipeline, store
     second = make_pipeline(spool=True)
     assert second.stats()["spans_replayed"] == 3 and second.stats()["queued_spans"] == 3
     assert complete_all(second) == 1 and store.trace_features(f"{11:032x}") is not None
+    second.close()  # stored and final (a shutdown flush): only now is its spool row released
     third = make_pipeline(spool=True)
     assert third.stats()["spans_replayed"] == 0  # stored: released from the spool

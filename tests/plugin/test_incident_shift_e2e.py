@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from tests.plugin.conftest import GRAFANA_TOKEN, GrafanaStandIn
-from tests.serve_helpers import ServeProcess
-from tests.traffic import ENTRY, ShopTraffic
+from plugin.demo.shop_traffic import ENTRY, ShopTraffic
+from tests.support.backend import GRAFANA_TOKEN, GrafanaStandIn
+from tests.support.serve import ServeProcess
 
 MIN_NS = 60 * 10**9
-FRONTEND_OWN_MS = 6.0  # 2 + 1 + 3 ms: the frontend's own time around its two calls (tests.traffic)
+FRONTEND_OWN_MS = 6.0  # 2 + 1 + 3 ms: the frontend's own time around its two calls (plugin.demo.shop_traffic)
 
 
 class DriftingShop(ShopTraffic):

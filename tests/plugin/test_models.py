@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from collector_processor import NodeInfo, open_store
+from plugin import model_blobs
 from plugin.config import ServeConfig
 from plugin.metrics import ServerMetrics
 from plugin.models import EARLY_REFIT_S, FittedModel, ModelManager, feature_matrix, node_meta
@@ -70,10 +71,13 @@ def test_first_fit_on_the_stored_normal_traces(stores) -> None:
 def test_models_persist_and_load_with_the_trace_count(stores) -> None:
     traces, results = stores
     traces.write_batch(normal_batch(120))
-    fitted = manager(stores).fit(ENTRY)
-    blob = results.load_model(ENTRY)
-    blob = blob[0] if isinstance(blob, tuple) else blob
-    assert isinstance(pickle.loads(blob), FittedModel)
+    first = manager(stores)
+    fitted = first.fit(ENTRY)
+    record = results.load_model(ENTRY)
+    assert record is not None
+    with pytest.raises(pickle.UnpicklingError):
+        pickle.loads(record[0])  # an authenticated blob, never a bare pickle
+    assert isinstance(model_blobs.load(record[0], first._blob_key), FittedModel)
     fresh = manager(stores)
     assert fresh.load() == 1
     loaded = fresh.get(ENTRY)

@@ -71,9 +71,6 @@ def test_dowhy_tail_is_the_smoothed_count_of_reference_values_at_least_as_unusua
     np.testing.assert_allclose(scorer.score(x), -np.log((count + 0.5) / (ties.size + 0.5)), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: zscore thresholds mean -/+ |x - mean| round away from x itself, so a "
-                   "reference value (common with discrete latencies) is not counted as at least as unusual as itself: "
-                   "the score of the smallest reference value is -log(0.5/(n+0.5)) instead of -log(1.5/(n+0.5))")
 def test_zscore_counts_the_reference_value_itself(ties: np.ndarray) -> None:
     scorer = ITScorer("zscore", "dowhy").fit(ties)
     g_ref = brute_g(ties, "zscore", ties)
