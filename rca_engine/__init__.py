@@ -19,12 +19,14 @@ from .mechanisms import (
     AdditiveMechanism,
     EmpiricalMechanism,
     LinearMechanism,
+    MaxLinearMechanism,
     MaxMechanism,
     Mechanism,
     NonlinearMechanism,
     SumMechanism,
 )
 from .model import CausalModel, fit
+from .options import PRESETS, Options, preset
 from .scoring import BASE_SCORES, ITScorer
 
 __all__ = [
@@ -39,11 +41,14 @@ __all__ = [
     "GraphError",
     "ITScorer",
     "LinearMechanism",
+    "MaxLinearMechanism",
     "MaxMechanism",
     "Mechanism",
     "MechanismError",
     "NonlinearMechanism",
     "NotEnoughDataError",
+    "Options",
+    "PRESETS",
     "RCAError",
     "SumMechanism",
     "UnknownNodeError",
@@ -54,6 +59,7 @@ __all__ = [
     "graph_from_edges",
     "invert_call_graph",
     "outlier_scores",
+    "preset",
     "upstream_order",
     "validate_graph",
 ]
