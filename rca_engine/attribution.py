@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import shapley
-from .affine import AffineTarget, affine_target
+from .affine import AffineTarget, FrontierTarget, affine_target, frontier_target
 from .errors import RCAError
 from .model import CausalModel, _fit_values, chosen_specs, require_model
 from .options import GAMES, METHODS, Options, resolve
@@ -152,6 +152,12 @@ class Attributor:
         self.typical = np.array([m.typical_noise() for m in self.mechs])
         # every mechanism affine: the coalitions' target values are one matrix product (rca_engine.affine)
         self.affine: AffineTarget | None = affine_target(model, self.players)
+        # else: affine down to a few non-affine nodes whose values are tabulated for all patterns (small nodes)
+        self.frontier: FrontierTarget | None = None
+        if self.affine is None:
+            front = frontier_target(model, self.players)
+            if front is not None and all(self.small[k] for k, _ in front.terms):
+                self.frontier = front
         self._rng = np.random.default_rng([seed, 13])
 
     # -- the set function -------------------------------------------------------------------------------
@@ -167,6 +173,9 @@ class Attributor:
         n, m, k = len(self.players), self.num_samples, coal.shape[0]
         if self.affine is not None:
             yield from self.affine.coalition_values(coal, fixed, self.mc_noise64, max(1, _CHUNK_ELEMENTS // m))
+            return
+        if self.frontier is not None:
+            yield from self._frontier_values(self.frontier, coal, fixed, cache)
             return
         codes = {}
         for j in range(n):
@@ -197,6 +206,21 @@ class Attributor:
                         del local[p]
             tv, tinv = local[n - 1]
             yield slice(s, s + part.shape[0]), tv[tinv]
+
+    def _frontier_values(self, front: FrontierTarget, coal: np.ndarray, fixed: np.ndarray,
+                         cache: dict[int, np.ndarray]) -> Iterator[tuple[slice, np.ndarray]]:
+        """Target values of a :class:`FrontierTarget`: the affine part's subset sums plus each non-affine node's
+        tabulated values (all patterns of its upstream players) looked up per coalition."""
+        looked_up: list[tuple[np.float32, np.ndarray, np.ndarray]] = []
+        for j, weight in front.terms:
+            self._small_values(j, fixed, cache)
+            code = coal[:, self.relevant[j]].astype(np.int64) @ self.pow2[: self.relevant[j].size]
+            looked_up.append((np.float32(weight), cache[j], code))
+        chunk = max(1, _CHUNK_ELEMENTS // self.num_samples)
+        for rows, y in front.affine.coalition_values(coal, fixed, self.mc_noise64, chunk):
+            for w32, table, code in looked_up:
+                y += w32 * table[code[rows]]
+            yield rows, y
 
     def _small_values(self, j: int, fixed: np.ndarray, cache: dict[int, np.ndarray]) -> None:
         """Values of small node j for all 2^r patterns of its upstream players (bit order of ``relevant[j]``)."""
