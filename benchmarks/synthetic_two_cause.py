@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     args = ap.parse_args(argv)
     settings = SETTINGS[:1] if args.quick else SETTINGS
-    n_worlds = args.worlds or (2 if args.quick else 4)
-    n_cases = args.cases or (4 if args.quick else 6)
+    n_worlds = args.worlds or (2 if args.quick else 3)
+    n_cases = args.cases or (4 if args.quick else 5)
     with_dowhy = not args.quick and not args.no_dowhy and dowhy_available()
     names = ["rca_engine defaults: fit(graph, normal); attribute(model, target, row)",
              "rca_engine preset='latency'", "rca_engine, true sum/max structure (what serve fits)"]

@@ -36,8 +36,8 @@ def test_petshop_low_traffic_engine_not_below_floor():
     method = default_api_method("metrics")
     for metric in ("latency", "availability"):
         r = recall(s, method, metric)
-        assert r.recall(1) >= floor("petshop_engine", f"low_traffic/{metric}/top1") - MARGIN, metric
-        assert r.recall(3) >= floor("petshop_engine", f"low_traffic/{metric}/top3") - MARGIN, metric
+        assert r.recall(1) >= floor("petshop_default_api", f"low_traffic/{metric}/top1") - MARGIN, metric
+        assert r.recall(3) >= floor("petshop_default_api", f"low_traffic/{metric}/top3") - MARGIN, metric
 
 
 @pytest.mark.slow
