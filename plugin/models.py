@@ -32,13 +32,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("whyslow.models")
 
 META_PREFIX = "__"
-# Latency outliers are one-sided: an unusually fast trace (a short-circuit, a cache hit) is nothing to explain,
-# and a coalition that makes the entry unusually fast must not count as reproducing a slow one.
-SCORE_BASE = "upper"
-# Exponential tails beyond the 90th percentile of each node's training noise: with a few hundred traces the purely
-# empirical model never simulates an own time beyond the largest one seen, and rare-but-normal requests scored
-# above the 1-in-10,000 threshold ten times too often (rca_engine.fit's tail_fraction).
-TAIL_FRACTION = 0.1
+# The engine's "latency" preset (rca_engine.options): one-sided scores (an unusually fast trace is nothing to
+# explain) and exponential noise tails beyond each node's 90th percentile (calibrated scores from a few hundred
+# traces). Models carry these options, so scoring and attribution use them too.
+ENGINE_OPTIONS = rca_engine.preset("latency")
+SCORE_BASE = ENGINE_OPTIONS.base  # for callers that name the base score explicitly
+TAIL_FRACTION = ENGINE_OPTIONS.tail_fraction
 EARLY_REFIT_S = 60.0  # early refits (young model, grown graph) at most this often
 
 
@@ -317,7 +316,7 @@ class ModelManager:
         else:
             mechanisms = mech_choice
         spec: str | dict[Hashable, str] = mechanisms if isinstance(mechanisms, str) else dict(mechanisms.items())
-        model = rca_engine.fit(causal, data, mechanisms=spec, tail_fraction=TAIL_FRACTION)
+        model = rca_engine.fit(causal, data, mechanisms=spec, options=ENGINE_OPTIONS)
         nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
         return FittedModel(
             entry=entry,

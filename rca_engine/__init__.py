@@ -21,12 +21,14 @@ from .mechanisms import (
     AdditiveMechanism,
     EmpiricalMechanism,
     LinearMechanism,
+    MaxLinearMechanism,
     MaxMechanism,
     Mechanism,
     NonlinearMechanism,
     SumMechanism,
 )
 from .model import CausalModel, fit
+from .options import PRESETS, Options, preset
 from .scoring import BASE_SCORES, ITScorer
 from .target_stats import TargetStatistic, target_statistic
 from .whatif import WhatIfResult, what_if
@@ -45,11 +47,14 @@ __all__ = [
     "GraphError",
     "ITScorer",
     "LinearMechanism",
+    "MaxLinearMechanism",
     "MaxMechanism",
     "Mechanism",
     "MechanismError",
     "NonlinearMechanism",
     "NotEnoughDataError",
+    "Options",
+    "PRESETS",
     "RCAError",
     "RegressionResult",
     "SumMechanism",
@@ -67,6 +72,7 @@ __all__ = [
     "graph_from_edges",
     "invert_call_graph",
     "outlier_scores",
+    "preset",
     "target_statistic",
     "upstream_order",
     "validate_graph",

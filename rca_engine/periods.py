@@ -13,6 +13,7 @@ between coalitions come from the choice of period only.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -30,7 +31,7 @@ class PeriodModels:
     """Mechanisms and noise rows of ``target``'s upstream nodes in each of several periods (tables)."""
 
     def __init__(self, graph: nx.DiGraph, target: Hashable, tables: Sequence[pd.DataFrame],
-                 mechanisms: MechanismSpec | Mapping[Hashable, MechanismSpec] = "auto", *, dropna: bool = False,
+                 mechanisms: MechanismSpec | Mapping[Any, MechanismSpec] = "auto", *, dropna: bool = False,
                  min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0, names: Sequence[str] = ()) -> None:
         validate_graph(graph)
         require_node(graph, target, "target")
