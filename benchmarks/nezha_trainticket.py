@@ -417,7 +417,10 @@ re-parented (`reparent_wrappers`; the collector does the same repair). The earli
 serve` explains, those at or above its threshold (9.21 nats), without a background: that view names the injected
 service first in 12/17 faults (13/17 in the top 3; ablation row "what GET /api/v1/incident sees"), because with
 20-140 fault-free traces per flow many fault traces stay under 9.21 nats; the relative outlier test (step 1) and
-the background (step 3) make the difference to 17/17.
+the background (step 3) make the difference to 17/17. That row is a simulation on the benchmark's own fault-free
+split; what the endpoint now answers through a real `whyslow serve` (outliers plus shift scores and distribution
+change against the 30 minutes before each window) is in the section "Train-Ticket (Nezha) through whyslow serve"
+(`benchmarks/nezha_serve.py`).
 """
 
 

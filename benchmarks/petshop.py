@@ -193,6 +193,36 @@ def engine_method(cfg: EngineConfig) -> Method:
     return Method(run, error_count_view if cfg.errors else percent_view)
 
 
+def default_api_method(preset: str | None = None, errors: bool = True) -> Method:
+    """What a user does with the documented API, with no benchmark-specific engine option: fit on the normal data
+    (``rca_engine.fit(graph, normal)``, or with ``preset=``), find the incident window's most unusual row of the
+    target (``rca_engine.outlier_scores``), explain it (``rca_engine.attribute``) and rank every node by its
+    contribution. Benchmark-side data preparation only: nodes with too few measurements marginalised out and NaNs
+    imputed (``prepare``, as every engine row), availability as failed-request counts (``errors``)."""
+    import rca_engine
+
+    cfg = EngineConfig()
+    cache: dict[tuple, object] = {}
+
+    def run(graph: nx.DiGraph, target: str, metric: str, normal: pd.DataFrame, abnormal: pd.DataFrame) -> list[str]:
+        try:
+            g, norm, ab = prepare(graph, target, normal, abnormal, cfg)
+            key = (target, metric, normal.shape, normal.index[0], normal.index[-1], tuple(sorted(g.edges)))
+            if key not in cache:
+                cache.clear()
+                cache[key] = rca_engine.fit(g, norm, preset=preset)
+            model = cache[key]
+            scores = rca_engine.outlier_scores(model, ab)[target]
+            row = ab.iloc[int(np.argmax(scores.to_numpy()))]
+            expl = rca_engine.attribute(model, target, row)
+            return list(expl.root_causes)
+        except rca_engine.RCAError as err:
+            ENGINE_ERRORS.append(f"default API ({preset or 'defaults'}): {err}")
+            return []
+
+    return Method(run, error_count_view if errors else percent_view)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # evaluation
 
@@ -247,6 +277,20 @@ PUBLISHED_SPECIFICITY = {  # traversal, same notebook [R]
     ("high_traffic", "latency"): 0.333, ("high_traffic", "availability"): 1.0,
     ("temporal", "latency"): 0.600, ("temporal", "availability"): 1.0,
 }
+DEFAULT_ANALYSIS = """\
+**The default API row** is what a user of the library does, with no benchmark-specific engine option: fit on the
+normal data with the documented `metrics` preset, find the incident window's most unusual row of the target with
+`rca_engine.outlier_scores`, explain it with `rca_engine.attribute` and rank every node. The preset (one-sided
+scores, exponential noise tails, `additive` mechanisms, `fit_on_sample`: the explained row also informs f) was
+chosen on low traffic and is reported on high traffic as held-out data: latency 0.929 / 0.929 top-1 (low / high),
+availability 0.917 / 0.667. High-traffic availability is below the best re-implemented baseline (ranked
+correlation, 0.833): the explained row alone informs f, where the tuned configuration fits f on the whole
+5-row window (`benchmarks.petshop`, "whyslow engine: additive mechanisms fitted with the incident's rows"); no rule was
+added after looking at those misses. Without a preset (`fit(graph, normal)`: DoWhy's
+two-sided score, empirical noise, `auto` mechanisms, normal rows only) the engine fails here as DoWhy does.
+Both default-API rows always rank (the paper's recall protocol; a user decides from the outlier score whether
+there is anything to explain), so their specificity is 0 by construction."""
+
 ANALYSIS = """\
 **Where we win, where we lose, and why** (low / high traffic; 12-14 issues per cell, so one issue moves a cell by
 0.07-0.08). Default engine configuration: `additive` mechanisms (least squares shrunk toward the sum structure)
@@ -309,6 +353,8 @@ checked against the paper's figures; RCD shuffles (seed 0 here; over seeds 0-9 l
 0.50-0.75, the other cells stay at or near 0). Not re-implemented: IDI (no description retrievable here)."""
 
 
+DEFAULT_API = ("rca_engine default API, preset='metrics': fit(graph, normal, preset='metrics'); outlier_scores -> "
+               "most unusual row; attribute(model, target, row)")
 BEST = "whyslow engine: additive mechanisms fitted with the incident's rows, one-sided score, errors as counts"
 BEST_CONFIG = EngineConfig(mechanisms="additive", base="upper", errors=True, tail_fraction=0.1, incident=True)
 EARLIER = "whyslow engine, linear latency / sum availability (earlier default: two-sided, percent)"
@@ -329,6 +375,8 @@ def _methods(quick: bool) -> dict[str, Method]:
     except ImportError as err:
         print(f"rca_engine not usable ({err}); only the baselines run")
         return methods
+    methods[DEFAULT_API] = default_api_method("metrics")
+    methods["rca_engine default API, no preset (fit(graph, normal))"] = default_api_method(None)
     best = BEST_CONFIG
     methods[BEST] = engine_method(best)
     methods["whyslow engine, same, ranking only (no outlier decision)"] = engine_method(replace(best, threshold=0.0))
@@ -408,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  + ", availability " + " / ".join(f"{v:.3f}" for v in temporal[("temporal", "availability")])
                  + f"; specificity {PUBLISHED_SPECIFICITY[('temporal', 'latency')]:.3f} / "
                  + f"{PUBLISHED_SPECIFICITY[('temporal', 'availability')]:.3f}.", ""]
-    body += [ANALYSIS, "", SOURCES]
+    body += [DEFAULT_ANALYSIS, "", ANALYSIS, "", SOURCES]
     write_result("petshop", "PetShop (Hardt et al. 2024): top-k recall and specificity",
                  command_line("benchmarks.petshop", argv), "\n".join(body))
     floor = {}

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+import rca_engine
 from benchmarks.baselines import MadScorer, traversal
 from benchmarks.common import command_line, markdown_table, rank_by_score, update_floor, write_result
 from benchmarks.synthetic_data import Case, Setting, World, make_cases, make_world, sample
-from plugin.models import SCORE_BASE, TAIL_FRACTION
+
+LATENCY = rca_engine.preset("latency")  # the engine settings whyslow serve fits with
 
 SETTINGS = [
     Setting("5 nodes", n_nodes=5),
@@ -92,10 +94,10 @@ class EngineMethod:
 
         if self._key != id(normal):
             mech = dict(w.structure) if self.mechanisms == "structure" else self.mechanisms
-            self._model = rca_engine.fit(w.causal_graph, normal, mechanisms=mech, tail_fraction=TAIL_FRACTION)
+            self._model = rca_engine.fit(w.causal_graph, normal, mechanisms=mech, options=LATENCY)
             self._key = id(normal)
         expl = rca_engine.attribute(self._model, target=w.target, sample=case.latencies, num_samples=1000,
-                                    max_permutations=64, base=SCORE_BASE)
+                                    max_permutations=64)
         return list(expl.root_causes)
 
 
@@ -162,7 +164,7 @@ def run_setting(s: Setting, methods: dict[str, Method], n_worlds: int, n_cases: 
         w = make_world(s, rng)
         normal, normal_own = sample(w, s.n_train, rng)
         cases = make_cases(w, s, normal, n_cases, rng)
-        detector = rca_engine.ITScorer(SCORE_BASE, "fitted").fit(normal[w.target].to_numpy())
+        detector = rca_engine.ITScorer(LATENCY.base, LATENCY.tail).fit(normal[w.target].to_numpy())
         is_outlier = detector.score(np.array([c.latencies[w.target] for c in cases])) >= OUTLIER_NATS
         for name, method in methods.items():
             limit = (limits or {}).get(name, len(cases))

@@ -13,11 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import summary_text, top_contributors
-from plugin.payloads import ExplanationPayload
+from plugin.payloads import ExplanationPayload, HubPayload, RegressionAlert
 
 if TYPE_CHECKING:
     from plugin.metrics import ServerMetrics
@@ -25,21 +25,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("whyslow.annotations")
 
 
-def annotation_body(payload: ExplanationPayload, dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
+def annotation_body(payload: HubPayload, dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
     """Grafana's POST /api/annotations body for one explained outlier."""
-    top = top_contributors(payload, 3)
+    if payload.get("kind") == "regression":
+        return regression_annotation_body(cast(RegressionAlert, payload), dashboard_uid, panel_id)
+    expl = cast(ExplanationPayload, payload)
+    top = top_contributors(expl, 3)
     tags = ["whyslow"]
     if top:
         tags.append(f"root-cause:{top[0]['service']}")
-    tags.append(f"entry:{payload['entry']}")
+    tags.append(f"entry:{expl['entry']}")
     body: dict[str, Any] = {
-        "time": int(payload.get("time_ms") or int(time.time() * 1000)),
+        "time": int(expl.get("time_ms") or int(time.time() * 1000)),
         "tags": tags,
-        "text": f"Slow trace {payload['trace_id']}: {summary_text(payload)}",
+        "text": f"Slow trace {expl['trace_id']}: {summary_text(expl)}",
     }
-    end_ms = body["time"] + int(round(payload.get("target_latency_ms") or 0))
+    end_ms = body["time"] + int(round(expl.get("target_latency_ms") or 0))
     if end_ms > body["time"]:
         body["timeEnd"] = end_ms
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    if panel_id is not None:
+        body["panelId"] = int(panel_id)
+    return body
+
+
+def regression_annotation_body(payload: dict[str, Any], dashboard_uid: str | None,
+                               panel_id: int | None) -> dict[str, Any]:
+    """Grafana's POST /api/annotations body for a regression found by continuous detection (plugin.watch): a
+    region over its window, tagged with the leading service."""
+    tags = ["whyslow", "regression", f"entry:{payload['entry']}"]
+    if payload.get("lead_service"):
+        tags.insert(2, f"root-cause:{payload['lead_service']}")
+    body: dict[str, Any] = {"time": int(payload["time_ms"]), "timeEnd": int(payload["to_ms"]), "tags": tags,
+                            "text": str(payload["summary"])}
     if dashboard_uid:
         body["dashboardUID"] = dashboard_uid
     if panel_id is not None:
@@ -76,19 +95,19 @@ class AnnotationPusher:
         self._worker = BackgroundWorker[dict[str, Any]]("whyslow-annotations", self._send_all,
                                                         max_queue=queue_size, logger=log)
         self.min_interval_s = min_interval_s
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str, str], float] = {}
         self._last_lock = threading.Lock()
         self.counts = {"sent": 0, "failed": 0, "dropped": 0, "retried": 0, "suppressed": 0}
 
     def __repr__(self) -> str:  # never show the token
         return f"AnnotationPusher({self.endpoint!r})"
 
-    def submit(self, payload: ExplanationPayload) -> bool:
+    def submit(self, payload: HubPayload) -> bool:
         """Queue an explained outlier; False (and counted) when the queue is full, or when the same entry point
         with the same root-cause service was annotated less than `min_interval_s` ago (an incident makes
         one annotation a minute per cause, not one per slow request)."""
         top = top_contributors(payload, 1)
-        key = (str(payload.get("entry")), top[0]["service"] if top else "")
+        key = (str(payload.get("entry")), top[0]["service"] if top else "", str(payload.get("kind", "outlier")))
         if self.min_interval_s > 0:
             now = time.monotonic()
             with self._last_lock:

@@ -38,7 +38,19 @@ OUTLIER_COLUMNS = [
     ("root_cause_node", "string"), ("root_cause_share", "number"), ("summary", "string"), ("kind", "string"),
 ]
 INCIDENT_COLUMNS = [("service", "string"), ("share", "number"), ("top_node", "string"), ("first_in", "number"),
-                    ("outliers", "number")]
+                    ("outliers", "number"), ("score", "number")]
+REGRESSION_SUMMARY_COLUMNS = [
+    ("status", "string"), ("message", "string"), ("entry", "string"), ("stat", "string"), ("unit", "string"),
+    ("baseline_value", "number"), ("comparison_value", "number"), ("observed_change", "number"),
+    ("modelled_change", "number"), ("unexplained", "number"), ("noise_floor", "number"),
+    ("significant", "number"), ("baseline_from", "time"), ("baseline_to", "time"), ("baseline_source", "string"),
+    ("baseline_traces", "number"), ("window_traces", "number"),
+]
+REGRESSION_COLUMNS = [
+    ("rank", "number"), ("service", "string"), ("node", "string"), ("kind", "string"), ("change_kind", "string"),
+    ("contribution", "number"), ("contribution_lo", "number"), ("contribution_hi", "number"),
+    ("counterfactual", "number"), ("p_value", "number"),
+]
 ANNOTATION_COLUMNS = [("time", "time"), ("timeEnd", "time"), ("title", "string"), ("text", "string"),
                       ("tags", "string")]
 TAG_KEYS = ("entry", "root_cause_service")
@@ -74,6 +86,17 @@ METRICS: list[dict[str, Any]] = [
         "payloads": [
             {"label": "Entry point", "name": "entry", "type": "select", "reloadMetric": False},
             {"label": "Minimum IT score (nats)", "name": "min_score", "type": "input"},
+        ],
+    },
+    {
+        "label": "Why did latency change against a baseline (per-node change in ms; table / bar chart)",
+        "value": "regression",
+        "payloads": [
+            {"label": "Entry point", "name": "entry", "type": "select", "reloadMetric": False},
+            {"label": "Statistic", "name": "stat", "type": "input", "placeholder": "p99"},
+            {"label": "Baseline start", "name": "baseline_from", "type": "input",
+             "placeholder": "default: the range a day earlier, else the hour before"},
+            {"label": "Baseline end", "name": "baseline_to", "type": "input"},
         ],
     },
 ]
@@ -173,6 +196,8 @@ class DataSource:
                            else self.annotation_table(rows, ref_id))
             elif kind == "incident":
                 out.append(self.incident_table(body, target, ref_id))
+            elif kind == "regression":
+                out.extend(self.regression_frames(body, target, ref_id))
             else:
                 out.append(table([("error", "string")], [[f"unknown target {str(kind)[:64]!r}"]], ref_id))
         return out
@@ -263,16 +288,40 @@ class DataSource:
         return rows
 
     def incident_table(self, body: dict[str, Any], target: dict[str, Any], ref_id: str | None) -> dict[str, Any]:
-        """Services behind the explained outliers of the dashboard's time range (GET /api/v1/incident)."""
+        """Services behind the dashboard's time range: its explained outliers, shift scores and distribution change
+        against the 30 minutes before it (GET /api/v1/incident; ``score``: the combined ranking)."""
         rng = _range(body)
         try:
             entry = _payload(target).get("entry")
             summary = self.service.incident(rng.get("from"), rng.get("to"), None if _unresolved(entry) else entry)
         except ServiceError as exc:
             return table([("error", "string")], [[exc.message]], ref_id)
-        rows = [[s["service"], s["share"], s["top_node"], s["first_in"], summary["outliers"]]
+        rows = [[s["service"], s["share"], s["top_node"], s["first_in"], summary["outliers"], s["score"]]
                 for s in summary["services"]]
         return table(INCIDENT_COLUMNS, rows, ref_id)
+
+    def regression_frames(self, body: dict[str, Any], target: dict[str, Any], ref_id: str | None
+                          ) -> list[dict[str, Any]]:
+        """Summary (one row) and per-node change of the dashboard range against its baseline (GET
+        /api/v1/regression); problems become the summary's status."""
+        rng = _range(body)
+        try:
+            payload = _payload(target)
+            args = {k: (None if _unresolved(payload.get(k)) else payload.get(k))
+                    for k in ("entry", "stat", "baseline_from", "baseline_to", "intervals")}
+            r = self.service.regression(args["entry"], args["baseline_from"], args["baseline_to"], rng.get("from"),
+                                        rng.get("to"), args["stat"], args["intervals"])
+        except ServiceError as exc:
+            status = [["error", exc.message] + [None] * (len(REGRESSION_SUMMARY_COLUMNS) - 2)]
+            return [table(REGRESSION_SUMMARY_COLUMNS, status, ref_id), table(REGRESSION_COLUMNS, [], ref_id)]
+        summary = [[
+            "ok", r["summary"], r["entry"], r["stat"], r["unit"], r["baseline_value"], r["comparison_value"],
+            r["observed_change"], r["modelled_change"], r["unexplained"], r["noise_floor"], int(r["significant"]),
+            r["baseline"]["from_ms"], r["baseline"]["to_ms"], r["baseline"]["source"], r["baseline"]["traces"],
+            r["window"]["traces"],
+        ]]
+        rows = [[c[name] for name, _ in REGRESSION_COLUMNS] for c in r["contributions"]]
+        return [table(REGRESSION_SUMMARY_COLUMNS, summary, ref_id), table(REGRESSION_COLUMNS, rows, ref_id)]
 
     def outlier_table(self, rows: list[dict[str, Any]], ref_id: str | None) -> dict[str, Any]:
         return table(OUTLIER_COLUMNS, [[r[name] if name != "time" else r["time_ms"] for name, _ in OUTLIER_COLUMNS]

@@ -34,12 +34,15 @@ from collector_processor import CompletedTrace, TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
-from plugin.payloads import ExplanationPayload
+from plugin.payloads import HubPayload
 from plugin.results_store import ResultsStore
 
 if TYPE_CHECKING:
     from plugin.config import ServeConfig
     from plugin.metrics import ServerMetrics
+
+MAX_PENDING_TRACES = 20_000  # completed traces waiting to be scored (~2 kB each)
+PENDING_WAIT_S = 60.0         # how long the pipeline waits for room before a trace goes unscored (counted)
 
 log = logging.getLogger("whyslow.detector")
 
@@ -49,10 +52,10 @@ class Subscription:
 
     def __init__(self, hub: OutlierHub, maxsize: int):
         self.hub = hub
-        self.queue: queue.Queue[ExplanationPayload | None] = queue.Queue(maxsize)
+        self.queue: queue.Queue[HubPayload | None] = queue.Queue(maxsize)
         self.dropped = 0
 
-    def put(self, payload: ExplanationPayload | None) -> None:
+    def put(self, payload: HubPayload | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(payload)
@@ -64,7 +67,7 @@ class Subscription:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> ExplanationPayload | None:
+    def get(self, timeout: float) -> HubPayload | None:
         """Next payload; None on timeout or when the hub closes."""
         try:
             return self.queue.get(timeout=timeout)
@@ -93,7 +96,7 @@ class OutlierHub:
         with self._lock:
             self._subs.discard(sub)
 
-    def publish(self, payload: ExplanationPayload) -> None:
+    def publish(self, payload: HubPayload) -> None:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -126,7 +129,7 @@ class Detector:
         config: ServeConfig,
         metrics: ServerMetrics,
         hub: OutlierHub,
-        on_outlier: list[Callable[[ExplanationPayload], object]] | None = None,
+        on_outlier: list[Callable[[HubPayload], object]] | None = None,
     ):
         self.models = models
         self.explainer = explainer
@@ -136,8 +139,10 @@ class Detector:
         self.metrics = metrics
         self.hub = hub
         self.on_outlier = list(on_outlier or [])
+        # bounded: when scoring falls behind, the pipeline's worker waits in on_trace, its ingest queue fills and
+        # the receivers answer with retryable refusals (end-to-end backpressure instead of unbounded memory)
         self._scoring = BackgroundWorker[CompletedTrace | BacklogJob](
-            "whyslow-score", self._score_items, max_batch=512, logger=log)
+            "whyslow-score", self._score_items, max_queue=MAX_PENDING_TRACES, max_batch=512, logger=log)
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
@@ -145,7 +150,7 @@ class Detector:
             "whyslow-explain", self._explain_items, max_queue=config.explain_queue, logger=log)
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
                          "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0,
-                         "failed": 0, "failed_unscored": 0, "error_outliers": 0}
+                         "unscored_overflow": 0, "failed": 0, "failed_unscored": 0, "error_outliers": 0}
 
     @property
     def pending(self) -> int:
@@ -155,7 +160,12 @@ class Detector:
     # --- listener (collector thread) -------------------------------------------------------------
     def on_trace(self, trace: CompletedTrace) -> None:
         """Pipeline listener: enqueue only."""
-        self._scoring.submit(trace)
+        deadline = time.monotonic() + PENDING_WAIT_S
+        while not self._scoring.submit(trace):  # full: wait for room (backpressure), bounded
+            if self._scoring.stopping or time.monotonic() >= deadline:
+                self.counters["unscored_overflow"] += 1  # the scoring thread is stuck: stored, not scored
+                return
+            time.sleep(0.005)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -353,7 +363,7 @@ class Detector:
                 self.metrics.explain_errors.inc()
                 log.warning("explaining %s failed: %s", trace_id, exc)
 
-    def publish(self, payload: ExplanationPayload) -> None:
+    def publish(self, payload: HubPayload) -> None:
         self.hub.publish(payload)
         for callback in self.on_outlier:
             try:

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -260,7 +261,7 @@ def rarer_than(score: float) -> float:
     return float(np.exp(min(float(score), 700.0)))
 
 
-def top_contributors(payload: ExplanationPayload, n: int = 3) -> list[ContributionRow]:
+def top_contributors(payload: Mapping[str, Any], n: int = 3) -> list[ContributionRow]:
     return [c for c in payload.get("contributions", []) if c["contribution"] > 0][:n]
 
 
@@ -275,7 +276,7 @@ def contributor_label(c: ContributionRow) -> str:
     return f"network to {label}" if c.get("kind") == "call_gap" else label
 
 
-def summary_text(payload: ExplanationPayload, n: int = 3) -> str:
+def summary_text(payload: Mapping[str, Any], n: int = 3) -> str:
     """One human line: target latency, rarity and the top contributors with their share."""
     parts = [
         f"{contributor_label(c)} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"

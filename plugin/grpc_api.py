@@ -23,7 +23,7 @@ from plugin.errors import InvalidArgument, NoModel, NotFound, ServiceError, Unau
 from plugin.explain import summary_text  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc  # noqa: E402
-from plugin.payloads import ExplanationPayload  # noqa: E402
+from plugin.payloads import HubPayload  # noqa: E402
 from plugin.service import WhySlowService  # noqa: E402
 
 log = logging.getLogger("whyslow.grpc")
@@ -38,7 +38,7 @@ _CODES = {
 _PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def explanation_message(payload: ExplanationPayload) -> pb.Explanation:
+def explanation_message(payload: HubPayload) -> pb.Explanation:
     contributions = [
         pb.Contribution(**{k: v for k, v in dict[str, Any](c).items() if v is not None})
         for c in payload["contributions"]
@@ -152,6 +152,46 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
         )
 
 
+    def GetRegression(self, request: pb.GetRegressionRequest, context: grpc.ServicerContext) -> Any:
+        r = self._call(context, self.service.regression, request.entry or None,
+                       request.baseline_from_unix_ms or None, request.baseline_to_unix_ms or None,
+                       request.from_unix_ms or None, request.to_unix_ms or None, request.stat or None,
+                       request.intervals if request.HasField("intervals") else None)
+        return regression_message(r)
+
+    def WhatIf(self, request: pb.WhatIfRequest, context: grpc.ServicerContext) -> Any:
+        body: dict[str, Any] = {"entry": request.entry or None, "from": request.from_unix_ms or None,
+                                "to": request.to_unix_ms or None, "stat": request.stat or None,
+                                "baseline_from": request.baseline_from_unix_ms or None,
+                                "baseline_to": request.baseline_to_unix_ms or None,
+                                "intervals": request.intervals if request.HasField("intervals") else None,
+                                "interventions": dict(request.interventions)}
+        w = self._call(context, self.service.whatif, body)
+        return pb.WhatIfResponse(
+            entry=w["entry"], stat=w["stat"], unit=w["unit"], current_value=w["current_value"],
+            predicted_value=w["predicted_value"], change=w["change"], interval=w["interval"] or [],
+            per_node=w["per_node"], interventions={k: str(v) for k, v in w["interventions"].items()},
+            window=_window(w["window"]), baseline=_window(w["baseline"]))
+
+
+def regression_message(r: dict[str, Any]) -> pb.Regression:
+    """The gRPC form of a GET /api/v1/regression answer."""
+    return pb.Regression(
+        entry=r["entry"], stat=r["stat"], unit=r["unit"], baseline_value=r["baseline_value"],
+        comparison_value=r["comparison_value"], observed_change=r["observed_change"],
+        modelled_change=r["modelled_change"], unexplained=r["unexplained"], noise_floor=r["noise_floor"],
+        significant=r["significant"], change_interval=r["change_interval"] or [],
+        contributions=[pb.RegressionContribution(**{k: v for k, v in c.items() if v is not None})
+                       for c in r["contributions"]],
+        services=[pb.RegressionService(**s) for s in r["services"]],
+        window=_window(r["window"]), baseline=_window(r["baseline"]), summary=r["summary"], seconds=r["seconds"])
+
+
+def _window(w: dict[str, Any]) -> pb.TimeWindow:
+    return pb.TimeWindow(from_unix_ms=w["from_ms"], to_unix_ms=w["to_ms"], traces=w.get("traces") or 0,
+                         source=w.get("source") or "")
+
+
 class BearerAuthInterceptor(grpc.ServerInterceptor):
     """Rejects calls without the right bearer token (constant-time compare); health checks are public."""
 
@@ -188,7 +228,7 @@ class GrpcApi:
     """The gRPC server: WhySlow + grpc.health.v1 + reflection on one port."""
 
     def __init__(self, service: WhySlowService, hub: OutlierHub, address: str, token: str | None,
-                 max_workers: int = 32, max_watchers: int = 16):
+                 max_workers: int = 32, max_watchers: int = 16, credentials: Any = None):
         interceptors = [BearerAuthInterceptor(token)] if token else []
         # no SO_REUSEPORT: a port another process (e.g. a second whyslow) listens on must fail, not be shared
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
@@ -202,7 +242,10 @@ class GrpcApi:
             self.server,
         )
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is not None:  # grpc.ServerCredentials: serve TLS
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError:
             self.port = 0
         if self.port == 0:

@@ -6,12 +6,14 @@ call is an edge between two pods, and a delay at either end shows there (a netwo
 interface, CPU contention in the caller slowing its outgoing calls), so its evidence is split between the two ends
 by :func:`resolve_edge_ends`. Validation: ``benchmarks/nezha_trainticket.py`` (Train Ticket faults named first in
 17 of 17 when each flow's outliers are picked relative to its fault-free traces and their background is subtracted;
-12 of 17 on the outliers ``whyslow serve`` explains at its default threshold).
+12 of 17 on the outliers ``whyslow serve`` explains at its default threshold). ``GET /api/v1/incident`` combines this
+outlier evidence with the window's shift scores and distribution change against its baseline
+(:mod:`plugin.incident_ranking`; ``benchmarks/nezha_serve.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 EDGE_KINDS = ("call_gap", "db", "messaging")
@@ -64,7 +66,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def explanation_edges(payload: dict[str, Any]) -> dict[str, tuple[str, str]]:
+def explanation_edges(payload: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """Node -> (callee service, caller service) for the nodes of an Explanation that time an edge between two
     services (call gaps, database and messaging calls); the caller is the node the edge's latency flows into."""
     service = {c["node"]: c["service"] for c in payload.get("contributions", [])}
@@ -77,7 +79,7 @@ def explanation_edges(payload: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def summarize(payloads: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def summarize(payloads: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Services ranked by their share of the evidence of the given explanations (Explanation payloads)."""
     singles: dict[str, float] = {}
     pairs: dict[tuple[str, str], float] = {}

@@ -9,7 +9,6 @@ queries keep using the previous model until the new one is ready (the swap is on
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -22,6 +21,7 @@ import pandas as pd
 import rca_engine
 from collector_processor import NodeInfo, TraceStore
 from collector_processor.worker import BackgroundWorker
+from plugin import model_blobs
 from plugin.causal_graph import causal_graph
 from plugin.results_store import ResultsStore
 from rca_engine.failures import FailureModel, fit_failures
@@ -33,13 +33,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("whyslow.models")
 
 META_PREFIX = "__"
-# Latency outliers are one-sided: an unusually fast trace (a short-circuit, a cache hit) is nothing to explain,
-# and a coalition that makes the entry unusually fast must not count as reproducing a slow one.
-SCORE_BASE = "upper"
-# Exponential tails beyond the 90th percentile of each node's training noise: with a few hundred traces the purely
-# empirical model never simulates an own time beyond the largest one seen, and rare-but-normal requests scored
-# above the 1-in-10,000 threshold ten times too often (rca_engine.fit's tail_fraction).
-TAIL_FRACTION = 0.1
+# The engine's "latency" preset (rca_engine.options): one-sided scores (an unusually fast trace is nothing to
+# explain) and exponential noise tails beyond each node's 90th percentile (calibrated scores from a few hundred
+# traces). Models carry these options, so scoring and attribution use them too.
+ENGINE_OPTIONS = rca_engine.preset("latency")
+SCORE_BASE = ENGINE_OPTIONS.base  # for callers that name the base score explicitly
+TAIL_FRACTION = ENGINE_OPTIONS.tail_fraction
 EARLY_REFIT_S = 60.0  # early refits (young model, grown graph) at most this often
 
 
@@ -54,7 +53,8 @@ class NodeMeta:
 
 @dataclass
 class FittedModel:
-    """An engine model plus the graph facts the APIs need; pickled into the results store as is."""
+    """An engine model plus the graph facts the APIs need; persisted in the results store as an authenticated
+    blob (plugin/model_blobs.py)."""
 
     entry: str
     model: rca_engine.CausalModel
@@ -127,6 +127,8 @@ class ModelManager:
         self._worker = BackgroundWorker[None]("whyslow-models", periodic=self._refit_due,
                                               interval_s=min(config.refit_interval_s, 5.0), logger=log)
         self._last_retention = 0.0
+        self._blob_key = model_blobs.model_key(getattr(config, "model_key_file", None),
+                                               getattr(config, "auth_token", None))
         # called with (entry, model) on the fitting thread right after an entry point's first model is
         # swapped in (the detector scores the traces that arrived while it was learning)
         self.first_fit_listeners: list[Callable[[str, FittedModel], None]] = []
@@ -151,14 +153,16 @@ class ModelManager:
             blob = record[0] if isinstance(record, tuple) else record
             if blob:
                 try:
-                    model = pickle.loads(blob)
-                except Exception as exc:  # noqa: BLE001 - an old or corrupt blob means: refit
+                    model = model_blobs.load(blob, self._blob_key)
+                except Exception as exc:  # noqa: BLE001 - tampered, foreign, old or corrupt: refit
                     log.warning("ignoring the stored model of %s (%s); it will be refitted", entry, exc)
                     continue
-                if isinstance(model, FittedModel):
-                    state.model = model
-                    state.seen_at_fit = state.seen
-                    loaded += 1
+                if not isinstance(model, FittedModel):
+                    log.warning("ignoring the stored model of %s (not a model); it will be refitted", entry)
+                    continue
+                state.model = model
+                state.seen_at_fit = state.seen
+                loaded += 1
         self._update_gauge()
         return loaded
 
@@ -269,7 +273,7 @@ class ModelManager:
                 raise
             try:
                 meta = {"rows": fitted.rows, "fitted_at": fitted.fitted_at, "fit_seconds": fitted.fit_seconds}
-                self.results.save_model(entry, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), meta)
+                self.results.save_model(entry, model_blobs.dump(fitted, self._blob_key), meta)
             except Exception as exc:  # noqa: BLE001 - serving the new model matters more than persisting it
                 log.warning("could not persist the model of %s: %s", entry, exc)
             with self._lock:
@@ -316,7 +320,7 @@ class ModelManager:
         else:
             mechanisms = mech_choice
         spec: str | dict[Hashable, str] = mechanisms if isinstance(mechanisms, str) else dict(mechanisms.items())
-        model = rca_engine.fit(causal, data, mechanisms=spec, tail_fraction=TAIL_FRACTION)
+        model = rca_engine.fit(causal, data, mechanisms=spec, options=ENGINE_OPTIONS)
         nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
         failures, failure_rows = self._fit_failures(entry, causal, columns, exclude)
         return FittedModel(

@@ -100,8 +100,29 @@ SCHEMAS: dict[str, Any] = {
             "share": NUM,  # of the outliers' votes (one per outlier); sums to 1 over services
             "top_node": STR_OR_NULL,
             "first_in": INT,  # outliers whose explanation ranks this service first
+            "score": NUM,  # the combined ranking: mean over the kinds of evidence present of this service's share
+            "evidence": {"type": "object", "additionalProperties": NUM},  # kind -> share (outliers, shift, ...)
         }
     ),
+    "ShiftedNode": obj(
+        {
+            "node": STR, "service": STR, "kind": STR, "caller_service": STR_OR_NULL,
+            "score": NUM,  # nats, corrected for the window's tests
+            "test": STR, "effect_ms": NUM, "baseline_median_ms": NUM, "window_median_ms": NUM,
+            "baseline_p99_ms": NUM, "window_p99_ms": NUM, "baseline_n": INT, "window_n": INT,
+            "entries": {"type": "array", "items": STR},
+        }
+    ),
+    "DetectedIncident": obj(
+        {
+            "kind": {"const": "regression"}, "trace_id": STR, "entry": STR, "time_ms": INT, "to_ms": INT,
+            "outlier_score": NUM, "lead_service": STR_OR_NULL, "summary": STR, "drift": NUM,
+            "contributions": {"type": "array", "items": {"type": "object"}},
+            "services": {"type": "array", "items": ref("IncidentService")},
+        },
+        required=["kind", "entry", "time_ms", "to_ms", "outlier_score", "lead_service", "summary", "services"],
+    ),
+    "DetectedIncidentList": obj({"incidents": {"type": "array", "items": ref("DetectedIncident")}}),
     "IncidentSummary": obj(
         {
             "outliers": INT,
@@ -109,6 +130,13 @@ SCHEMAS: dict[str, Any] = {
             "entries": {"type": "array", "items": STR},
             "from_ms": {"type": ["integer", "null"]},
             "to_ms": {"type": ["integer", "null"]},
+            "evidence": {"type": "array", "items": {"enum": ["attribution", "outliers", "shift"]}},
+            "shift": obj({"changed": {"type": "boolean"}, "min_score": NUM, "drift": NUM, "tests": INT,
+                          "nodes": {"type": "array", "items": ref("ShiftedNode")}}),
+            "attribution": {"type": "array", "items": {"type": "object"}},
+            "baseline": obj({"from_ms": INT, "to_ms": INT, "traces": INT,
+                             "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT})}}),
+            "window_traces": INT,
         }
     ),
     "NodeStats": {
@@ -232,3 +260,84 @@ SCHEMAS: dict[str, Any] = {
     "DsSearch": {"type": "array", "items": STR},
     "AnyObject": {"type": "object"},
 }
+
+# GET /api/v1/regression and POST /api/v1/whatif (plugin.regression)
+_WINDOW = obj({"from_ms": INT, "to_ms": INT, "traces": {"type": ["integer", "null"]}})
+_INTERVENTION = {"oneOf": [{"type": "number", "minimum": 0}, STR]}
+SCHEMAS.update({
+    "RegressionWindow": _WINDOW,
+    "RegressionBaseline": obj({**_WINDOW["properties"],
+                               "source": {"type": "string", "enum": ["given", "day_before", "hour_before"]}}),
+    "RegressionContribution": obj(
+        {
+            "rank": {"type": "integer", "minimum": 1},
+            "node": STR,
+            "service": STR,
+            "operation": STR,
+            "kind": STR,
+            "change_kind": {"type": "string", "enum": ["changed", "new", "gone"]},
+            "contribution": NUM,  # in the statistic's unit (ms, or probability for tail>T)
+            "contribution_lo": NUM_OR_NULL,
+            "contribution_hi": NUM_OR_NULL,
+            "counterfactual": NUM_OR_NULL,  # the statistic had only this node not changed
+            "p_value": NUM_OR_NULL,
+        }
+    ),
+    "RegressionService": obj({"rank": INT, "service": STR, "contribution": NUM,
+                              "nodes": {"type": "array", "items": STR}}),
+    "Regression": obj(
+        {
+            "entry": STR,
+            "stat": STR,
+            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "baseline_value": NUM,
+            "comparison_value": NUM,
+            "observed_change": NUM,
+            "modelled_change": NUM,
+            "unexplained": NUM,
+            "noise_floor": NUM,
+            "significant": {"type": "boolean"},
+            "change_interval": {"type": ["array", "null"], "items": NUM},
+            "contributions": {"type": "array", "items": ref("RegressionContribution")},
+            "services": {"type": "array", "items": ref("RegressionService")},
+            "method": STR,
+            "seconds": NUM,
+            "summary": STR,
+            "window": ref("RegressionWindow"),
+            "baseline": ref("RegressionBaseline"),
+            "cached": {"type": "boolean"},
+        }
+    ),
+    "WhatIfRequest": obj(
+        {
+            "entry": STR,
+            "from": {"oneOf": [INT, STR]},
+            "to": {"oneOf": [INT, STR]},
+            "baseline_from": {"oneOf": [INT, STR]},
+            "baseline_to": {"oneOf": [INT, STR]},
+            "stat": STR,
+            "intervals": INT,
+            "interventions": {"type": "object", "additionalProperties": _INTERVENTION, "minProperties": 1},
+        },
+        required=["interventions"],
+    ),
+    "WhatIf": obj(
+        {
+            "entry": STR,
+            "target": STR,
+            "stat": STR,
+            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "interventions": {"type": "object", "additionalProperties": _INTERVENTION},
+            "current_value": NUM,
+            "predicted_value": NUM,
+            "change": NUM,
+            "interval": {"type": ["array", "null"], "items": NUM},
+            "per_node": {"type": "object", "additionalProperties": NUM},
+            "rows": INT,
+            "num_samples": INT,
+            "seconds": NUM,
+            "window": ref("RegressionWindow"),
+            "baseline": ref("RegressionBaseline"),
+        }
+    ),
+})

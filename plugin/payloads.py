@@ -6,7 +6,7 @@ TypedDict lets mypy check every reader without a conversion step on the hot path
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class ContributionRow(TypedDict):
@@ -62,3 +62,9 @@ class ExplanationPayload(TypedDict):
     attribution_seconds: float
     contributions: list[ContributionRow]
     graph: list[CausalEdgeRow]
+
+
+# A detected regression of an entry point (plugin.watch.regression_payload): ``kind`` is ``"regression"``; it
+# travels through the same outlier hub, annotation pusher and WatchOutliers stream as an explanation.
+RegressionAlert = dict[str, Any]
+HubPayload = ExplanationPayload | RegressionAlert

@@ -75,14 +75,43 @@ ROUTES: list[Route] = [
            Param("kind", "query", {"type": "string", "enum": ["latency", "error"]},
                  "Only slow (latency) or failed (error) requests (default: both)")]),
     Route("GET", "/api/v1/incident", "incident",
-          "Which service is behind the explained outliers of a time window: one vote per outlier, edges (call gaps,"
-          " database calls) resolved to the end whose edges are consistently slow",
+          "Which services are behind a time window: its explained outliers (one vote each), per-node shift scores of"
+          " own time and call gaps (nats, calibrated like the IT score, robust to drift) and the distribution-change"
+          " attribution against the baseline before it (default: the preceding 30 minutes without earlier incident"
+          " minutes); edges (call gaps, database calls) resolved to the end whose edges are consistently slow",
           {200: "IncidentSummary", 400: ERR, 401: ERR},
           [Param("from", "query", TIME_SCHEMA, "Start: unix ms, ISO 8601, or now-<n><s|m|h|d|w>"),
            Param("to", "query", TIME_SCHEMA, "End: unix ms, ISO 8601, or now[-<n><s|m|h|d|w>]"),
            Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
-                 "At most this many outliers, newest first (default 1000)")]),
+                 "At most this many outliers, newest first (default 1000)"),
+           Param("baseline_from", "query", TIME_SCHEMA, "Baseline start (default: 30 minutes before its end)"),
+           Param("baseline_to", "query", TIME_SCHEMA, "Baseline end (default: the window's start)")]),
+    Route("GET", "/api/v1/incidents", "detected_incidents",
+          "Regressions found by continuous detection (every minute, each entry point's last 5 minutes against its "
+          "baseline; shift score at least 6.9 nats, 1 in 1,000), newest first",
+          {200: "DetectedIncidentList", 400: ERR, 401: ERR},
+          [Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
+    Route("GET", "/api/v1/regression", "regression",
+          "Why did a latency statistic of an entry point change between a baseline and a window: the change in ms "
+          "split among the nodes (and services) whose own time changed (Shapley values, bootstrap intervals)",
+          {200: "Regression", 400: ERR, 401: ERR, 404: ERR},
+          [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)"),
+           Param("from", "query", TIME_SCHEMA, "Window start (default: 15 minutes before its end)"),
+           Param("to", "query", TIME_SCHEMA, "Window end (default: now)"),
+           Param("baseline_from", "query", TIME_SCHEMA, "Baseline start (default: the window a day earlier when "
+                 "it holds traces, else the hour before the window)"),
+           Param("baseline_to", "query", TIME_SCHEMA, "Baseline end (default: the window's start when only "
+                 "baseline_from is given)"),
+           Param("stat", "query", {"type": "string"}, "mean, median, p50, p90, p95, p99 (any pNN; default p99) "
+                 "or tail>THRESHOLD_MS"),
+           Param("intervals", "query", {"type": "integer", "minimum": 0, "maximum": 200},
+                 "Bootstrap replicates for intervals (default 50, 0: none)")]),
+    Route("POST", "/api/v1/whatif", "whatif",
+          "A latency statistic of an entry point in a window had some nodes' or services' own time been scaled "
+          "(0.7 = 30 % faster) or at its baseline distribution",
+          {200: "WhatIf", 400: ERR, 401: ERR, 404: ERR}, body="WhatIfRequest"),
     Route("GET", "/api/v1/graph", "graph", "Call graph and causal graph of an entry point, with per-node stats",
           {200: "Graph", 400: ERR, 401: ERR, 404: ERR},
           [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)")]),
@@ -216,7 +245,20 @@ class RestApi:
 
     def incident(self) -> Any:
         a = request.args
-        return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"))
+        return self.service.incident(a.get("from"), a.get("to"), a.get("entry"), a.get("limit"),
+                                     a.get("baseline_from"), a.get("baseline_to"))
+
+    def detected_incidents(self) -> Any:
+        a = request.args
+        return self.service.detected_incidents(a.get("entry"), a.get("limit"))
+
+    def regression(self) -> Any:
+        a = request.args
+        return self.service.regression(a.get("entry"), a.get("baseline_from"), a.get("baseline_to"), a.get("from"),
+                                       a.get("to"), a.get("stat"), a.get("intervals"))
+
+    def whatif(self) -> Any:
+        return self.service.whatif(_body())
 
     def graph(self) -> Any:
         return self.service.graph(request.args.get("entry"))

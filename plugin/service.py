@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from collector_processor import TraceStore
-from plugin import validation
+from plugin import incident_ranking, validation
 from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
-from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
 from plugin.payloads import ExplanationPayload
+from plugin.regression import RegressionAnalyser
 from plugin.results_store import ResultsStore
 
 if TYPE_CHECKING:
@@ -71,6 +71,9 @@ class WhySlowService:
         self.detector = detector
         self.annotations = annotations
         self.started_at = time.time()
+        self.incident_minutes = incident_ranking.MinuteVerdicts()  # earlier incidents, left out of baselines
+        self.watch: Any = None  # plugin.watch.RegressionWatch, set by the server
+        self.regressions = RegressionAnalyser(traces, config, self.resolve_entry)
 
     # --- explanations ----------------------------------------------------------------------------
     def explain(self, trace_id: object, intervals: object = 0, kind: object = None) -> ExplanationPayload:
@@ -106,17 +109,42 @@ class WhySlowService:
                 payloads.append(payload)
         return payloads
 
-    def incident(self, start: object = None, end: object = None, entry: object = None, limit: object = None) -> dict[str, Any]:
-        """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
+    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None,
+                 baseline_from: Any = None, baseline_to: Any = None) -> dict[str, Any]:
+        """Which services are behind a time window: its explained outliers, its shift scores and distribution-change
+        attribution against the baseline before it (plugin.incident_ranking)."""
         lo, hi = validation.time_range(start, end)
+        blo, bhi = validation.time_range(baseline_from, baseline_to)
         entry_id = validation.entry(entry)
         count = validation.limit(limit, default=validation.MAX_LIMIT)
         payloads = self._stored_explanations(lo, hi, entry_id, None, count)
-        summary = summarize(cast(list[dict[str, Any]], payloads))  # a JSON object per outlier
-        summary["entries"] = sorted({str(p["entry"]) for p in payloads})
+        bounds = incident_ranking.window_bounds(lo, hi, blo, bhi)
+        periods = incident_ranking.read_periods(self.traces, [entry_id] if entry_id else self.entries(), *bounds)
+        marks = self.results.outliers(bounds[2] - incident_ranking.BASELINE_NS, bounds[3], entry_id, None, None)
+        periods.outlier_starts = np.array([int(m.start_unix_nano) for m in marks], dtype=np.int64)
+        periods.outlier_rate = float(np.exp(-self.config.threshold))
+        summary = incident_ranking.rank_window(payloads, periods, verdicts=self.incident_minutes)
+        summary["entries"] = sorted({str(p["entry"]) for p in payloads}
+                                    | {e for n in summary["shift"]["nodes"] for e in n["entries"]})
         summary["from_ms"] = None if lo is None else lo // 1_000_000
         summary["to_ms"] = None if hi is None else hi // 1_000_000
         return summary
+
+    def detected_incidents(self, entry: Any = None, limit: Any = None) -> dict[str, Any]:
+        """Regressions found by continuous detection (plugin.watch), newest first."""
+        entry_id = validation.entry(entry)
+        count = validation.limit(limit)
+        rows = self.watch.recent(entry_id, count) if self.watch is not None else []
+        return {"incidents": [{k: v for k, v in r.items() if k != "graph"} for r in rows]}
+
+    def regression(self, entry: Any = None, baseline_from: Any = None, baseline_to: Any = None, start: Any = None,
+                   end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:
+        """Which services moved a latency statistic between a baseline and a window (plugin.regression)."""
+        return self.regressions.regression(entry, baseline_from, baseline_to, start, end, stat, intervals)
+
+    def whatif(self, body: Any) -> dict[str, Any]:
+        """A latency statistic under an intervention on some nodes' or services' own time (plugin.regression)."""
+        return self.regressions.whatif(body)
 
     # --- graph -----------------------------------------------------------------------------------
     def resolve_entry(self, entry: object) -> str:

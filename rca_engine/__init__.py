@@ -12,6 +12,7 @@ from .attribution import (
     bootstrap_intervals,
     outlier_scores,
 )
+from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
 from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
@@ -20,13 +21,17 @@ from .mechanisms import (
     AdditiveMechanism,
     EmpiricalMechanism,
     LinearMechanism,
+    MaxLinearMechanism,
     MaxMechanism,
     Mechanism,
     NonlinearMechanism,
     SumMechanism,
 )
 from .model import CausalModel, fit
+from .options import PRESETS, Options, preset
 from .scoring import BASE_SCORES, ITScorer
+from .target_stats import TargetStatistic, target_statistic
+from .whatif import WhatIfResult, what_if
 
 __all__ = [
     "BASE_SCORES",
@@ -42,24 +47,34 @@ __all__ = [
     "GraphError",
     "ITScorer",
     "LinearMechanism",
+    "MaxLinearMechanism",
     "MaxMechanism",
     "Mechanism",
     "MechanismError",
     "NonlinearMechanism",
     "NotEnoughDataError",
+    "Options",
+    "PRESETS",
     "RCAError",
+    "RegressionResult",
     "SumMechanism",
+    "TargetStatistic",
     "UnknownNodeError",
+    "WhatIfResult",
     "attribute",
     "attribute_failure",
     "attribute_many",
     "bootstrap_intervals",
+    "distribution_change",
     "failure_scores",
     "fit",
     "fit_failures",
     "graph_from_edges",
     "invert_call_graph",
     "outlier_scores",
+    "preset",
+    "target_statistic",
     "upstream_order",
     "validate_graph",
+    "what_if",
 ]

@@ -97,3 +97,53 @@ def affine_target(model: CausalModel, players: list[Hashable]) -> AffineTarget |
     if not np.allclose(aff.values(noise), exact, rtol=1e-9, atol=1e-9 * (1.0 + float(np.abs(exact).max()))):
         return None
     return aff
+
+
+@dataclass(frozen=True)
+class FrontierTarget:
+    """The target as an affine function of some players' noises and of the values of a few non-affine nodes:
+    Y = const + coef @ N + Σ_k weight_k V_k. Every path from a non-affine node k to the target runs through affine
+    mechanisms, so V_k enters linearly; V_k itself depends only on which of k's own ancestors are fixed, few enough
+    to tabulate for all their patterns (the Attributor's small-node cache). One maximum of parallel callers deep in
+    a linear graph then costs a lookup per coalition instead of a pass through the graph."""
+
+    affine: AffineTarget  # coef is 0 for players whose noise reaches the target only through non-affine nodes
+    terms: tuple[tuple[int, float], ...]  # (player position of a non-affine node, its path coefficient)
+
+
+def frontier_target(model: CausalModel, players: list[Hashable]) -> FrontierTarget | None:
+    """The :class:`FrontierTarget` of the last player, or None when the target itself is not affine (or a
+    mechanism declares an affine form it does not evaluate: checked against ``model.propagate``)."""
+    forms = [model.mechanisms[v].affine_form() for v in players]
+    if not players or forms[-1] is None:
+        return None
+    pos = {v: j for j, v in enumerate(players)}
+    coef = np.zeros(len(players))
+    coef[-1] = 1.0
+    const = 0.0
+    terms: list[tuple[int, float]] = []
+    for j in range(len(players) - 1, -1, -1):
+        if coef[j] == 0.0:
+            continue
+        form = forms[j]
+        if form is None:  # a non-affine node: its value enters with coefficient coef[j], its noise inside V_j
+            terms.append((j, float(coef[j])))
+            coef[j] = 0.0
+            continue
+        intercept, weights = form
+        parents = [pos[model.nodes[p]] for p in model.parent_idx[model.index[players[j]]]]
+        if len(weights) != len(parents):
+            return None
+        const += coef[j] * intercept
+        for p, w in zip(parents, np.asarray(weights, dtype=float).tolist(), strict=True):
+            coef[p] += w * coef[j]
+    if not terms:
+        return None
+    out = FrontierTarget(AffineTarget(coef, float(const)), tuple(terms))
+    noise = model.draw_noise(_CHECK_ROWS, players, np.random.default_rng(0))
+    values = model.propagate(noise, players)
+    approx = out.affine.values(noise) + sum(w * values[:, k] for k, w in out.terms)
+    exact = values[:, -1]
+    if not np.allclose(approx, exact, rtol=1e-9, atol=1e-9 * (1.0 + float(np.abs(exact).max()))):
+        return None
+    return out

@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from . import shapley
-from .affine import AffineTarget, affine_target
+from .affine import AffineTarget, FrontierTarget, affine_target, frontier_target
 from .errors import RCAError
-from .model import CausalModel, _fit_values
-from .scoring import ITScorer, check_options, coalition_log_prob, median_rank
+from .model import CausalModel, _fit_values, chosen_specs, require_model
+from .options import GAMES, METHODS, Options, resolve
+from .scoring import ITScorer, coalition_log_prob, median_rank
 
-METHODS = ("auto", "exact", "permutation")
-GAMES = ("counting", "tail")
+__all__ = ["GAMES", "METHODS", "Attributor", "Explanation", "attribute", "attribute_many", "bootstrap_intervals",
+           "outlier_scores"]
 MAX_EXACT_PLAYERS = 11
 SAMPLING_NUM_SAMPLES = 1000  # Monte-Carlo size per coalition when sampling permutations (many more coalitions)
 # coalitions x samples per pass near the target: bounds memory, and blocks of <= 512 KB are reused by malloc
@@ -101,24 +102,24 @@ def _pattern_ids(sub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class Attributor:
     """Prepared attribution of outliers of one target: players, Monte-Carlo noise and scorer, reused per sample."""
 
-    def __init__(self, model: CausalModel, target: Hashable, *, num_samples: int | None = None, seed: int = 0,
-                 base: str = "median", tail: str = "fitted", dowhy_compatible: bool = False,
-                 method: str = "auto", game: str = "counting") -> None:
-        if dowhy_compatible:
-            base, tail, game = "median", "dowhy", "counting"
-        check_options(base, tail)
-        if game not in GAMES:
-            raise RCAError(f"unknown game {game!r}; choose one of {', '.join(GAMES)}")
+    def __init__(self, model: CausalModel, target: Hashable, options: Options | None = None, *,
+                 num_samples: int | None = None, seed: int | None = None, base: str | None = None,
+                 tail: str | None = None, dowhy_compatible: bool | None = None, method: str | None = None,
+                 game: str | None = None) -> None:
+        opts = resolve(model.options, None, options, num_samples=num_samples, seed=seed, base=base, tail=tail,
+                       dowhy_compatible=dowhy_compatible, method=method, game=game)
+        if opts.dowhy_compatible:
+            opts = opts.replace(base="median", tail="dowhy", game="counting")
+        self.options = opts
+        dowhy_compatible, base, tail, game, seed = opts.dowhy_compatible, opts.base, opts.tail, opts.game, opts.seed
         self.game = game
-        if method not in METHODS:
-            raise RCAError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         self.players = model.upstream(target)
         exact_limit = 5 if dowhy_compatible else MAX_EXACT_PLAYERS
+        method = opts.method
         self.method = method if method != "auto" else ("exact" if len(self.players) <= exact_limit else "permutation")
+        num_samples = opts.num_samples
         if num_samples is None:
             num_samples = 3000 if dowhy_compatible or self.method == "exact" else SAMPLING_NUM_SAMPLES
-        if int(num_samples) < 100:
-            raise RCAError(f"num_samples must be at least 100, got {num_samples}")
         self.model = model
         self.target = target
         self.num_samples = int(num_samples)
@@ -151,6 +152,12 @@ class Attributor:
         self.typical = np.array([m.typical_noise() for m in self.mechs])
         # every mechanism affine: the coalitions' target values are one matrix product (rca_engine.affine)
         self.affine: AffineTarget | None = affine_target(model, self.players)
+        # else: affine down to a few non-affine nodes whose values are tabulated for all patterns (small nodes)
+        self.frontier: FrontierTarget | None = None
+        if self.affine is None:
+            front = frontier_target(model, self.players)
+            if front is not None and all(self.small[k] for k, _ in front.terms):
+                self.frontier = front
         self._rng = np.random.default_rng([seed, 13])
 
     # -- the set function -------------------------------------------------------------------------------
@@ -166,6 +173,9 @@ class Attributor:
         n, m, k = len(self.players), self.num_samples, coal.shape[0]
         if self.affine is not None:
             yield from self.affine.coalition_values(coal, fixed, self.mc_noise64, max(1, _CHUNK_ELEMENTS // m))
+            return
+        if self.frontier is not None:
+            yield from self._frontier_values(self.frontier, coal, fixed, cache)
             return
         codes = {}
         for j in range(n):
@@ -196,6 +206,21 @@ class Attributor:
                         del local[p]
             tv, tinv = local[n - 1]
             yield slice(s, s + part.shape[0]), tv[tinv]
+
+    def _frontier_values(self, front: FrontierTarget, coal: np.ndarray, fixed: np.ndarray,
+                         cache: dict[int, np.ndarray]) -> Iterator[tuple[slice, np.ndarray]]:
+        """Target values of a :class:`FrontierTarget`: the affine part's subset sums plus each non-affine node's
+        tabulated values (all patterns of its upstream players) looked up per coalition."""
+        looked_up: list[tuple[np.float32, np.ndarray, np.ndarray]] = []
+        for j, weight in front.terms:
+            self._small_values(j, fixed, cache)
+            code = coal[:, self.relevant[j]].astype(np.int64) @ self.pow2[: self.relevant[j].size]
+            looked_up.append((np.float32(weight), cache[j], code))
+        chunk = max(1, _CHUNK_ELEMENTS // self.num_samples)
+        for rows, y in front.affine.coalition_values(coal, fixed, self.mc_noise64, chunk):
+            for w32, table, code in looked_up:
+                y += w32 * table[code[rows]]
+            yield rows, y
 
     def _small_values(self, j: int, fixed: np.ndarray, cache: dict[int, np.ndarray]) -> None:
         """Values of small node j for all 2^r patterns of its upstream players (bit order of ``relevant[j]``)."""
@@ -241,9 +266,11 @@ class Attributor:
         return value
 
     # -- one outlier --------------------------------------------------------------------------------------
-    def explain(self, values: np.ndarray, *, max_permutations: int = 256, tolerance: float = 0.01,
+    def explain(self, values: np.ndarray, *, max_permutations: int | None = None, tolerance: float | None = None,
                 num_permutations: int = 25) -> Explanation:
         """Explanation of one outlier given the values of the players (in ``self.players`` order)."""
+        max_permutations = self.options.max_permutations if max_permutations is None else max_permutations
+        tolerance = self.options.tolerance if tolerance is None else tolerance
         n = len(self.players)
         fixed = self.model.noise_of(values[None, :], self.players)[0]
         x_value = float(values[-1])
@@ -307,80 +334,91 @@ class Attributor:
         return {v: float(t) for v, t in zip(self.players, target, strict=False)}
 
 
-def _options(kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    prep_keys = {"num_samples", "seed", "base", "tail", "dowhy_compatible"}
-    prep = {k: v for k, v in kwargs.items() if k in prep_keys}
-    run = {k: v for k, v in kwargs.items() if k not in prep_keys}
-    return prep, run
+def _with_sample(model: CausalModel, opts: Options, target: Hashable, samples: object) -> CausalModel:
+    """The model to explain ``samples`` with: refitted with their rows when ``opts.fit_on_sample``. Nodes the
+    samples lack (none of them upstream of ``target``, which the caller checked) take their training median."""
+    if not opts.fit_on_sample:
+        return model
+    present = [n for n in model.nodes if not isinstance(samples, pd.DataFrame) or n in samples.columns]
+    if isinstance(samples, (pd.Series, dict)):
+        present = [n for n in model.nodes if n in samples]
+    part = model.values_of(samples, present)
+    rows = np.tile(np.median(model.training, axis=0), (part.shape[0], 1))
+    rows[:, [model.index[n] for n in present]] = part
+    return model.with_rows(rows)
 
 
-def attribute(model: CausalModel, target: Hashable, sample: object, *, seed: int = 0, num_samples: int | None = None,
-              method: str = "auto", tail: str = "fitted", base: str = "median", intervals: int = 0,
-              dowhy_compatible: bool = False, max_permutations: int = 256, tolerance: float = 0.01,
-              confidence: float = 0.95, n_jobs: int | None = None, game: str = "counting") -> Explanation:
+def attribute(model: CausalModel, target: Hashable, sample: object, *, preset: str | None = None,
+              options: Options | None = None, intervals: int = 0, confidence: float = 0.95,
+              n_jobs: int | None = None, seed: int | None = None, num_samples: int | None = None,
+              method: str | None = None, tail: str | None = None, base: str | None = None,
+              dowhy_compatible: bool | None = None, max_permutations: int | None = None,
+              tolerance: float | None = None, game: str | None = None) -> Explanation:
     """Attribute the target's value in ``sample`` (Series / dict / 1-row DataFrame) to every upstream node.
 
-    ``method``: "exact" (all coalitions, the "auto" choice up to 11 players) or "permutation" (antithetic sampling
-    with a stopping rule, at most ``max_permutations``). ``num_samples``: Monte-Carlo draws per coalition (default
-    3,000 for exact, 1,000 for sampling, which evaluates many more coalitions). ``tail``: "fitted" (default) or "dowhy" (counting, capped at log(2M + 1)).
+    Settings: the model's options (those it was fitted with), or ``options`` / the named ``preset``; keyword
+    arguments override single fields (see :class:`Options`): ``method`` "exact" (all coalitions, the "auto" choice
+    up to 11 players) or "permutation" (antithetic sampling with a stopping rule, at most ``max_permutations``);
+    ``num_samples`` Monte-Carlo draws per coalition (default 3,000 for exact, 1,000 for sampling); ``tail`` "fitted"
+    or "dowhy" (counting, capped at log(2M + 1)); ``base`` "median", "upper", "zscore"; ``game`` "counting" (DoWhy's
+    counting game, stable, scaled to sum to the ``tail`` estimate of the score) or "tail" (the ``tail`` estimator in
+    every coalition); ``dowhy_compatible``: DoWhy 0.14's exact algorithm. With ``fit_on_sample`` (the ``metrics``
+    preset) the mechanisms f are refitted with the sample's row first (``fit``'s ``incident``).
     ``intervals`` > 0: that many bootstrap refits give a ``confidence`` interval per contribution.
-    ``game``: the set function's tail estimator. "counting" (default): Shapley values of DoWhy's counting game
-    (stable), scaled so that they sum to the ``tail`` estimate of the score; "tail": the ``tail`` estimator in
-    every coalition (unbiased but noisy where coalitions reach beyond the Monte-Carlo range).
-    ``dowhy_compatible``: DoWhy 0.14's exact algorithm (counting, scorer fitted on the Monte-Carlo samples,
-    exact Shapley up to 5 players, 25 Halton permutations above).
     """
-    if not isinstance(model, CausalModel):
-        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
-    att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible, method=method, game=game)
+    model = require_model(model)
+    opts = resolve(model.options, preset, options, seed=seed, num_samples=num_samples, method=method, tail=tail,
+                   base=base, dowhy_compatible=dowhy_compatible, max_permutations=max_permutations,
+                   tolerance=tolerance, game=game)
+    if model.values_of(sample, model.upstream(target)).shape[0] != 1:
+        raise RCAError("attribute() explains one sample, got several rows; use attribute_many()")
+    model = _with_sample(model, opts, target, sample)
+    att = Attributor(model, target, opts)
     values = model.values_of(sample, att.players)
-    if values.shape[0] != 1:
-        raise RCAError(f"attribute() explains one sample, got {values.shape[0]} rows; use attribute_many()")
-    expl = att.explain(values[0], max_permutations=max_permutations, tolerance=tolerance)
+    expl = att.explain(values[0])
     if intervals:
-        expl.intervals = bootstrap_intervals(
-            model, target, values[0], att.players, int(intervals), confidence=confidence, n_jobs=n_jobs,
-            seed=seed, num_samples=num_samples, method=method, tail=tail, base=base,
-            dowhy_compatible=dowhy_compatible, game=game,
-        )
+        expl.intervals = bootstrap_intervals(model, target, values[0], att.players, int(intervals),
+                                             confidence=confidence, n_jobs=n_jobs, options=opts)
     return expl
 
 
-def attribute_many(model: CausalModel, target: Hashable, samples: object, *, seed: int = 0,
-                   num_samples: int | None = None,
-                   method: str = "auto", tail: str = "fitted", base: str = "median",
-                   dowhy_compatible: bool = False, max_permutations: int = 256,
-                   tolerance: float = 0.01, game: str = "counting") -> list[Explanation]:
-    """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once)."""
-    if not isinstance(model, CausalModel):
-        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
-    att = Attributor(model, target, num_samples=num_samples, seed=seed, base=base, tail=tail,
-                     dowhy_compatible=dowhy_compatible, method=method, game=game)
+def attribute_many(model: CausalModel, target: Hashable, samples: object, *, preset: str | None = None,
+                   options: Options | None = None, seed: int | None = None, num_samples: int | None = None,
+                   method: str | None = None, tail: str | None = None, base: str | None = None,
+                   dowhy_compatible: bool | None = None, max_permutations: int | None = None,
+                   tolerance: float | None = None, game: str | None = None) -> list[Explanation]:
+    """Attribute many outliers of the same target (Monte-Carlo draws and scorer prepared once; settings as in
+    :func:`attribute`; with ``fit_on_sample`` every sample's row informs f)."""
+    model = require_model(model)
+    opts = resolve(model.options, preset, options, seed=seed, num_samples=num_samples, method=method, tail=tail,
+                   base=base, dowhy_compatible=dowhy_compatible, max_permutations=max_permutations,
+                   tolerance=tolerance, game=game)
+    model.values_of(samples, model.upstream(target))  # bad samples fail before any refit
+    model = _with_sample(model, opts, target, samples)
+    att = Attributor(model, target, opts)
     values = model.values_of(samples, att.players)
-    return [att.explain(row, max_permutations=max_permutations, tolerance=tolerance) for row in values]
+    return [att.explain(row) for row in values]
 
 
 def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray, players: list[Hashable],
-                        num: int, *, confidence: float = 0.95, n_jobs: int | None = None, seed: int = 0,
-                        **options: object) -> dict[Hashable, tuple[float, float]]:
-    """Percentile intervals of each contribution over ``num`` refits on resampled training rows."""
+                        num: int, *, confidence: float = 0.95, n_jobs: int | None = None,
+                        options: Options | None = None, **overrides: object) -> dict[Hashable, tuple[float, float]]:
+    """Percentile intervals of each contribution over ``num`` refits on resampled training rows (settings: the
+    model's options or ``options``, single fields overridden by keyword)."""
     if num < 2:
         raise RCAError(f"intervals needs at least 2 bootstrap refits, got {num}")
     if not 0 < confidence < 1:
         raise RCAError(f"confidence must be in (0, 1), got {confidence}")
-    # keep what 'auto' chose, so refits are comparable and fast
-    specs = {n: (s if not isinstance(s, str) or s != "auto" else model.mechanisms[n].name) for n, s in model.specs.items()}
-    specs = {n: ("auto" if s == "empirical" else s) for n, s in specs.items()}
+    opts = resolve(model.options, None, options, **overrides)
+    specs = chosen_specs(model)  # keep what 'auto' chose, so refits are comparable and fast
     sample = dict(zip(players, values, strict=False))
 
     def one(b: int) -> np.ndarray:
-        rng = np.random.default_rng([seed, 23, b])
+        rng = np.random.default_rng([opts.seed, 23, b])
         rows = rng.integers(0, model.n_rows, size=model.n_rows)
-        refit = _fit_values(model.graph, model.training[rows], specs, model.seed + b + 1, model.reference_size,
-                            getattr(model, "joint_noise", False), getattr(model, "tail_fraction", 0.0),
-                            getattr(model, "incident", None))
-        att = Attributor(refit, target, seed=seed + b + 1, **options)  # type: ignore[arg-type]
+        refit = _fit_values(model.graph, model.training[rows], specs, model.options.replace(seed=model.seed + b + 1),
+                            model.incident)
+        att = Attributor(refit, target, opts.replace(seed=opts.seed + b + 1))
         expl = att.explain(np.array([sample[p] for p in att.players]))
         return np.array([expl.contributions[p] for p in players])
 
@@ -391,14 +429,17 @@ def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray
     return {p: (float(lo[i]), float(hi[i])) for i, p in enumerate(players)}
 
 
-def outlier_scores(model: CausalModel, data: object, *, base: str = "median", tail: str = "fitted") -> pd.DataFrame:
-    """IT outlier score (nats) of every value in ``data`` against its node's fitted marginal, one column per node."""
-    if not isinstance(model, CausalModel):
-        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
+def outlier_scores(model: CausalModel, data: object, *, preset: str | None = None, options: Options | None = None,
+                   base: str | None = None, tail: str | None = None) -> pd.DataFrame:
+    """IT outlier score (nats) of every value in ``data`` against its node's fitted marginal, one column per node
+    (base score and tail estimator: the model's options, or ``options`` / ``preset``, or the keywords)."""
+    model = require_model(model)
+    opts = resolve(model.options, preset, options, base=base, tail=tail)
     cols = [c for c in model.nodes if isinstance(data, pd.DataFrame) and c in data.columns]
     if isinstance(data, pd.DataFrame) and not cols:
         raise RCAError("data has none of the model's node columns")
     nodes = cols if cols else model.nodes
     values = model.values_of(data, nodes)
     index = data.index if isinstance(data, pd.DataFrame) else None
-    return pd.DataFrame({v: model.it_score(v, values[:, j], base, tail) for j, v in enumerate(nodes)}, index=index)
+    return pd.DataFrame({v: model.it_score(v, values[:, j], opts.base, opts.tail) for j, v in enumerate(nodes)},
+                        index=index)

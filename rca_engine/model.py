@@ -4,31 +4,35 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 
-from .data import DEFAULT_MIN_ROWS, sample_frame, training_matrix
-from .errors import DataError, MechanismError
+from .data import sample_frame, training_matrix
+from .errors import DataError, MechanismError, RCAError
 from .graph import ordered_parents, require_node, upstream_order, validate_graph
 from .mechanisms import Mechanism, make_mechanism, select_auto
+from .options import DEFAULT_REFERENCE_SIZE, Options, resolve
 from .scoring import ITScorer, check_options
 
 MechanismSpec = str | Mechanism
-DEFAULT_REFERENCE_SIZE = 10000
 
 
 class CausalModel:
     """A fitted structural causal model with additive noise (use :func:`fit` to build one).
 
     Nodes are kept in topological order (``nodes``); ``parent_idx[i]`` are the column indices of node i's
-    parents. Picklable (plain numpy arrays and scikit-learn estimators).
+    parents; ``mechanisms`` is the fitted mechanism per node (``mechanism_names()``: what ``auto`` chose);
+    ``options`` the :class:`Options` it was fitted with, which scoring and attribution use unless told otherwise.
+    Picklable (plain numpy arrays and scikit-learn estimators).
     """
 
     def __init__(self, graph: nx.DiGraph, mechanisms: dict[Hashable, Mechanism], training: np.ndarray,
                  specs: Mapping[Hashable, MechanismSpec], seed: int, reference_size: int = DEFAULT_REFERENCE_SIZE,
-                 joint_noise: bool = False, tail_fraction: float = 0.0, incident: np.ndarray | None = None) -> None:
+                 joint_noise: bool = False, tail_fraction: float = 0.0, incident: np.ndarray | None = None,
+                 options: Options | None = None) -> None:
         self.graph = graph
         self.nodes: list[Hashable] = list(nx.topological_sort(graph))
         self.index = {n: i for i, n in enumerate(self.nodes)}
@@ -41,6 +45,8 @@ class CausalModel:
         self.joint_noise = joint_noise  # draw the noises of one training row together (see fit)
         self.tail_fraction = tail_fraction  # exponential tails beyond the training noise (see fit)
         self.incident = incident  # rows x nodes that informed the mechanisms f but not the noise (see fit)
+        self.options = options if options is not None else Options(
+            seed=seed, reference_size=reference_size, joint_noise=joint_noise, tail_fraction=tail_fraction)
         self._scorers: dict[tuple[Hashable, str, str], ITScorer] = {}
         self._lock = threading.Lock()
 
@@ -53,6 +59,11 @@ class CausalModel:
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        if "options" not in state:  # pickled before options existed: its fit settings, default scoring
+            self.options = Options(seed=int(state.get("seed", 0)),  # type: ignore[call-overload]
+                                   reference_size=int(state.get("reference_size", DEFAULT_REFERENCE_SIZE)),  # type: ignore[call-overload]
+                                   joint_noise=bool(state.get("joint_noise", False)),
+                                   tail_fraction=float(state.get("tail_fraction", 0.0)))  # type: ignore[arg-type]
 
     @property
     def n_rows(self) -> int:
@@ -62,6 +73,14 @@ class CausalModel:
     def mechanism_names(self) -> dict[Hashable, str]:
         """The mechanism actually used per node (after 'auto' selection)."""
         return {n: self.mechanisms[n].name for n in self.nodes}
+
+    def with_rows(self, rows: np.ndarray) -> CausalModel:
+        """The model with every non-root mechanism f refitted on the training rows, any earlier incident rows and
+        ``rows`` (rows x ``nodes``); noise distributions, roots and the mechanisms ``auto`` chose stay as they are
+        (see ``fit``'s ``incident``). Used for ``Options.fit_on_sample``."""
+        rows = np.asarray(rows, dtype=float).reshape(-1, len(self.nodes))
+        extra = rows if self.incident is None else np.vstack([self.incident, rows])
+        return _fit_values(self.graph, self.training, chosen_specs(self), self.options, extra)
 
     def upstream(self, target: Hashable) -> list[Hashable]:
         """Ancestors of ``target`` and the target, topologically ordered (the attribution's players)."""
@@ -109,9 +128,11 @@ class CausalModel:
         rng = np.random.default_rng(self.seed if seed is None else seed)
         return pd.DataFrame(self.propagate(self.draw_noise(n, self.nodes, rng), self.nodes), columns=self.nodes)
 
-    def scorer(self, node: Hashable, base: str = "median", tail: str = "fitted") -> ITScorer:
+    def scorer(self, node: Hashable, base: str | None = None, tail: str | None = None) -> ITScorer:
         """The IT scorer of ``node``'s marginal, fitted once on ``reference_size`` model samples and cached."""
         require_node(self.graph, node)
+        base = base or self.options.base
+        tail = tail or self.options.tail
         check_options(base, tail)
         key = (node, base, tail)
         with self._lock:
@@ -124,8 +145,9 @@ class CausalModel:
                 self._scorers[key] = found
         return found
 
-    def it_score(self, node: Hashable, values: object, base: str = "median", tail: str = "fitted") -> np.ndarray:
-        """Vectorised IT outlier scores (nats) of many values of one node against its fitted marginal."""
+    def it_score(self, node: Hashable, values: object, base: str | None = None, tail: str | None = None) -> np.ndarray:
+        """Vectorised IT outlier scores (nats) of many values of one node against its fitted marginal (base score
+        and tail estimator: the model's options unless given)."""
         try:
             arr = np.asarray(values, dtype=float).reshape(-1)
         except (TypeError, ValueError):
@@ -135,11 +157,12 @@ class CausalModel:
         return self.scorer(node, base, tail).score(arr)
 
 
-def _resolve_specs(graph: nx.DiGraph, mechanisms: MechanismSpec | Mapping[Hashable, MechanismSpec]) -> dict[Hashable, MechanismSpec]:
+def _resolve_specs(graph: nx.DiGraph, mechanisms: MechanismSpec | Mapping[Any, MechanismSpec],
+                   fallback: str = "auto") -> dict[Hashable, MechanismSpec]:
     if isinstance(mechanisms, Mapping):
         for node in mechanisms:
             require_node(graph, node, "node in mechanisms")
-        return {n: mechanisms.get(n, "auto") for n in graph.nodes}
+        return {n: mechanisms.get(n, fallback) for n in graph.nodes}
     if isinstance(mechanisms, (str, Mechanism)):
         if isinstance(mechanisms, Mechanism):
             raise MechanismError("pass a mechanism instance per node in a dict, not one instance for all nodes")
@@ -147,15 +170,29 @@ def _resolve_specs(graph: nx.DiGraph, mechanisms: MechanismSpec | Mapping[Hashab
     raise MechanismError(f"mechanisms must be a name or a dict node -> name, got {type(mechanisms).__name__}")
 
 
-def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mapping[Hashable, MechanismSpec] = "auto",
-        *, dropna: bool = False, min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0,
-        reference_size: int = DEFAULT_REFERENCE_SIZE, joint_noise: bool = False,
-        tail_fraction: float = 0.0, incident: pd.DataFrame | None = None) -> CausalModel:
+def chosen_specs(model: CausalModel) -> dict[Hashable, MechanismSpec]:
+    """The model's requested mechanisms with what ``auto`` chose in place of "auto" (refits stay comparable)."""
+    specs = {n: (s if not isinstance(s, str) or s != "auto" else model.mechanisms[n].name) for n, s in model.specs.items()}
+    return {n: ("auto" if s == "empirical" else s) for n, s in specs.items()}
+
+
+def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mapping[Any, MechanismSpec] | None = None,
+        *, preset: str | None = None, options: Options | None = None, incident: pd.DataFrame | None = None,
+        dropna: bool | None = None, min_rows: int | None = None, seed: int | None = None,
+        reference_size: int | None = None, joint_noise: bool | None = None,
+        tail_fraction: float | None = None) -> CausalModel:
     """Fit one additive-noise mechanism per node of the cause -> effect DAG ``graph`` on ``data``.
 
-    ``mechanisms``: "auto" (linear vs. gradient boosting by held-out error), one name for every non-root node
-    ("linear", "additive", "nonlinear", "sum", "max"), or a dict node -> name or :class:`Mechanism` (missing -> "auto").
-    Roots always get the empirical distribution of their values. Raises :class:`RCAError` subclasses on bad input.
+    Settings come from ``options`` (an :class:`Options`) or the named ``preset`` ("default", "latency",
+    "metrics", "dowhy"; see :mod:`rca_engine.options`), else the defaults; the keyword arguments below override
+    single fields. The model keeps its options: ``attribute`` and ``outlier_scores`` use them unless told otherwise.
+
+    ``mechanisms``: None (the options' ``mechanisms``, "auto" by default: the simplest of linear, linear + maximum
+    and gradient boosting that no richer one clearly beats on held-out rows), one name for every non-root node
+    ("linear", "additive", "maxlinear", "nonlinear", "sum", "max", "auto"), or a dict node -> name or
+    :class:`Mechanism` (missing nodes -> the options' ``mechanisms``). Roots always get the empirical distribution of
+    their values. ``model.mechanism_names()`` reports the choice per node. Raises :class:`RCAError` subclasses on
+    bad input.
     ``joint_noise``: Monte-Carlo draws take the reconstructed noises of one training row together instead of each
     node's independently. Under the method's assumption (independent noises) both are the same distribution; when a
     hidden common cause correlates the noises (shared traffic on every service), joint draws keep the simulated
@@ -172,27 +209,29 @@ def fit(graph: nx.DiGraph, data: pd.DataFrame, mechanisms: MechanismSpec | Mappi
     change reaches the caller, and f fitted on normal rows alone reads the caller's share as the caller's own
     noise. With ``incident``, f of every non-root node is fitted on the normal and the incident rows together;
     noise distributions, roots and the scorers use the normal rows only (benchmarks/results/petshop.md).
+    ``Options.fit_on_sample`` (the ``metrics`` preset) does the same at ``attribute`` time with the rows explained.
     """
-    if not 0.0 <= float(tail_fraction) <= 0.25:
-        raise DataError(f"tail_fraction must be in [0, 0.25], got {tail_fraction}")
+    opts = resolve(None, preset, options, dropna=dropna, min_rows=min_rows, seed=seed, reference_size=reference_size,
+                   joint_noise=joint_noise, tail_fraction=tail_fraction)
+    if isinstance(mechanisms, str):
+        opts = opts.replace(mechanisms=mechanisms)  # validates the name too
     validate_graph(graph)
-    specs = _resolve_specs(graph, mechanisms)
+    specs = _resolve_specs(graph, opts.mechanisms if mechanisms is None else mechanisms, opts.mechanisms)
     order = list(nx.topological_sort(graph))
-    values = training_matrix(data, order, dropna=dropna, min_rows=min_rows)
+    values = training_matrix(data, order, dropna=opts.dropna, min_rows=opts.min_rows)
     extra = None
     if incident is not None:
         if isinstance(incident, pd.Series):
             incident = incident.to_frame().T
-        extra = training_matrix(incident, order, dropna=dropna, min_rows=1, what="incident data")
-    return _fit_values(graph, values, specs, seed, reference_size, joint_noise, float(tail_fraction), extra)
+        extra = training_matrix(incident, order, dropna=opts.dropna, min_rows=1, what="incident data")
+    return _fit_values(graph, values, specs, opts, extra)
 
 
-def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, MechanismSpec], seed: int,
-                reference_size: int, joint_noise: bool = False, tail_fraction: float = 0.0,
+def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, MechanismSpec], options: Options,
                 incident: np.ndarray | None = None) -> CausalModel:
     order = list(nx.topological_sort(graph))
     index = {n: i for i, n in enumerate(order)}
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     fitted: dict[Hashable, Mechanism] = {}
     for node in order:
         parents = ordered_parents(graph, node)
@@ -211,7 +250,15 @@ def _fit_values(graph: nx.DiGraph, values: np.ndarray, specs: Mapping[Hashable, 
         if x_f is not x:
             mech.set_noise(x, y)
         fitted[node] = mech
-    return CausalModel(graph, fitted, values, specs, seed, reference_size, joint_noise, tail_fraction, incident)
+    return CausalModel(graph, fitted, values, specs, options.seed, options.reference_size, options.joint_noise,
+                       options.tail_fraction, incident, options)
+
+
+def require_model(model: object) -> CausalModel:
+    """``model`` if it is a fitted model, else :class:`RCAError`."""
+    if not isinstance(model, CausalModel):
+        raise RCAError(f"model must be a fitted rca_engine model, got {type(model).__name__}")
+    return model
 
 
 def _clone(mech: Mechanism) -> Mechanism:

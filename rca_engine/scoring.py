@@ -96,7 +96,8 @@ class ITScorer:
             return np.full(x.shape, -np.inf), x.copy()
         if self.base == "zscore":
             d = np.abs(x - self.mean_)
-            return self.mean_ - d, self.mean_ + d
+            below = x < self.mean_  # x itself bounds its own side exactly (mean -/+ d can round away from it)
+            return np.where(below, x, self.mean_ - d), np.where(below, self.mean_ + d, x)
         upper = x >= self.median_
         a = np.where(upper, -np.inf, x)
         b = np.where(upper, x, np.inf)

@@ -8,7 +8,7 @@ from benchmarks.common import RESULTS
 
 def test_run_all_lists_benchmarks_and_assembles_readme(tmp_path, monkeypatch):
     names = run_all.benchmark_modules()
-    assert {"petshop", "nezha_trainticket", "synthetic"} <= set(names)
+    assert {"petshop", "nezha_trainticket", "synthetic", "regression"} <= set(names)
     assert not {"common", "baselines", "petshop_data", "nezha_data", "synthetic_data", "run_all"} & set(names)
     monkeypatch.setattr(run_all, "HERE", tmp_path)  # write the README into a temporary folder
     out = run_all.assemble({"broken_bench": "exit status 2"})

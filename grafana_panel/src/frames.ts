@@ -18,12 +18,12 @@ function fieldMap(frame: DataFrame): Map<string, Field> {
   return map;
 }
 
-function hasFields(frame: DataFrame, names: string[]): boolean {
+export function hasFields(frame: DataFrame, names: string[]): boolean {
   const fields = new Set(frame.fields.map((f) => f.name));
   return names.every((n) => fields.has(n));
 }
 
-function rows(frame: DataFrame): Row[] {
+export function rows(frame: DataFrame): Row[] {
   const fields = fieldMap(frame);
   const out: Row[] = [];
   for (let i = 0; i < frame.length; i++) {
@@ -50,7 +50,7 @@ function flag(value: unknown): boolean | null {
   return n === null ? null : n !== 0;
 }
 
-function str(value: unknown): string {
+export function str(value: unknown): string {
   return value === null || value === undefined ? '' : String(value);
 }
 

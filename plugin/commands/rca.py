@@ -47,20 +47,27 @@ def register(subparsers: Any) -> None:
     p.add_argument("--sample", required=True, help="CSV with the outlier row(s) to explain")
     p.add_argument("--target", required=True, help="node whose value is explained (e.g. the entry service)")
     p.add_argument("--call-graph", action="store_true", help="edges are caller -> callee (inverted to cause -> effect)")
-    p.add_argument("--mechanisms", default="auto",
-                   help="auto | linear | nonlinear | sum | max, or a JSON object / JSON file node -> name")
-    p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic under a seed)")
+    p.add_argument("--mechanisms", default=None,
+                   help="auto | linear | additive | maxlinear | nonlinear | sum | max, or a JSON object / JSON file "
+                        "node -> name (default: the preset's, auto)")
+    p.add_argument("--preset", choices=tuple(rca_engine.PRESETS), default=None,
+                   help="engine settings: default, latency (call-graph latencies: one-sided score, noise tails), "
+                        "metrics (service metric tables: latency's settings, additive mechanisms also fitted on the "
+                        "explained row) or dowhy; the flags below override single settings")
+    p.add_argument("--seed", type=int, default=None, help="random seed (results are deterministic under a seed)")
     p.add_argument("--intervals", type=int, default=0, help="bootstrap refits for confidence intervals (0 = none)")
-    p.add_argument("--num-samples", type=int, default=3000, help="Monte-Carlo samples per coalition (default 3000)")
-    p.add_argument("--method", choices=("auto", "exact", "permutation"), default="auto", help="Shapley estimator")
-    p.add_argument("--tail", choices=("fitted", "dowhy"), default="fitted", help="tail probability estimator")
-    p.add_argument("--base", choices=rca_engine.BASE_SCORES, default="median",
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="Monte-Carlo samples per coalition (default 3000 for exact Shapley, 1000 for sampling)")
+    p.add_argument("--method", choices=("auto", "exact", "permutation"), default=None, help="Shapley estimator")
+    p.add_argument("--tail", choices=("fitted", "dowhy"), default=None, help="tail probability estimator")
+    p.add_argument("--base", choices=rca_engine.BASE_SCORES, default=None,
                    help="base outlier score: median (two-sided, DoWhy's default), zscore, or upper (one-sided: only "
                         "large values are outliers, as for latencies and error counts)")
-    p.add_argument("--game", choices=("counting", "tail"), default="counting",
+    p.add_argument("--game", choices=("counting", "tail"), default=None,
                    help="set function: counting game scaled to the score (stable, default) or fitted tail everywhere")
-    p.add_argument("--dowhy-compatible", action="store_true", help="DoWhy 0.14's exact algorithm (for comparisons)")
-    p.add_argument("--tail-fraction", type=float, default=0.0,
+    p.add_argument("--dowhy-compatible", action="store_true", default=None,
+                   help="DoWhy 0.14's exact algorithm (for comparisons)")
+    p.add_argument("--tail-fraction", type=float, default=None,
                    help="exponential noise tails beyond this training quantile (0-0.25; 0 = empirical noise as in "
                         "DoWhy; whyslow serve uses 0.1, which calibrates rare-event scores from little data)")
     p.add_argument("--fit-on-sample", action="store_true",
@@ -81,20 +88,19 @@ def run(args: argparse.Namespace) -> int:
         sample = read_csv(Path(args.sample), "sample")
         if args.target not in graph:
             raise CliError(f"target {args.target!r} is not a node of the graph ({graph.number_of_nodes()} nodes)")
-        mechanisms = parse_mechanisms(args.mechanisms)
-        if not 0 <= args.intervals <= MAX_INTERVALS or not 100 <= args.num_samples <= MAX_NUM_SAMPLES:
+        mechanisms = parse_mechanisms(args.mechanisms) if args.mechanisms is not None else None
+        num_samples = args.num_samples
+        if not 0 <= args.intervals <= MAX_INTERVALS or not 100 <= (num_samples or 100) <= MAX_NUM_SAMPLES:
             raise CliError(f"--intervals must be 0..{MAX_INTERVALS} and --num-samples 100..{MAX_NUM_SAMPLES:,}")
-        model = rca_engine.fit(graph, train, mechanisms, dropna=args.dropna, seed=args.seed,
-                               tail_fraction=args.tail_fraction, incident=sample if args.fit_on_sample else None)
-        explanations = []
-        for i in range(len(sample)):
-            explanations.append(
-                rca_engine.attribute(
-                    model, args.target, sample.iloc[[i]], seed=args.seed, num_samples=args.num_samples,
-                    method=args.method, tail=args.tail, base=args.base, intervals=args.intervals,
-                    dowhy_compatible=args.dowhy_compatible, game=args.game,
-                )
-            )
+        options = rca_engine.preset(args.preset or "default").replace(**{
+            k: v for k, v in {"seed": args.seed, "tail_fraction": args.tail_fraction, "num_samples": num_samples,
+                              "method": args.method, "tail": args.tail, "base": args.base,
+                              "dowhy_compatible": args.dowhy_compatible, "game": args.game,
+                              "dropna": args.dropna or None}.items() if v is not None})
+        model = rca_engine.fit(graph, train, mechanisms, options=options,
+                               incident=sample if args.fit_on_sample else None)
+        explanations = [rca_engine.attribute(model, args.target, sample.iloc[[i]], intervals=args.intervals)
+                        for i in range(len(sample))]
     except (CliError, rca_engine.RCAError) as exc:
         return fail(str(exc))
     out = sys.stdout
@@ -178,7 +184,7 @@ def _json_edges(text: str, path: Path) -> tuple[list[tuple[Hashable, Hashable]],
         data = data.get("edges", data.get("links"))
     if not isinstance(data, list):
         raise CliError(f"graph file {path}: expected a list of edges or an object with an 'edges' list")
-    edges = []
+    edges: list[tuple[Hashable, Hashable]] = []
     for item in data:
         if isinstance(item, dict):
             a = item.get("source", item.get("cause", item.get("caller", item.get("from"))))
@@ -211,7 +217,7 @@ def _csv_edges(text: str) -> tuple[list[tuple[Hashable, Hashable]], list[Hashabl
     rows = [r for r in csv.reader(lines, delimiter=delimiter) if r and any(c.strip() for c in r)]
     if rows and {c.strip().lower() for c in rows[0]} <= HEADER_WORDS:
         rows = rows[1:]
-    edges = []
+    edges: list[tuple[Hashable, Hashable]] = []
     for r in rows:
         if len(r) != 2 or not r[0].strip() or not r[1].strip():
             raise CliError(f"graph CSV: each line must be 'source,target', got {delimiter.join(r)!r}")

@@ -23,6 +23,7 @@ from plugin.demo.site import Site, retail_site
 from plugin.signals import stop_on_signals
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+REGRESSION_TRACES = 300  # degraded requests sent with --regression (a window needs a few hundred)
 SHUTDOWN_LIMIT_S = 30.0  # after Ctrl-C / SIGTERM the demo is gone within this time, whatever hangs
 
 
@@ -78,7 +79,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return EXIT_PASS
     try:
         fault = resolve_fault(site, args.fault, args.fault_delay)
-        options = DemoOptions(seed=args.seed, warmup_traces=args.warmup_traces, fault_traces=args.fault_traces,
+        fault_traces = args.fault_traces
+        if fault_traces is None:
+            fault_traces = REGRESSION_TRACES if args.regression else 10
+        options = DemoOptions(seed=args.seed, warmup_traces=args.warmup_traces, fault_traces=fault_traces,
                               rate=args.rate, explain=args.explain, timeout_s=args.timeout,
                               progress=not args.no_progress)
         _check_options(options)
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
               f"gRPC {server.url('grpc')} (data in {data_dir})", file=out, flush=True)
         sender = SpanSender(site, otlp_grpc_exporter(server.url("otlp_grpc")), seed=options.seed)
         demo = DemoRun(site, sender, RestClient(base), options, out=out)
-        result = demo.run(fault)
+        result = demo.run_regression(fault, args.stat) if args.regression else demo.run(fault)
         _print_links(result, base, out)
         print(f"Whole run: {time.monotonic() - started:.1f} s.", file=out)
         print(result.verdict, file=out, flush=True)
@@ -174,7 +178,11 @@ def _check_options(o: DemoOptions) -> None:
 
 def _print_links(result: DemoResult, base: str, out: TextIO) -> None:
     print(file=out)
-    print("See the same explanation in the panel's page, or as JSON:", file=out)
+    if result.regression_query is not None:
+        print("The same attribution as JSON:", file=out)
+        print(f"  {RestClient(base).url('/api/v1/regression', **result.regression_query)}", file=out)
+    else:
+        print("See the same explanation in the panel's page, or as JSON:", file=out)
     for payload in result.explained[:3]:
         tid = payload.get("trace_id")
         print(f"  {base}/ui/?traceId={tid}", file=out)
@@ -193,8 +201,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, metavar="N", help="random seed of the simulation [7]")
     parser.add_argument("--warmup-traces", type=int, default=600, metavar="N",
                         help="normal requests sent before the fault; the model is fitted on them [600]")
-    parser.add_argument("--fault-traces", type=int, default=10, metavar="N",
-                        help="requests sent while the fault is active [10]")
+    parser.add_argument("--fault-traces", type=int, default=None, metavar="N",
+                        help=f"requests sent while the fault is active [10; {REGRESSION_TRACES} with --regression]")
+    parser.add_argument("--regression", action="store_true",
+                        help="a permanent degradation instead of a few slow requests: print which services moved "
+                             "the page load's statistic (--stat) between the normal and the degraded period")
+    parser.add_argument("--stat", default="p99", metavar="STAT",
+                        help="with --regression: mean, p50, p90, p95, p99 or any pNN [p99]")
     parser.add_argument("--rate", type=float, default=20.0, metavar="PER_S",
                         help="simulated requests per second (timestamps; sending is not throttled) [20]")
     parser.add_argument("--explain", type=int, default=3, metavar="N",

@@ -57,6 +57,14 @@ class RestClient:
     def rca(self, trace_id: str, kind: str | None = None) -> dict[str, Any]:
         return self.get(f"/api/v1/traces/{trace_id}/rca", kind=kind)
 
+    def regression(self, **query: Any) -> dict[str, Any]:
+        """``GET /api/v1/regression`` (entry, from, to, baseline_from, baseline_to, stat, intervals)."""
+        return self.get("/api/v1/regression", **query)
+
+    def traces_stored(self, entry: str | None = None) -> int:
+        """Traces the server has stored for ``entry`` (or its only entry point)."""
+        return int(self.get("/api/v1/graph", entry=entry).get("traces", 0))
+
     def model_state(self, entry: str | None = None) -> tuple[str, dict[str, Any] | None]:
         """``("ready" | "learning" | "absent", model status)`` of ``entry`` (or of the only entry point)."""
         models = self.status().get("models", [])

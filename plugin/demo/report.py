@@ -128,3 +128,36 @@ def answer(payload: Mapping[str, Any], names: Mapping[str, str]) -> str:
     if kind == "call_gap":
         return f"Answer: neither a database nor a service's own work: the network on the calls into {who}."
     return f"Answer: a malfunctioning service, {who} (its own work), not a slow database."
+
+
+def render_regression(payload: Mapping[str, Any], names: Mapping[str, str], top: int = 5) -> str:
+    """Ranked bars of the services that moved a latency statistic (``GET /api/v1/regression``), in ms, with
+    their intervals and the counterfactual statistic had each not changed."""
+    stat = str(payload.get("stat") or "")
+    lines = [f"{stat} of the page load: {seconds(payload.get('baseline_value'))} before, "
+             f"{seconds(payload.get('comparison_value'))} after ({_signed(payload.get('observed_change'))}); "
+             f"the changed services explain {_signed(payload.get('modelled_change'))}, "
+             f"resampling noise alone reaches ±{seconds(payload.get('noise_floor'))}"]
+    rows = [c for c in payload.get("contributions", [])][:top]
+    if not rows or not payload.get("significant"):
+        lines.append("  no service changed beyond resampling noise")
+        return "\n".join(lines)
+    biggest = max(abs(float(c["contribution"])) for c in rows) or 1.0
+    width = max(len(node_label(c, names)) for c in rows)
+    for i, c in enumerate(rows, start=1):
+        value = float(c["contribution"])
+        bar = "█" * max(1, round(BAR_WIDTH * abs(value) / biggest))
+        lo, hi = c.get("contribution_lo"), c.get("contribution_hi")
+        interval = f"  (95% {seconds(lo)} .. {seconds(hi)})" if lo is not None and hi is not None else ""
+        line = f"  {i}. {node_label(c, names):<{width}}  {bar:<{BAR_WIDTH}} {_signed(value)}{interval}"
+        cf = c.get("counterfactual")
+        if cf is not None:
+            line += f"\n     {stat} would be {seconds(cf)} had it not changed"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _signed(ms: Any) -> str:
+    if ms is None:
+        return "?"
+    return ("+" if float(ms) >= 0 else "-") + seconds(abs(float(ms)))

@@ -21,6 +21,7 @@ from plugin.demo.report import (
     display_name,
     render_explanation,
     render_failure,
+    render_regression,
     top_cause,
 )
 from plugin.demo.simulator import NS, SimTrace, Simulator
@@ -61,6 +62,7 @@ class DemoResult:
     detected_faulty: int = 0
     passed: bool = False
     verdict: str = ""
+    regression_query: dict[str, Any] | None = None  # the GET /api/v1/regression query of --regression
 
 
 def _progress(total: int, desc: str, enabled: bool, out: TextIO) -> Any:
@@ -242,6 +244,44 @@ class DemoRun:
         else:
             result.verdict = (f"VERDICT: FAIL top root cause {top_name} does not match injected fault {injected} "
                               f"({matches}/{len(result.top_services)} {'failed' if fault.is_errors else 'slowest'} traces)")
+        return result
+
+    # --- the regression story ------------------------------------------------------------------------
+    def run_regression(self, fault: Fault, stat: str = "p99") -> DemoResult:
+        """Normal traffic, then a permanent degradation (every request with the fault), then which services moved
+        ``stat`` of the page load between the two periods (``GET /api/v1/regression``)."""
+        o = self.options
+        site = self.site
+        entry_name = display_name(site.entry, self.names)
+        self.say(f"Simulated retail site: {len(site.services)} services "
+                 f"({', '.join(s.display for s in site.services.values())}).")
+        self.say(f"1. Normal traffic: {o.warmup_traces} page loads of {entry_name} sent as OpenTelemetry spans.")
+        normal = self.send(o.warmup_traces, None, "normal traffic")
+        fault_start_ms = self.sim_clock_ns // 1_000_000 + 1
+        self.say(f"2. Permanent degradation from then on: {fault.describe(site)}; {o.fault_traces} page loads.")
+        degraded = self.send(o.fault_traces, fault, "degraded traffic")
+        end_ms = max(t.start_ns for _, t in degraded) // 1_000_000 + 1
+        self._wait("the traces to be stored", lambda: self.client.traces_stored() >= self.sent_traces)
+        self.say(self.span_accounting())
+        query = {"from": fault_start_ms, "to": end_ms, "baseline_from": normal[0][1].start_ns // 1_000_000,
+                 "baseline_to": fault_start_ms, "stat": stat}
+        payload = self.client.regression(**query)
+        self.say(f"3. Why did {stat} of {entry_name} change? whyslow compared the {payload['window']['traces']} "
+                 f"degraded requests with the {payload['baseline']['traces']} before them "
+                 f"(GET /api/v1/regression, {payload['seconds']:.2f} s):")
+        self.say(render_regression(payload, self.names))
+        result = DemoResult(fault, regression_query=query)
+        services = [s["service"] for s in payload.get("services", [])] if payload.get("significant") else []
+        result.top_services = services[:1]
+        injected = display_name(fault.service, self.names)
+        result.passed = bool(services) and services[0] == fault.service
+        if result.passed:
+            result.verdict = (f"VERDICT: PASS the regression of {stat} is attributed first to {injected}, the "
+                              f"injected fault ({payload['services'][0]['contribution']:+.0f} ms)")
+        else:
+            top = display_name(services[0], self.names) if services else "nothing"
+            result.verdict = (f"VERDICT: FAIL the regression of {stat} is attributed first to {top}, not to the "
+                              f"injected fault {injected}")
         return result
 
     def keep_serving(self, duration_s: float | None, on_tick: Callable[[], None] | None = None,

@@ -8,21 +8,8 @@ import time
 import pytest
 
 from collector_processor.naming import normalise_operation, operation_of
-from tests.support.otlp_build import CLIENT, SERVER, request
+from tests.support.otlp_build import SERVER, chain, request
 from tests.support.pipeline import complete_all
-
-
-def chain(trace: int, base: int = 1, service: str = "svc") -> list[dict]:
-    """root(0-100) -> client(10-60) -> server in 'db-api'(20-50) -> internal(25-35)."""
-    return [
-        {"service": service, "trace": trace, "span": base, "name": "GET /r", "kind": SERVER, "start_ms": 0, "end_ms": 100},
-        {"service": service, "trace": trace, "span": base + 1, "parent": base, "name": "call", "kind": CLIENT,
-         "start_ms": 10, "end_ms": 60},
-        {"service": "api", "trace": trace, "span": base + 2, "parent": base + 1, "name": "GET /x", "kind": SERVER,
-         "start_ms": 20, "end_ms": 50},
-        {"service": "api", "trace": trace, "span": base + 3, "parent": base + 2, "name": "work", "start_ms": 25,
-         "end_ms": 35},
-    ]
 
 
 def test_out_of_order_and_duplicates(pipeline, store):
@@ -140,6 +127,8 @@ def test_flush_stores_everything(pipeline, store):
     ("GET /users/123/orders/9f86d081884c7d65", "GET /users/{id}/orders/{id}"),
     ("/api/v1/items/550e8400-e29b-41d4-a716-446655440000", "/api/v1/items/{id}"),
     ("SELECT ts.trip2", "SELECT ts.trip2"),
+    ("GET /api/v12/users/7", "GET /api/v12/users/{id}"),  # a version segment keeps all its digits
+    ("http2 call", "http2 call"),
     ("HTTP GET", "HTTP GET"),
     ("cache  miss   42", "cache miss {id}"),
     ("", "unnamed"),
@@ -205,7 +194,9 @@ def test_fragment_after_the_late_window_is_counted(make_pipeline, store):
     now = time.monotonic()
     p.accept(request(spans[:3]))
     p.tick(now + 3)
-    p.accept(request(spans[3:]))  # too late to re-open: a fragment replaces the stored trace, counted
+    p.accept(request(spans[3:]))  # too late to re-open: a smaller fragment never replaces the stored trace
     complete_all(p)
     st = p.stats()
-    assert st["traces_replaced"] == 1 and st["traces_reopened"] == 0
+    assert st["traces_replaced"] == 0 and st["traces_reopened"] == 0
+    assert st["traces_kept_stored"] == 1 and st["spans_kept_stored"] == 1  # counted, not silent
+    assert store.trace_features(f"{97:032x}").n_spans == 3

@@ -26,10 +26,8 @@ from collector_processor import (
     PipelineFull,
     open_store,
 )
-from tests.support.otlp_build import SERVER, request
+from tests.support.otlp_build import SERVER, chain, request
 from tests.support.pipeline import complete_all
-
-from .test_assembly import chain
 
 
 @pytest.fixture
@@ -109,7 +107,11 @@ def test_acknowledged_spans_survive_a_crash(tmp_path):
         assert p2.stats()["spans_replayed"] == 8
         complete_all(p2)
         assert st2.trace_features(f"{7:032x}").n_spans == 4 and st2.trace_features(f"{8:032x}").n_spans == 4
-        assert st2.counts()["spool"] == 0  # released in the same transaction that stored the traces
+        # kept through the late window (a crash now would rebuild the traces whole), then released
+        assert st2.counts()["spool"] == 1
+        cfg = p2.config
+        p2.tick(time.monotonic() + cfg.max_trace_wait_s + cfg.late_window_s + 2)
+        assert st2.counts()["spool"] == 0
         p2.close()
     finally:
         st2.close()
@@ -130,6 +132,8 @@ def test_spool_row_released_only_when_all_its_traces_are_stored(pipeline, store)
     assert store.trace_features(f"{60:032x}") is not None
     assert store.counts()["spool"] == 1  # trace 61 still buffered: its request stays spooled
     pipeline.tick(now + pipeline.config.max_trace_wait_s + 1)
+    assert store.counts()["spool"] == 1  # both stored, still in the late window: a crash would rebuild them
+    pipeline.tick(now + pipeline.config.max_trace_wait_s + pipeline.config.late_window_s + 2)
     assert store.counts()["spool"] == 0
 
 
@@ -157,7 +161,9 @@ def test_spool_segments_rotate_and_are_removed(tmp_path, monkeypatch):
     segs = sorted((tmp_path / "spool").glob("seg-*.bin"))
     assert len(segs) >= 5 and st.counts()["spool"] == 10
     p.tick(now + 5)
-    assert st.counts()["spool"] == 0 and st.counts()["traces"] == 10
+    assert st.counts()["spool"] == 10 and st.counts()["traces"] == 10  # stored; final after the late window
+    p.tick(now + 5 + p.config.late_window_s + 1)
+    assert st.counts()["spool"] == 0
     assert len(list((tmp_path / "spool").glob("seg-*.bin"))) <= 1  # only the open one can remain
     st.close()
     assert list((tmp_path / "spool").glob("seg-*.bin")) == []

@@ -11,10 +11,8 @@ import networkx as nx
 import pytest
 
 from collector_processor import open_store
-from tests.support.otlp_build import CLIENT, SERVER, T0, request
+from tests.support.otlp_build import CLIENT, SERVER, T0, chain, request
 from tests.support.pipeline import complete_all
-
-from .test_assembly import chain
 
 ENTRY = "svc:GET /r"
 

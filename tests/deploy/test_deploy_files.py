@@ -270,11 +270,26 @@ def test_data_sources(datasources, compose):
     assert link["config"]["target"]["url"] == "/d/whyslow-rca?var-traceId=${traceID}"
 
 
+def test_prometheus_scrapes_whyslow_for_the_self_time_panel(datasources, compose):
+    prom = compose["services"]["prometheus"]
+    scrape = load(DEPLOY / "prometheus.yaml")
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in prom["volumes"] if v.startswith("."))
+    config_path = mounts["./prometheus.yaml"]
+    assert f"--config.file={config_path}" in prom["command"]
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"whyslow:{PORTS['http']}"]
+    port = next(p.rsplit(":", 1)[-1] for p in prom["ports"])
+    assert datasources["prometheus"]["type"] == "prometheus"
+    assert datasources["prometheus"]["url"] == f"http://prometheus:{port}"
+    assert "prometheus" in compose["services"]["grafana"]["depends_on"]
+
+
 def test_dashboard_panels_and_variable(dashboard, datasources):
     assert dashboard["uid"] == "whyslow-rca"
     (var,) = dashboard["templating"]["list"]
     assert (var["name"], var["type"]) == ("traceId", "textbox")
-    panels = {p["type"]: p for p in dashboard["panels"]}
+    panels = {p["type"]: p for p in dashboard["panels"] if p["targets"][0].get("target") != "regression"}
     plugin_json = json.loads((ROOT / "grafana_panel" / "src" / "plugin.json").read_text(encoding="utf-8"))
     assert plugin_json["id"] == PANEL_ID and plugin_json["type"] == "panel"
     rca = panels[PANEL_ID]
@@ -296,6 +311,8 @@ def test_dashboard_panels_and_variable(dashboard, datasources):
         assert datasources[ds["uid"]]["type"] == ds["type"]
         for t in p["targets"]:
             assert t["datasource"] == ds
+    (regression,) = [p for p in dashboard["panels"] if p["targets"][0].get("target") == "regression"]
+    assert regression["type"] == PANEL_ID  # the panel draws the regression view for the dashboard's time range
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
@@ -333,6 +350,9 @@ def test_dashboard_queries_are_answered_by_the_real_backend(dashboard, tmp_path)
                     assert frames[0]["rows"][0][0] == "no_trace"
                 elif target["target"] == "incident":
                     assert {"service", "share", "top_node"} <= names
+                elif target["target"] == "regression":  # no traffic yet: the summary frame says why
+                    assert {"status", "message", "observed_change", "contribution"} <= names
+                    assert frames[0]["rows"][0][0] == "error"
                 else:
                     assert "trace_id" in names  # the column the table's data link is on
         with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:

@@ -18,20 +18,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, HARNESS, VIEWPORT
 from tests.support.serve import ServeProcess
 from plugin.demo.shop_traffic import ENTRY, ShopTraffic
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = ROOT / "grafana_panel" / "harness-dist" / "index.html"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 NORMAL_TRACES = 150
 SLOW_MS = 400.0
 SLOW_SERVICE = "payments"
-VIEWPORT = {"width": 1440, "height": 900}
 
 pytestmark = pytest.mark.browser
 
@@ -245,7 +239,7 @@ def live_auth(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterato
     """A second backend started with --auth-token (a smaller shop: 80 normal traces, 2 slow)."""
     srv = ServeProcess(tmp_path_factory.mktemp("panel-auth") / "data", auth_token=AUTH_TOKEN, min_traces=60,
                        window=1000, refit_interval_s=3600, trace_timeout_s=0.3).start()
-    traffic = ShopTraffic(srv.otlp_grpc, seed=31)
+    traffic = ShopTraffic(srv.otlp_grpc, seed=31, headers={"authorization": f"Bearer {AUTH_TOKEN}"})
     try:
         normal = traffic.send(80)
         srv.wait_for(lambda: _model_ready(srv, ENTRY), timeout=60)

@@ -75,7 +75,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
         grafana_panel_id=2,
         annotation_min_interval_s=0,  # one annotation per outlier (the default coalesces per minute)
     ).start()
-    traffic = ShopTraffic(srv.otlp_grpc, seed=11)
+    traffic = ShopTraffic(srv.otlp_grpc, seed=11, headers={"authorization": f"Bearer {AUTH_TOKEN}"})
     try:
         normal = traffic.send(NORMAL_TRACES)
         home = traffic.send_home(3)

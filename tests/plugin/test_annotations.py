@@ -117,3 +117,16 @@ def test_one_annotation_per_cause_per_interval():
     assert results == [True] + [False] * 9 + [True]
     assert pusher.counts["suppressed"] == 9 and pusher.counts["sent"] == 2
     assert sorted(b["tags"][1] for b in grafana.received) == ["root-cause:cart", "root-cause:payments"]
+
+
+def test_a_detected_regression_is_a_region_tagged_with_its_lead_service():
+    from plugin.annotations import regression_annotation_body
+
+    reg = {"kind": "regression", "entry": "frontend:GET /checkout", "time_ms": 1_790_000_000_000,
+           "to_ms": 1_790_000_300_000, "lead_service": "payments", "summary": "Regression of frontend:GET /checkout"}
+    body = annotation_body(reg, "whyslow-rca", 3)
+    assert body == regression_annotation_body(reg, "whyslow-rca", 3)
+    GrafanaStandIn.validate(body)
+    assert body["tags"] == ["whyslow", "regression", "root-cause:payments", "entry:frontend:GET /checkout"]
+    assert (body["time"], body["timeEnd"]) == (1_790_000_000_000, 1_790_000_300_000)
+    assert body["text"] == reg["summary"] and body["dashboardUID"] == "whyslow-rca" and body["panelId"] == 3

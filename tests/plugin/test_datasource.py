@@ -46,11 +46,13 @@ def test_connection_and_metrics(shop):
     assert shop.srv.get("/") == (200, {"status": "ok"})
     assert shop.srv.get("/", auth=False)[0] == 401
     status, metrics = shop.srv.post("/metrics", {})
-    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "incident", "annotations"]
+    assert status == 200 and [m["value"] for m in metrics] == ["rca", "outliers", "incident", "annotations",
+                                                                   "regression"]
     assert metrics[0]["payloads"][0]["name"] == "traceId"
     status, options = shop.srv.post("/metric-payload-options", {"metric": "outliers", "name": "entry", "payload": {}})
     assert status == 200 and {"label": ENTRY, "value": ENTRY} in options
-    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "incident", "annotations"])
+    assert shop.srv.post("/search", {"target": ""}) == (200, ["rca", "outliers", "incident", "annotations",
+                                                              "regression"])
 
 
 def test_rca_frames(shop):
@@ -148,7 +150,7 @@ def test_incident_table_names_the_service_behind_each_window(shop):
         status, resp = shop.srv.post("/query", body)
         assert status == 200 and len(resp) == 1
         names = [c["text"] for c in resp[0]["columns"]]
-        assert names == ["service", "share", "top_node", "first_in", "outliers"]
+        assert names == ["service", "share", "top_node", "first_in", "outliers", "score"]
         rows = [dict(zip(names, r, strict=True)) for r in resp[0]["rows"]]
         assert rows[0]["service"] == service and rows[0]["outliers"] == len(sent) and rows[0]["share"] > 0.5
         _, api = shop.srv.get("/api/v1/incident?" + urlencode({"entry": ENTRY, "from": lo, "to": hi}))

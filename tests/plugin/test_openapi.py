@@ -49,6 +49,24 @@ def test_every_documented_operation_answers_as_documented(shop, doc):
             ("GET", "/api/v1/incident?" + urlencode({"entry": ENTRY, "from": "now-1h", "to": "now"}), None, 200),
             ("GET", "/api/v1/incident?from=1990000000000&to=2020-01-01T00:00:00Z", None, 400),
             ("GET", "/api/v1/incident?limit=0", None, 400),
+            ("GET", "/api/v1/incident?baseline_from=now-1h&baseline_to=now-2h", None, 400),
+        ],
+        ("GET", "/api/v1/incidents"): [
+            ("GET", "/api/v1/incidents?" + urlencode({"entry": ENTRY}), None, 200),
+            ("GET", "/api/v1/incidents?limit=0", None, 400),
+        ],
+        ("GET", "/api/v1/regression"): [
+            ("GET", "/api/v1/regression?" + urlencode({
+                "entry": ENTRY, "baseline_from": shop.normal[0].start_unix_nano // 10**6,
+                "baseline_to": shop.normal[80].start_unix_nano // 10**6,
+                "from": shop.normal[80].start_unix_nano // 10**6, "to": "now", "intervals": 0}), None, 200),
+            ("GET", "/api/v1/regression?" + urlencode({"entry": ENTRY, "stat": "p101"}), None, 400),
+            ("GET", "/api/v1/regression?entry=x", None, 404),
+        ],
+        ("POST", "/api/v1/whatif"): [
+            ("POST", "/api/v1/whatif", {"entry": ENTRY, "from": shop.normal[0].start_unix_nano // 10**6,
+                                        "interventions": {"cart": 0.5}, "intervals": 0}, 200),
+            ("POST", "/api/v1/whatif", {"entry": ENTRY, "interventions": {}}, 400),
         ],
         ("GET", "/api/v1/graph"): [
             ("GET", "/api/v1/graph?entry=" + quote(ENTRY), None, 200),

@@ -57,3 +57,16 @@ def request(spans: list[dict]) -> ExportTraceServiceRequest:
         for name in s.get("events", ()):
             sp.events.add(name=name, time_unix_nano=sp.start_time_unix_nano)
     return req
+
+
+def chain(trace: int, base: int = 1, service: str = "svc") -> list[dict]:
+    """root(0-100) -> client(10-60) -> server in 'db-api'(20-50) -> internal(25-35)."""
+    return [
+        {"service": service, "trace": trace, "span": base, "name": "GET /r", "kind": SERVER, "start_ms": 0, "end_ms": 100},
+        {"service": service, "trace": trace, "span": base + 1, "parent": base, "name": "call", "kind": CLIENT,
+         "start_ms": 10, "end_ms": 60},
+        {"service": "api", "trace": trace, "span": base + 2, "parent": base + 1, "name": "GET /x", "kind": SERVER,
+         "start_ms": 20, "end_ms": 50},
+        {"service": "api", "trace": trace, "span": base + 3, "parent": base + 2, "name": "work", "start_ms": 25,
+         "end_ms": 35},
+    ]

@@ -6,12 +6,14 @@ import React, { useMemo, useState } from 'react';
 
 import { formatLatency, formatNats, formatRarity } from '../format';
 import { parseExplanation } from '../frames';
+import { parseRegression } from '../regression';
 import { viewState } from '../state';
 import { defaultOptions, PanelOptions } from '../types';
 import { CausalGraph, graphLayout } from './CausalGraph';
 import { ContributionBars } from './ContributionBars';
 import { failureMarks, FailureView } from './FailureView';
 import { NodeName } from './NodeName';
+import { RegressionView } from './RegressionView';
 import { StateView } from './StateView';
 import { TargetHeader } from './TargetHeader';
 
@@ -32,10 +34,19 @@ export const RootCausePanel: React.FC<PanelProps<PanelOptions>> = ({ data, optio
     [explanation.edges, explanation.contributions, entry]
   );
   const [hovered, setHovered] = useState<string | null>(null);
+  const regression = useMemo(() => parseRegression(data.series), [data.series]);
   const state = viewState(data, explanation);
   const summary = explanation.summary;
   const isError = summary?.kind === 'error';
   const failure = useMemo(() => (isError ? failureMarks(explanation.contributions) : undefined), [isError, explanation.contributions]);
+
+  if (regression) {
+    return (
+      <div className={styles.root} style={{ width, height }} data-testid="whyslow-panel" data-status="regression">
+        <RegressionView regression={regression} units={opts.units} topK={opts.topK} />
+      </div>
+    );
+  }
 
   if (state.kind !== 'ok' && state.kind !== 'not_outlier') {
     return (

@@ -21,12 +21,16 @@ import { frameError } from '../frames';
 import { clearToken, loadToken, saveToken } from './auth';
 import { OutlierRow, parseOutliers } from './outliers';
 import { QueryError, runQuery } from './query';
+import { RegressionParams, useRegression } from './regression';
 
 export interface UrlState {
   traceId: string;
   theme: 'light' | 'dark';
   /** Bootstrap resamples for contribution intervals (0: the server's default). */
   intervals: number;
+  /** ``view=regression``: why the statistic of ``regression.entry`` changed in the time range. */
+  view?: 'regression';
+  regression?: RegressionParams;
 }
 
 const TRACE_ID = /^[0-9a-fA-F]{1,64}$/;
@@ -38,7 +42,17 @@ export function readUrl(search: string): UrlState {
   const params = new URLSearchParams(search);
   const theme = params.get('theme') === 'light' ? 'light' : 'dark';
   const intervals = Math.max(0, Math.min(200, Math.floor(Number(params.get('intervals')) || 0)));
-  return { traceId: (params.get('traceId') ?? params.get('var-traceId') ?? '').trim(), theme, intervals };
+  const state: UrlState = { traceId: (params.get('traceId') ?? params.get('var-traceId') ?? '').trim(), theme, intervals };
+  if (params.get('view') === 'regression') {
+    state.view = 'regression';
+    state.regression = {
+      entry: params.get('entry') ?? '',
+      stat: params.get('stat') ?? 'p99',
+      from: params.get('from') ?? 'now-15m',
+      to: params.get('to') ?? 'now',
+    };
+  }
+  return state;
 }
 
 export function writeUrl(pathname: string, state: UrlState): string {
@@ -49,6 +63,14 @@ export function writeUrl(pathname: string, state: UrlState): string {
   params.set('theme', state.theme);
   if (state.intervals > 0) {
     params.set('intervals', String(state.intervals));
+  }
+  if (state.view === 'regression' && state.regression) {
+    params.set('view', 'regression');
+    for (const [k, v] of Object.entries(state.regression)) {
+      if (v) {
+        params.set(k, v);
+      }
+    }
   }
   return `${pathname}?${params.toString()}`;
 }
@@ -154,6 +176,7 @@ function useSize<T extends HTMLElement>(): [React.RefObject<T>, { width: number;
 }
 
 const noop = () => undefined;
+const NO_REGRESSION: RegressionParams = { entry: '', stat: 'p99', from: 'now-15m', to: 'now' };
 const fieldConfig: FieldConfigSource = { defaults: {}, overrides: [] };
 
 export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }> = ({ url, navigate }) => {
@@ -162,7 +185,10 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
   const [signIn, setSignIn] = useState(false);
   const [tokenDraft, setTokenDraft] = useState('');
   const onUnauthorized = useCallback(() => setSignIn(true), []);
-  const data = useExplanation(url.traceId, url.intervals, token, onUnauthorized);
+  const regressionView = url.view === 'regression' && !!url.regression;
+  const explanation = useExplanation(regressionView ? '' : url.traceId, url.intervals, token, onUnauthorized);
+  const regression = useRegression(regressionView, url.regression ?? NO_REGRESSION, token, onUnauthorized, QUERY_URL);
+  const data = regressionView ? regression : explanation;
   const outliers = useOutliers(token, onUnauthorized);
   const [options, setOptions] = useState<PanelOptions>(defaultOptions);
   const [draft, setDraft] = useState(url.traceId);
@@ -185,7 +211,7 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
           className={styles.search}
           onSubmit={(e) => {
             e.preventDefault();
-            navigate({ ...url, traceId: draft.trim() });
+            navigate({ ...url, traceId: draft.trim(), view: undefined });
           }}
         >
           <input
@@ -265,7 +291,7 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
               key={o.traceId}
               type="button"
               className={cx(styles.outlier, o.traceId === url.traceId && styles.outlierActive)}
-              onClick={() => navigate({ ...url, traceId: o.traceId })}
+              onClick={() => navigate({ ...url, traceId: o.traceId, view: undefined })}
               data-testid="outlier-item"
               data-trace-id={o.traceId}
             >
@@ -314,7 +340,7 @@ export const App: React.FC<{ url: UrlState; navigate: (next: UrlState) => void }
           </label>
         </aside>
         <section className={styles.panel}>
-          <div className={styles.panelTitle}>Why was this request slow?</div>
+          <div className={styles.panelTitle}>{regressionView ? 'Why did latency change?' : 'Why was this request slow?'}</div>
           <div className={styles.panelBody} ref={bodyRef}>
             {size.width > 0 && (
               <RootCausePanel

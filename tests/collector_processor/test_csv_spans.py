@@ -119,3 +119,66 @@ def test_call_gap_nodes_carry_the_injected_network_delays(make_pipeline, store):
             hits += ranking.index[0] == truth
         top1[with_gap] = hits
     assert top1[True] == 16 and top1[False] <= 3
+
+
+# --- without the dataset: a hand-written table whose every inferred kind is known ------------------------------------
+
+def _write(path, rows: list[tuple]) -> None:
+    header = "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration\n"
+    path.write_text(header + "".join(",".join(map(str, r)) + "\n" for r in rows))
+
+
+T = "0af7651916cd43dd8448eb211c80319c"
+ROWS = [  # (span, parent, pod, operation): a gateway calls ts-order, which queries mysql and calls ts-user over HTTP
+    ("00000000000000a1", "root", "ts-gateway-service-5dc8d4f9fd-llznp", "GET /api/v1/orders"),
+    ("00000000000000a2", "00000000000000a1", "ts-gateway-service-5dc8d4f9fd-llznp", "route order"),
+    ("00000000000000b1", "00000000000000a2", "ts-order-service-7f9c-abcde", "getOrders"),
+    ("00000000000000b2", "00000000000000b1", "ts-order-service-7f9c-abcde", "SELECT * FROM orders"),
+    ("00000000000000b3", "00000000000000b1", "ts-order-service-7f9c-abcde", "HTTP GET"),
+    ("00000000000000b4", "00000000000000b1", "ts-order-service-7f9c-abcde", "format"),
+]
+
+
+def test_services_come_from_pod_names() -> None:
+    assert csv_spans.service_of_pod("ts-basic-service-5dc8d4f9fd-llznp") == "ts-basic-service"
+    assert csv_spans.service_of_pod("redis-0") == "redis-0"  # fewer than three segments: kept
+    assert csv_spans.service_of_pod("a-b-c") == "a"
+
+
+def test_kinds_are_inferred_across_files_and_sent_in_batches(tmp_path) -> None:
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    rows = [(T, s, p, pod, op, 1000 + i, 2000 + i, 1000) for i, (s, p, pod, op) in enumerate(ROWS)]
+    _write(first, rows[:2])  # the gateway's spans; their child in the other file makes a2 a CLIENT span
+    _write(second, rows[2:])
+    table = csv_spans.load_span_table([first, second])
+    kinds = dict(zip(table["SpanID"], table["kind"], strict=True))
+    assert kinds == {"00000000000000a1": Span.SPAN_KIND_SERVER, "00000000000000a2": Span.SPAN_KIND_CLIENT,
+                     "00000000000000b1": Span.SPAN_KIND_SERVER, "00000000000000b2": Span.SPAN_KIND_CLIENT,
+                     "00000000000000b3": Span.SPAN_KIND_CLIENT, "00000000000000b4": Span.SPAN_KIND_INTERNAL}
+    assert table.loc[table["db"], "SpanID"].tolist() == ["00000000000000b2"]
+    requests = list(csv_spans.iter_otlp_requests([first, second], batch_size=4))
+    assert [sum(len(ss.spans) for rs in r.resource_spans for ss in rs.scope_spans) for r in requests] == [4, 2]
+    spans = {s.span_id.hex(): (rs, s) for r in requests for rs in r.resource_spans for ss in rs.scope_spans
+             for s in ss.spans}
+    rs, root = spans["00000000000000a1"]
+    assert root.trace_id.hex() == T and root.parent_span_id == b"" and root.start_time_unix_nano == 1000
+    assert {a.key: a.value.string_value for a in rs.resource.attributes} == {
+        "service.name": "ts-gateway-service", "k8s.pod.name": "ts-gateway-service-5dc8d4f9fd-llznp"}
+    _, query = spans["00000000000000b2"]
+    assert query.parent_span_id.hex() == "00000000000000b1"
+    assert [(a.key, a.value.string_value) for a in query.attributes] == [("db.system", csv_spans.DB_SYSTEM)]
+    with pytest.raises(ValueError, match="batch_size"):
+        next(csv_spans.iter_otlp_requests([first], batch_size=0))
+
+
+def test_unparsable_ids_become_empty_and_missing_values_are_filled(tmp_path) -> None:
+    path = tmp_path / "odd.csv"
+    _write(path, [(T, "not-hex", "", "ts-x-1-2", "", 1, 2, 1), ("", "00000000000000c1", "root", "p", "op", 1, 2, 1)])
+    table = csv_spans.load_span_table([path])
+    assert len(table) == 1 and table["ParentID"].tolist() == ["root"] and table["OperationName"].tolist() == [""]
+    (req,) = csv_spans.requests_from_csv(path)
+    span = req.resource_spans[0].scope_spans[0].spans[0]
+    assert span.span_id == b"" and span.trace_id.hex() == T  # rejected (counted) by the pipeline, not here
+    assert len(csv_spans.load_span_table([])) == 0

@@ -232,3 +232,23 @@ def test_fit_on_sample_lets_the_incident_inform_the_mechanisms(tmp_path: Path) -
         expl = rca_engine.attribute(model, "api", incident.iloc[[i]], seed=1, base="upper", num_samples=3000)
         assert row["contributions"] == pytest.approx(expl.contributions, abs=1e-9)
     assert [json.loads(line)["root_causes"][0] for line in plain.stdout.splitlines()].count("db") <= 2
+
+
+def test_preset_flag_matches_the_library_preset(files: dict[str, Path]) -> None:
+    """--preset latency: the engine's preset, flags override single fields; same numbers as in process."""
+    r = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                "--sample", str(files["sample_csv"]), "--target", "s0", "--json", "--preset", "latency",
+                "--mechanisms", "linear", "--seed", "2")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    graph = rca_engine.invert_call_graph(json.loads(files["calls_json"].read_text())["edges"])
+    model = rca_engine.fit(graph, pd.read_csv(files["train_csv"]), "linear", preset="latency", seed=2)
+    sample = pd.read_csv(files["sample_csv"])
+    for i, row in enumerate(rows):
+        expl = rca_engine.attribute(model, "s0", sample.iloc[[i]])
+        assert row["base"] == "upper" and expl.base == "upper"
+        assert row["root_causes"][0] == expl.root_causes[0]
+        assert row["outlier_score"] == pytest.approx(expl.outlier_score, rel=1e-9)
+    bad = whyslow("--graph", str(files["calls_json"]), "--call-graph", "--train", str(files["train_csv"]),
+                  "--sample", str(files["sample_csv"]), "--target", "s0", "--preset", "fastest")
+    assert bad.returncode == 2 and "fastest" in bad.stderr

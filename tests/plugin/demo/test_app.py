@@ -174,3 +174,22 @@ def test_demo_names_the_service_whose_errors_made_requests_fail(service):
     m = re.search(r"flagged (\d+) failed requests as outliers: (\d+) of the 6 requests sent during the fault", out)
     assert m and int(m.group(1)) == int(m.group(2)) >= 1, out   # no false alarm among the normal requests
     assert re.search(rf"^Answer: the request failed because {re.escape(display)} failed on its own", out, flags=re.M)
+
+
+@pytest.mark.slow
+def test_regression_demo_names_the_degraded_service_first():
+    """--regression: a permanent degradation of one service; the attribution of p99's change ranks it first."""
+    proc = _demo("--regression", "--warmup-traces", "400", "--fault-traces", "300", "--fault-delay", "0.3",
+                 "--no-progress", "--timeout", "90", "--seed", "5")
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "Traceback" not in proc.stderr
+    display = NAMES["caching-service"]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith(f"VERDICT: PASS the regression of p99 is attributed first to {display}"), lines[-1]
+    m = re.search(r"^  1\. (.+?)  +█+ \+([\d.]+) (s|ms)", out, flags=re.M)
+    assert m and m.group(1).startswith(display), out
+    value_ms = float(m.group(2)) * (1000.0 if m.group(3) == "s" else 1.0)
+    assert 150.0 < value_ms < 450.0  # the injected +0.3 s own time moves the tail by about that much
+    assert re.search(r"compared the 300 degraded requests with the 400 before them", out), out
+    assert "/api/v1/regression?" in out

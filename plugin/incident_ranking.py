@@ -1,0 +1,336 @@
+"""Which services are behind a time window: explained outliers, distribution change and shift scores combined.
+
+Per-request outliers alone miss what real incidents mostly are -- one service x2..x20 slower on 5-10 % of the
+requests, during drifting traffic -- because almost no request crosses the 1-in-10,000 threshold. The window as a
+whole is therefore also compared with the baseline just before it (default: the preceding 30 minutes, without the
+stretches of it that were themselves incidents), and three kinds of evidence are combined:
+
+* **outliers** -- the explained per-request outliers of the window (:func:`plugin.incident.summarize`);
+* **shift** -- per-node shift scores of own time and call gaps (:mod:`plugin.shift_scores`): the window counts as
+  changed when some node's calibrated score reaches ``min_score`` nats; services are then weighted by the excess
+  milliseconds of their nodes with a positive score (a 2 s delay on a few calls outweighs a significant 0.5 ms
+  shift on many);
+* **attribution** -- ``rca_engine.distribution_change`` per entry point that the shift names: how many ms of the
+  entry's mean latency change each node's change explains (counted when beyond the engine's noise floor).
+
+Each kind present gives the services shares summing to 1 (edge nodes -- call gaps, DB calls -- resolved between
+their two ends by :func:`plugin.incident.resolve_edge_ends`); a service's score is the mean of its shares over the
+kinds present, each kind weighted by how surely it says the window changed, in nats (the outliers: the Poisson
+tail of their count at the detector's chance rate; the shift and the attribution: the window's top shift score), so
+one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score`` and no attribution names nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import poisson
+
+import rca_engine
+from collector_processor import TraceStore
+from plugin.errors import InvalidArgument
+from plugin.incident import EDGE_KINDS, resolve_edge_ends, summarize
+from plugin.models import META_PREFIX, feature_matrix
+from plugin.shift_scores import ShiftReport, own_times, service_evidence, shift_scores
+
+log = logging.getLogger("whyslow.incident")
+
+MINUTE_NS = 60 * 10**9
+BASELINE_NS = 30 * MINUTE_NS  # the baseline: the 30 minutes before the window
+DEFAULT_WINDOW_NS = 15 * MINUTE_NS  # the window when none is given: the last 15 minutes
+# a window is changed when some node's shift score reaches this (nats, corrected for the window's tests): a
+# family-wise error of 5 % per question asked of a window
+MIN_SHIFT_SCORE = float(np.log(20.0))
+SETTLE_NS = 2 * MINUTE_NS  # a minute's verdict is kept once it ended this long ago
+MAX_ROWS = 20_000
+DEFAULT_THRESHOLD = float(np.log(10_000.0))  # serve's outlier threshold, when the caller does not give its rate  # newest traces per entry point and period
+ATTRIBUTION_MIN_ROWS = 10  # traces per entry point and period the distribution-change attribution needs
+ATTRIBUTION_STAT = "mean"  # additive over requests: ms per request of the window
+ATTRIBUTION_MAX_ENTRIES = 5  # the entry points attributed: those with the most shift evidence
+
+
+def window_bounds(lo: int | None, hi: int | None, base_lo: int | None = None,
+                  base_hi: int | None = None) -> tuple[int, int, int, int]:
+    """The window (default: the last 15 minutes, or up to ``hi``) and its baseline (default: the 30 minutes
+    before the window), unix ns."""
+    hi = time.time_ns() if hi is None else hi
+    lo = hi - DEFAULT_WINDOW_NS if lo is None else lo
+    base_hi = lo if base_hi is None else base_hi
+    base_lo = base_hi - BASELINE_NS if base_lo is None else base_lo
+    if base_lo >= base_hi:
+        raise InvalidArgument("baseline_from must be before baseline_to")
+    return lo, hi, base_lo, base_hi
+
+
+@dataclass
+class Periods:
+    """The stored traces of a window and its baseline, per entry point."""
+
+    lo: int
+    hi: int
+    base_lo: int
+    base_hi: int
+    graphs: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, pd.DataFrame] = field(default_factory=dict)  # features (latency per node, ms)
+    history: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline and the 30 minutes before it
+    baseline: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline without earlier incidents
+    excluded: list[tuple[int, int]] = field(default_factory=list)  # baseline segments left out (earlier incidents)
+    outlier_starts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # flagged traces' starts
+    outlier_rate: float = 0.0  # the detector's chance rate of an outlier per trace (e^-threshold)
+    scope: frozenset[str] = frozenset()  # the entry points asked about (minute verdicts are kept per scope)
+
+
+def read_periods(store: TraceStore, entries: Iterable[str], lo: int, hi: int, base_lo: int, base_hi: int,
+                 max_rows: int = MAX_ROWS) -> Periods:
+    """Features of every entry point in the window [lo, hi) and the baseline [base_lo, base_hi) (unix ns)."""
+    entries = list(entries)
+    periods = Periods(lo, hi, base_lo, base_hi, scope=frozenset(entries))
+    for entry in entries:
+        try:
+            window = store.features(entry, since_unix_nano=max(lo, 0), until_unix_nano=max(hi, 0), limit=max_rows)
+            if window.empty:
+                continue
+            history = store.features(entry, since_unix_nano=max(base_lo - BASELINE_NS, 0),
+                                     until_unix_nano=max(base_hi, 0), limit=max_rows)
+            periods.graphs[entry] = store.graph(entry)
+        except Exception as exc:  # noqa: BLE001 - one entry point's failure must not hide the others
+            log.warning("cannot read the traces of %s: %s", entry, exc)
+            continue
+        periods.window[entry] = window
+        periods.history[entry] = history
+        periods.baseline[entry] = history[history[META_PREFIX + "start_unix_nano"] >= base_lo]
+    return periods
+
+
+class MinuteVerdicts:
+    """Which minutes (unix-minute grid) were incidents, per set of entry points judged together: a minute whose
+    traces, against its own baseline (the 30 minutes before it without the earlier incident minutes), have some
+    node with a shift score of at least ``min_score``, or more detector-flagged outliers than chance. Earlier
+    incidents are left out of a window's baseline; the verdicts of minutes that are over (no trace can still arrive
+    for them) are kept (thread-safe, bounded)."""
+
+    def __init__(self, max_minutes: int = 7 * 24 * 60) -> None:
+        self._verdicts: dict[tuple[frozenset[str], int], bool] = {}
+        self._lock = threading.Lock()
+        self.max_minutes = max_minutes
+
+    def get(self, scope: frozenset[str], minute: int) -> bool | None:
+        with self._lock:
+            return self._verdicts.get((scope, minute))
+
+    def put(self, scope: frozenset[str], minute: int, verdict: bool) -> None:
+        with self._lock:
+            self._verdicts[(scope, minute)] = verdict
+            while len(self._verdicts) > self.max_minutes:
+                self._verdicts.pop(min(self._verdicts, key=lambda k: k[1]))
+
+    def incidents(self, scope: frozenset[str], lo: int, hi: int) -> list[int]:
+        """Incident minutes in [lo, hi) of the entry points ``scope``."""
+        with self._lock:
+            return sorted(m for (s, m), v in self._verdicts.items() if v and s == scope and lo <= m < hi)
+
+
+def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
+                 min_score: float = MIN_SHIFT_SCORE, exclude_score: float | None = None) -> ShiftReport:
+    """Shift scores of the window against its baseline without the baseline's incident minutes
+    (``periods.excluded``). The minutes of the baseline are judged oldest first: a minute is an incident when the
+    detector flagged more of its traces than chance (``periods.outlier_starts``) or when it is shifted against the 30
+    minutes before it without the incident minutes found so far (minutes before those 30 count as normal unless
+    ``verdicts`` knows better); finished minutes' verdicts are remembered in ``verdicts``."""
+    graphs = periods.graphs
+    win = {e: own_times(f, graphs[e]) for e, f in periods.window.items()}
+    history = {e: own_times(f, graphs[e]) for e, f in periods.history.items()}
+    starts = {e: f[META_PREFIX + "start_unix_nano"].to_numpy(dtype=np.int64) for e, f in periods.history.items()}
+    verdicts = verdicts if verdicts is not None else MinuteVerdicts()
+    first = periods.base_lo // MINUTE_NS
+    scope = periods.scope or frozenset(periods.history)
+    flagged = set(verdicts.incidents(scope, first - BASELINE_NS // MINUTE_NS, first))
+    settled = (time.time_ns() - SETTLE_NS) // MINUTE_NS  # minutes before this one receive no more traces
+    minute_of = {e: s // MINUTE_NS for e, s in starts.items()}
+    for minute in range(first, -(-periods.base_hi // MINUTE_NS)):
+        known = verdicts.get(scope, minute)
+        if known is None:
+            inside = {e: m == minute for e, m in minute_of.items()}
+            if not any(x.any() for x in inside.values()):
+                continue
+            before = {e: (m < minute) & (m >= minute - BASELINE_NS // MINUTE_NS) & ~np.isin(m, list(flagged))
+                      for e, m in minute_of.items()}
+            level = min_score if exclude_score is None else exclude_score
+            known = _outlier_minute(periods, minute, sum(int(x.sum()) for x in inside.values()), level)
+            if not known:
+                seg = {e: history[e][inside[e]] for e in history}
+                ref = {e: history[e][before[e]] for e in history}
+                known = shift_scores(ref, seg, graphs).top_score >= level
+            if minute < settled:
+                verdicts.put(scope, minute, known)
+        if known:
+            flagged.add(minute)
+    keep = {e: (starts[e] >= periods.base_lo) & (starts[e] < periods.base_hi) & ~np.isin(minute_of[e], list(flagged))
+            for e in history}
+    base = {e: history[e][keep[e]] for e in history}
+    periods.excluded = [(m * MINUTE_NS, (m + 1) * MINUTE_NS) for m in sorted(flagged)
+                        if periods.base_lo < (m + 1) * MINUTE_NS and m * MINUTE_NS < periods.base_hi]
+    periods.baseline = {e: f.loc[keep[e]] for e, f in periods.history.items()}
+    return shift_scores(base, win, graphs)
+
+
+def _outlier_minute(periods: Periods, minute: int, traces: int, level: float) -> bool:
+    """Did the detector flag more of the minute's traces than chance (Poisson tail at its rate, -log p >= level)?"""
+    if not len(periods.outlier_starts) or periods.outlier_rate <= 0 or traces <= 0:
+        return False
+    k = int(((periods.outlier_starts // MINUTE_NS) == minute).sum())
+    return k > 0 and -float(poisson.logsf(k - 1, traces * periods.outlier_rate)) >= level
+
+
+def attribution_evidence(periods: Periods, entries: list[str]) -> tuple[dict[str, float],
+                                                                        dict[tuple[str, str], float],
+                                                                        list[dict[str, Any]]]:
+    """ms of the window's mean latency change that each service's nodes explain (rca_engine.distribution_change
+    per entry point, weighted by the entry point's traces in the window; only changes beyond the noise floor)."""
+    singles: dict[str, float] = {}
+    pairs: dict[tuple[str, str], float] = {}
+    results: list[dict[str, Any]] = []
+    for entry in entries:
+        base, win = periods.baseline.get(entry), periods.window.get(entry)
+        if base is None or win is None or len(base) < ATTRIBUTION_MIN_ROWS or len(win) < ATTRIBUTION_MIN_ROWS:
+            continue
+        call_graph = periods.graphs[entry]
+        causal = call_graph.causal_graph()
+        columns = [str(n) for n in causal.nodes]
+        if entry not in columns:
+            continue
+        structure = dict(call_graph.mechanisms())
+        mechanisms = {n: structure.get(n, "sum") for n in columns if causal.in_degree(n)}
+        try:
+            result = rca_engine.distribution_change(causal, feature_matrix(base, columns), feature_matrix(win, columns),
+                                                    entry, stat=ATTRIBUTION_STAT, mechanisms=mechanisms,
+                                                    intervals=0, min_rows=ATTRIBUTION_MIN_ROWS)
+        except rca_engine.RCAError as exc:
+            log.info("no distribution-change attribution for %s: %s", entry, exc)
+            continue
+        results.append({"entry": entry, "significant": result.significant,
+                        "observed_change_ms": result.observed_change, "noise_floor_ms": result.noise_floor})
+        if not result.significant or result.observed_change <= 0:
+            continue
+        callers = _callers(call_graph)
+        for node, value in result.contributions.items():
+            if value <= 0:
+                continue
+            info = call_graph.nodes[node]
+            ms = float(value) * len(win)
+            caller = callers.get(str(node))
+            if info.kind in EDGE_KINDS and caller and caller != info.service:
+                pairs[(info.service, caller)] = pairs.get((info.service, caller), 0.0) + ms
+            else:
+                singles[info.service] = singles.get(info.service, 0.0) + ms
+    return singles, pairs, results
+
+
+def _callers(call_graph: Any) -> dict[str, str]:
+    return {str(callee): str(call_graph.nodes[caller].service) for caller, callee in call_graph.call_edges
+            if caller in call_graph.nodes}
+
+
+def _shares(scores: dict[str, float]) -> dict[str, float]:
+    positive = {s: v for s, v in scores.items() if v > 0}
+    total = sum(positive.values())
+    return {s: v / total for s, v in positive.items()} if total > 0 else {}
+
+
+def rank_window(payloads: Sequence[Mapping[str, Any]], periods: Periods, min_score: float = MIN_SHIFT_SCORE,
+                attribution: bool = True, verdicts: MinuteVerdicts | None = None) -> dict[str, Any]:
+    """The combined ranking of a window (see the module docstring): the outlier summary's fields, each service's
+    ``score`` and the share each kind of evidence gives it, the window's top shifted nodes and its baseline."""
+    summary = summarize(payloads)
+    kinds: dict[str, dict[str, float]] = {}
+    if summary["outliers"]:
+        kinds["outliers"] = _shares({s["service"]: s["share"] for s in summary["services"]})
+    report = shift_report(periods, verdicts, min_score)
+    changed = report.top_score >= min_score
+    if changed:
+        singles, pairs, seen = service_evidence(report, 0.0)
+        kinds["shift"] = _shares(resolve_edge_ends(singles, pairs, seen=seen))
+    attributed: list[dict[str, Any]] = []
+    if changed and attribution:
+        weight: dict[str, float] = {}
+        for n in report.significant(min_score):
+            for e in n.entries:
+                weight[e] = weight.get(e, 0.0) + n.score
+        entries = sorted(weight, key=lambda e: -weight[e])[:ATTRIBUTION_MAX_ENTRIES]
+        a_singles, a_pairs, attributed = attribution_evidence(periods, entries)
+        shares = _shares(resolve_edge_ends(a_singles, a_pairs, seen=None))
+        if shares:
+            kinds["attribution"] = shares
+    services = sorted({s for shares in kinds.values() for s in shares})
+    weights = _kind_weights(kinds, summary["outliers"], periods, report.top_score)
+    total = sum(weights.values())
+    score = {s: sum(weights[k] * shares.get(s, 0.0) for k, shares in kinds.items()) / total if total > 0
+             else sum(shares.get(s, 0.0) for shares in kinds.values()) / len(kinds) for s in services}
+    by_service = {s["service"]: s for s in summary["services"]}
+    top_shift: dict[str, str] = {}
+    for n in sorted(report.nodes, key=lambda n: -n.score):
+        if n.score > 0:
+            top_shift.setdefault(n.service, n.node)
+    ranked = sorted(services, key=lambda s: (-score[s], s))
+    out_services = []
+    for s in ranked:
+        votes = by_service.get(s, {})
+        out_services.append({
+            "service": s,
+            "score": score[s],
+            "share": votes.get("share", 0.0),
+            "top_node": votes.get("top_node") or top_shift.get(s),
+            "first_in": votes.get("first_in", 0),
+            "evidence": {kind: shares.get(s, 0.0) for kind, shares in kinds.items()},
+        })
+    return {
+        "outliers": summary["outliers"],
+        "services": out_services,
+        "evidence": sorted(kinds),
+        "shift": {
+            "changed": changed,
+            "min_score": min_score,
+            "drift": report.drift,
+            "tests": report.tests,
+            "nodes": [_node_row(n) for n in report.significant(1e-9 if changed else min_score)[:20]],
+        },
+        "attribution": attributed,
+        "baseline": {
+            "from_ms": periods.base_lo // 1_000_000,
+            "to_ms": periods.base_hi // 1_000_000,
+            "traces": int(sum(len(f) for f in periods.baseline.values())),
+            "excluded": [{"from_ms": a // 1_000_000, "to_ms": b // 1_000_000} for a, b in periods.excluded],
+        },
+        "window_traces": int(sum(len(f) for f in periods.window.values())),
+    }
+
+
+def _kind_weights(kinds: dict[str, dict[str, float]], outliers: int, periods: Periods,
+                  shift_score: float) -> dict[str, float]:
+    """How surely each kind of evidence says the window changed, in nats: the outliers by the Poisson tail of
+    their count at the detector's chance rate over the window's traces, the shift (and the attribution, computed
+    only for a changed window) by the window's top shift score."""
+    rate = periods.outlier_rate or float(np.exp(-DEFAULT_THRESHOLD))
+    traces = max(sum(len(f) for f in periods.window.values()), outliers, 1)
+    out = {}
+    for kind in kinds:
+        if kind == "outliers":
+            out[kind] = max(-float(poisson.logsf(outliers - 1, traces * rate)), 0.0)
+        else:
+            out[kind] = max(shift_score, 0.0)
+    return out
+
+
+def _node_row(n: Any) -> dict[str, Any]:
+    return {"node": n.node, "service": n.service, "kind": n.kind, "caller_service": n.caller_service,
+            "score": n.score, "test": n.test, "effect_ms": n.effect_ms, "baseline_median_ms": n.baseline_median_ms,
+            "window_median_ms": n.window_median_ms, "baseline_p99_ms": n.baseline_p99_ms,
+            "window_p99_ms": n.window_p99_ms, "baseline_n": n.baseline_n, "window_n": n.window_n,
+            "entries": n.entries}

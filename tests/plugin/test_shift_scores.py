@@ -1,0 +1,190 @@
+"""Shift scores (plugin.shift_scores) and the combined window ranking (plugin.incident_ranking) on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import hypergeom
+
+from collector_processor import CallGraph, NodeInfo
+from plugin.incident import resolve_edge_ends
+from plugin.incident_ranking import MINUTE_NS, MinuteVerdicts, Periods, rank_window
+from plugin.shift_scores import exceedance_logp, own_times, service_evidence, shift_scores
+
+ENTRY = "fe:GET /checkout"
+MEDIANS = {"fe:GET /checkout": 3.0, "net:cart:GET /cart": 0.5, "cart:GET /cart": 15.0, "net:pay:POST /pay": 0.5,
+           "pay:POST /pay": 8.0, "pg:SELECT": 10.0}
+
+
+def graph() -> CallGraph:
+    g = CallGraph(ENTRY)
+    g.nodes = {ENTRY: NodeInfo("fe", "GET /checkout", "span", "sum"),
+               "net:cart:GET /cart": NodeInfo("cart", "GET /cart", "call_gap", "sum"),
+               "cart:GET /cart": NodeInfo("cart", "GET /cart", "span"),
+               "net:pay:POST /pay": NodeInfo("pay", "POST /pay", "call_gap", "sum"),
+               "pay:POST /pay": NodeInfo("pay", "POST /pay", "span", "sum"),
+               "pg:SELECT": NodeInfo("pg", "SELECT", "db")}
+    g.call_edges = [(ENTRY, "net:cart:GET /cart"), ("net:cart:GET /cart", "cart:GET /cart"),
+                    (ENTRY, "net:pay:POST /pay"), ("net:pay:POST /pay", "pay:POST /pay"),
+                    ("pay:POST /pay", "pg:SELECT")]
+    return g
+
+
+def traffic(n: int, rng: np.random.Generator, scale: float = 1.0, slow: str | None = None, factor: float = 2.0,
+            fraction: float = 0.05, start_ns: int = 0, spacing_ns: int = 10**9) -> pd.DataFrame:
+    """Feature rows (latency per node, as the collector stores them): lognormal own times scaled by ``scale``
+    (load drift moves every node together); ``slow``'s own time times ``factor`` on ``fraction`` of requests."""
+    own = {node: m * scale * rng.lognormal(0.0, 0.15, n) for node, m in MEDIANS.items()}
+    if slow is not None:
+        hit = rng.random(n) < fraction
+        own[slow] = np.where(hit, own[slow] * factor, own[slow])
+    lat = {"pg:SELECT": own["pg:SELECT"], "cart:GET /cart": own["cart:GET /cart"]}
+    lat["pay:POST /pay"] = own["pay:POST /pay"] + lat["pg:SELECT"]
+    lat["net:pay:POST /pay"] = own["net:pay:POST /pay"] + lat["pay:POST /pay"]
+    lat["net:cart:GET /cart"] = own["net:cart:GET /cart"] + lat["cart:GET /cart"]
+    lat[ENTRY] = own[ENTRY] + lat["net:cart:GET /cart"] + lat["net:pay:POST /pay"]
+    frame = pd.DataFrame(lat, index=[f"t{start_ns}-{i}" for i in range(n)])
+    frame["__start_unix_nano"] = start_ns + np.arange(n) * spacing_ns
+    return frame
+
+
+def test_own_times_undo_the_structure():
+    rng = np.random.default_rng(1)
+    frame = traffic(50, rng)
+    own = own_times(frame, graph())
+    assert own["pay:POST /pay"].to_numpy() == pytest.approx((frame["pay:POST /pay"] - frame["pg:SELECT"]).to_numpy())
+    assert own[ENTRY].to_numpy() == pytest.approx(
+        (frame[ENTRY] - frame["net:cart:GET /cart"] - frame["net:pay:POST /pay"]).to_numpy())
+    frame.loc[frame.index[0], "cart:GET /cart"] = 0.0  # not called in that trace
+    assert np.isnan(own_times(frame, graph())["cart:GET /cart"].iloc[0])
+
+
+def test_exceedance_logp_is_fishers_exact_test():
+    rng = np.random.default_rng(2)
+    n, m = rng.integers(1, 400, 300), rng.integers(1, 400, 300)
+    k, b = np.minimum(rng.integers(0, 80, 300), n), np.minimum(rng.integers(0, 80, 300), m)
+    ours = exceedance_logp(k, n, b, m)
+    reference = hypergeom.logsf(k - 1, n + m, k + b, n)  # scipy: P(X >= k)
+    tested = (k > 0) & (k * (n + m) > n * (k + b))
+    assert ours[tested] == pytest.approx(reference[tested], abs=1e-9)
+    assert (ours[~tested] == 0).all()  # no more than the expected share: nothing to test
+
+
+def shift(base: pd.DataFrame, win: pd.DataFrame):
+    g = graph()
+    return shift_scores({ENTRY: own_times(base, g)}, {ENTRY: own_times(win, g)}, {ENTRY: g})
+
+
+def test_a_partial_fault_during_drift_is_found_and_nothing_else():
+    """pay's own time x2 on 5 % of the requests while everything drifts 20 % slower: pay is the only node shifted."""
+    rng = np.random.default_rng(3)
+    report = shift(traffic(3000, rng), traffic(1500, rng, scale=1.2, slow="pay:POST /pay"))
+    assert report.drift == pytest.approx(1.2, rel=0.03)
+    top = report.significant(np.log(20))
+    assert [n.node for n in top] == ["pay:POST /pay"], [(n.node, n.score) for n in top]
+    assert top[0].test != "p50"  # the median did not move beyond the drift; the upper quantiles did
+    singles, pairs, seen = service_evidence(report, 0.0)
+    scores = resolve_edge_ends(singles, pairs, seen=seen)
+    assert max(scores, key=scores.get) == "pay"
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.3])
+def test_no_change_or_pure_drift_scores_nothing(scale):
+    """Calibration: with no fault (same distribution, or every node scaled alike) no node reaches 3 nats."""
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        report = shift(traffic(1000, rng), traffic(500, rng, scale=scale))
+        assert report.top_score < np.log(20), [(n.node, n.score) for n in report.significant(0.1)]
+
+
+def test_null_scores_are_calibrated():
+    """Under no change, P(top score >= s) <= e^-s (Bonferroni): at s = 1 at most ~37 % of windows."""
+    rng = np.random.default_rng(5)
+    tops = [shift(traffic(300, rng), traffic(100, rng)).top_score for _ in range(60)]
+    assert np.mean(np.array(tops) >= 1.0) <= np.exp(-1.0) + 0.1
+
+
+def test_a_sustained_network_delay_names_the_callee_not_the_caller():
+    rng = np.random.default_rng(6)
+    win = traffic(200, rng)
+    win["net:cart:GET /cart"] += 40.0
+    win[ENTRY] += 40.0
+    report = shift(traffic(600, rng), win)
+    top = report.significant(np.log(20))[0]
+    assert top.node == "net:cart:GET /cart" and top.caller_service == "fe" and top.effect_ms == pytest.approx(40, 0.1)
+    singles, pairs, seen = service_evidence(report, 0.0)
+    scores = resolve_edge_ends(singles, pairs, seen=seen)
+    assert max(scores, key=scores.get) == "cart"
+
+
+def periods(base: pd.DataFrame, win: pd.DataFrame, lo: int) -> Periods:
+    g = graph()
+    p = Periods(lo, lo + 5 * MINUTE_NS, lo - 30 * MINUTE_NS, lo)
+    p.graphs, p.window, p.history = {ENTRY: g}, {ENTRY: win}, {ENTRY: base}
+    p.baseline = {ENTRY: base}
+    return p
+
+
+def test_rank_window_names_the_partial_fault_and_leaves_out_an_earlier_incident():
+    """Baseline: 30 minutes with, 20 minutes before the window, 3 minutes where cart was x3 on every request (an
+    earlier incident). Window: pay x2 on 8 % of the requests. No outliers: the shift names pay; the earlier
+    incident's minutes are left out of the baseline."""
+    rng = np.random.default_rng(7)
+    lo = 100_000 * MINUTE_NS
+    minutes = []
+    for m in range(-60, 0):
+        slow = "cart:GET /cart" if -20 <= m < -17 else None
+        minutes.append(traffic(60, rng, slow=slow, factor=3.0, fraction=1.0, start_ns=lo + m * MINUTE_NS))
+    win = traffic(300, rng, slow="pay:POST /pay", fraction=0.08, start_ns=lo)
+    verdicts = MinuteVerdicts()
+    out = rank_window([], periods(pd.concat(minutes), win, lo), verdicts=verdicts, attribution=False)
+    assert out["shift"]["changed"] and out["services"][0]["service"] == "pay", out["services"]
+    excluded = [(e["from_ms"] * 1_000_000 - lo) // MINUTE_NS for e in out["baseline"]["excluded"]]
+    assert {-20, -19, -18} <= set(excluded) and len(excluded) <= 5, excluded
+    first = lo // MINUTE_NS  # verdicts are kept per unix minute
+    assert verdicts.incidents(frozenset([ENTRY]), first - 30, first) == sorted(first + m for m in excluded)
+    assert verdicts.incidents(frozenset(["another entry"]), first - 30, first) == []  # judged per set of entries
+
+
+def test_rank_window_names_nobody_without_change():
+    rng = np.random.default_rng(8)
+    lo = 100_000 * MINUTE_NS
+    base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
+    out = rank_window([], periods(base, traffic(300, rng, start_ns=lo), lo))
+    assert out["services"] == [] and not out["shift"]["changed"] and out["evidence"] == []
+
+
+def test_minutes_with_more_outliers_than_chance_are_left_out_of_the_baseline():
+    """The detector's verdict counts too: one outlier among a minute's 60 traces (chance rate 1e-4: expected 0.006,
+    -log p = 5.1 nats) makes the minute an earlier incident, though its own times are unremarkable."""
+    rng = np.random.default_rng(9)
+    lo = 100_000 * MINUTE_NS
+    base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
+    p = periods(base, traffic(300, rng, start_ns=lo), lo)
+    p.outlier_starts = np.array([lo - 12 * MINUTE_NS + 5 * 10**9], dtype=np.int64)
+    p.outlier_rate = 1e-4
+    out = rank_window([], p, attribution=False)
+    assert [e["from_ms"] * 1_000_000 for e in out["baseline"]["excluded"]] == [lo - 12 * MINUTE_NS]
+    assert out["baseline"]["traces"] == 30 * 60 - 60 and out["services"] == []
+
+
+def test_one_chance_outlier_does_not_outvote_a_clear_shift():
+    """Kinds of evidence are weighted by how surely they say the window changed (nats): one outlier among 300
+    traces at a 1e-4 chance rate weighs -log(1 - e^-0.03) = 3.5 nats; pay's shift far more, so pay leads though
+    the outlier's explanation blames cart alone (independent computation of the combined score below)."""
+    rng = np.random.default_rng(10)
+    lo = 100_000 * MINUTE_NS
+    base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
+    p = periods(base, traffic(300, rng, slow="pay:POST /pay", fraction=0.3, start_ns=lo), lo)
+    p.outlier_rate = 1e-4
+    blame_cart = {"trace_id": "ab" * 16, "entry": ENTRY, "graph": [],
+                  "contributions": [{"node": "cart:GET /cart", "service": "cart", "kind": "span", "contribution": 12.0}]}
+    out = rank_window([blame_cart], p, attribution=False)
+    assert out["evidence"] == ["outliers", "shift"] and out["services"][0]["service"] == "pay"
+    w_out = -np.log1p(-np.exp(-300 * 1e-4))
+    w_shift = max(n["score"] for n in out["shift"]["nodes"])
+    score = {s["service"]: s["score"] for s in out["services"]}
+    pay_share = next(s["evidence"]["shift"] for s in out["services"] if s["service"] == "pay")
+    assert score["cart"] == pytest.approx(w_out / (w_out + w_shift))
+    assert score["pay"] == pytest.approx(w_shift * pay_share / (w_out + w_shift))
