@@ -332,7 +332,23 @@ class Detector:
         self.counters["backlog_scored"] += len(frame)
         log.info("scored %d traces of %s that arrived while it was learning", len(frame), entry)
         self._flag(entry, trace_ids, scores)
+        self._flag_backlog_failures(entry, set(trace_ids))
         return len(frame)
+
+    def _flag_backlog_failures(self, entry: str, ids: set[str]) -> None:
+        """The learning backlog's failed requests, scored with the entry point's (refitted) failure model."""
+        fitted = self.models.get(entry)
+        if fitted is None:
+            return
+        try:
+            errors = self.traces.features(entry, limit=self.config.window, value="error")
+        except Exception as exc:  # noqa: BLE001 - the latency scores of the backlog stand
+            log.warning("cannot read the errors of the learning backlog of %s: %s", entry, exc)
+            return
+        if entry in errors.columns:
+            failed = [str(t) for t, n in errors[entry].items() if n > 0 and str(t) in ids]
+            if failed:
+                self._flag_failures(entry, fitted, failed)
 
     def _far(self, latency: pd.Series) -> np.ndarray:
         """Entry latencies more than sqrt(2 * threshold) robust standard deviations (1.4826 MAD) above the

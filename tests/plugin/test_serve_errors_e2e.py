@@ -121,13 +121,35 @@ def test_a_common_failure_is_no_incident(tmp_path):
             shop.send(1, fail="cart")
         srv.wait_for(lambda: '"ready"' in json.dumps(srv.get("/api/v1/status")[1]), timeout=120)
         later = shop.send(2, fail="cart")
-        srv.wait_for(lambda: srv.get("/api/v1/status")[1]["detector"]["failed"] >= 2, timeout=60)
+        # the 15 learning failures (scored with the backlog) and the 2 later ones
+        srv.wait_for(lambda: srv.get("/api/v1/status")[1]["detector"]["failed"] >= 17, timeout=60)
         detector = srv.get("/api/v1/status")[1]["detector"]
-        assert detector["failed_unscored"] == 0 and detector["error_outliers"] == 0
+        assert detector["failed"] == 17 and detector["failed_unscored"] == 0 and detector["error_outliers"] == 0
         assert srv.get("/api/v1/outliers?kind=error")[1]["outliers"] == []
         status, expl = srv.get(f"/api/v1/traces/{later[0].trace_id}/rca?kind=error")
         assert status == 200 and not expl["is_outlier"] and 1.5 < expl["outlier_score"] < 3.5
         assert expl["contributions"][0]["service"] == "cart"   # still explained on demand, just not rare
+    finally:
+        shop.close()
+        srv.stop()
+
+
+def test_a_failure_while_learning_is_scored_with_the_backlog(tmp_path):
+    """A request that failed while the entry point was still learning is scored once the first model exists: one
+    failure in 150 learning requests is about 1 in 150 rare (~4.9 nats), above a 4-nat threshold."""
+    srv = ServeProcess(tmp_path / "data", min_traces=100, threshold=4.0, trace_timeout_s=0.5).start()
+    shop = ShopTraffic(srv.otlp_grpc, seed=17)
+    try:
+        shop.send(75)
+        learning = shop.send(1, fail="payments")
+        shop.send(74)
+        srv.wait_for(lambda: srv.get("/api/v1/status")[1]["detector"]["failed"] >= 1, timeout=120)
+        detector = srv.get("/api/v1/status")[1]["detector"]
+        assert detector["failed"] == 1 and detector["error_outliers"] == 1
+        srv.wait_for(lambda: srv.get("/api/v1/outliers?kind=error")[1]["outliers"], timeout=60)
+        [item] = srv.get("/api/v1/outliers?kind=error")[1]["outliers"]
+        assert item["trace_id"] == learning[0].trace_id and item["root_cause_service"] == "payments"
+        assert 4.0 <= item["outlier_score"] < 6.0
     finally:
         shop.close()
         srv.stop()
