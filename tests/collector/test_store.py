@@ -1,5 +1,6 @@
-"""SQLite store: features pivot and filters, outlier marks, explanations, models, retention, concurrent readers,
-and the recursion guard of the call graph."""
+"""Store conformance: the same tests run against the SQLite store and the ClickHouse store (chdb in-process, the
+engine ClickHouse runs): features pivot and filters, outlier marks, explanations, models, retention, concurrent
+readers, incomplete traces and the recursion guard of the call graph."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import networkx as nx
 import pytest
 
 from collector_processor import open_store
+from plugin.clickhouse_results import open_clickhouse_store
+from tests.support.chdb import fresh_url
 
 from .conftest import complete_all
 from .otlp_build import CLIENT, SERVER, T0, request
 from .test_assembly import chain
 
 ENTRY = "svc:GET /r"
+
+
+@pytest.fixture(params=["sqlite", "clickhouse"])
+def store(request, tmp_path):
+    """Every test of this module runs on both backends (the pipeline fixtures write into this store too)."""
+    st = open_store(tmp_path / "data") if request.param == "sqlite" else open_clickhouse_store(fresh_url())
+    yield st
+    st.close()
 
 
 @pytest.fixture
@@ -127,6 +138,18 @@ def test_store_reopens_with_its_data(tmp_path):
     assert st.load_model("e") == (b"m", {})
     with pytest.raises(ValueError):
         open_store(tmp_path, synchronous="sometimes")
+    st.close()
+    with pytest.raises(RuntimeError):
+        st.entry_points()
+
+
+def test_clickhouse_store_reopens_with_its_data():
+    url = fresh_url()
+    st = open_clickhouse_store(url)
+    st.save_model("e", b"\x00\xffm", {"k": [1, 2]})
+    st.close()
+    st = open_clickhouse_store(url)  # CREATE ... IF NOT EXISTS: the tables and rows are kept
+    assert st.load_model("e") == (b"\x00\xffm", {"k": [1, 2]})
     st.close()
     with pytest.raises(RuntimeError):
         st.entry_points()

@@ -1,0 +1,32 @@
+"""One in-process ClickHouse engine (chdb) per test process, a fresh database per test.
+
+chdb runs one data directory per process, so every test that needs ClickHouse shares this one; tests stay
+apart by database name. Skips with a reason when chdb is not installed (``make test`` installs it)."""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_PATH: str | None = None
+_N = itertools.count(1)
+
+
+def chdb_path() -> str:
+    """The process's chdb data directory (created on first use)."""
+    global _PATH
+    pytest.importorskip("chdb", reason="chdb (in-process ClickHouse) is not installed: pip install -e '.[dev]'")
+    if _PATH is None:
+        _PATH = tempfile.mkdtemp(prefix="whyslow-chdb-")
+        atexit.register(shutil.rmtree, _PATH, True)
+    return _PATH
+
+
+def fresh_url() -> str:
+    """A ``chdb://`` store URL with a database nobody used before in this process."""
+    return f"chdb://{chdb_path()}?database=t{os.getpid()}_{next(_N)}"
