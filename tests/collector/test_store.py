@@ -12,7 +12,7 @@ import pytest
 
 from collector_processor import open_store
 from plugin.clickhouse_results import open_clickhouse_store
-from tests.support.chdb import fresh_url
+from tests.support.chdb import fresh_url, http_front_url
 
 from .conftest import complete_all
 from .otlp_build import CLIENT, SERVER, T0, request
@@ -21,10 +21,14 @@ from .test_assembly import chain
 ENTRY = "svc:GET /r"
 
 
-@pytest.fixture(params=["sqlite", "clickhouse"])
+@pytest.fixture(params=["sqlite", "clickhouse", "clickhouse-http"])
 def store(request, tmp_path):
-    """Every test of this module runs on both backends (the pipeline fixtures write into this store too)."""
-    st = open_store(tmp_path / "data") if request.param == "sqlite" else open_clickhouse_store(fresh_url())
+    """Every test of this module runs on both backends (the pipeline fixtures write into this store too); the
+    ClickHouse store both in-process (chdb) and through clickhouse-connect, the production client, over HTTP."""
+    if request.param == "sqlite":
+        st = open_store(tmp_path / "data")
+    else:
+        st = open_clickhouse_store(fresh_url() if request.param == "clickhouse" else http_front_url())
     yield st
     st.close()
 

@@ -30,3 +30,17 @@ def chdb_path() -> str:
 def fresh_url() -> str:
     """A ``chdb://`` store URL with a database nobody used before in this process."""
     return f"chdb://{chdb_path()}?database=t{os.getpid()}_{next(_N)}"
+
+
+_FRONT = None
+
+
+def http_front_url() -> str:
+    """A ``clickhouse://`` URL (fresh database) served by the process's test-only HTTP front for chdb, so that
+    clickhouse-connect (the production executor) and other processes reach the same engine."""
+    global _FRONT
+    from tests.support.chdb_http import ChdbHttpFront
+
+    if _FRONT is None:
+        _FRONT = ChdbHttpFront(chdb_path()).start()
+    return f"{_FRONT.url}/t{os.getpid()}_{next(_N)}"
