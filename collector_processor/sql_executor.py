@@ -46,8 +46,10 @@ def ident(name: str) -> str:
     return f"`{name}`"
 
 
-def quote(value: Any) -> str:
-    """A ClickHouse literal for a Python value (None, bool, int, float, str, bytes, list/tuple, dict)."""
+def quote(value: Any, in_values: bool = False) -> str:
+    """A ClickHouse literal for a Python value (None, bool, int, float, str, bytes, list/tuple, dict).
+    ``in_values``: the form of the VALUES data format, parsed without evaluating expressions (a map is
+    ``{'k':'v'}`` there, ``map('k','v')`` in a statement)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -66,18 +68,20 @@ def quote(value: Any) -> str:
         out = value.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0")
         return "'" + out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + "'"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(quote(v) for v in value) + "]"
+        return "[" + ",".join(quote(v, in_values) for v in value) + "]"
     if isinstance(value, dict):
-        return "map(" + ",".join(f"{quote(k)},{quote(v)}" for k, v in value.items()) + ")" if value else "map()"
+        if in_values:
+            return "{" + ",".join(f"{quote(k, True)}:{quote(v, True)}" for k, v in value.items()) + "}"
+        return "map(" + ",".join(f"{quote(k)},{quote(v)}" for k, v in value.items()) + ")"
     if hasattr(value, "item"):  # numpy scalar
-        return quote(value.item())
+        return quote(value.item(), in_values)
     raise TypeError(f"cannot render {type(value).__name__} as a ClickHouse literal")
 
 
 def values_sql(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """``INSERT INTO table (cols) VALUES (...), ...`` with every value rendered by :func:`quote`."""
-    cols = ", ".join(ident(c) for c in columns)
-    body = ",".join("(" + ",".join(quote(v) for v in row) + ")" for row in rows)
+    cols = ", ".join(".".join(ident(p) for p in c.split(".")) for c in columns)  # Nested columns: a.b
+    body = ",".join("(" + ",".join(quote(v, True) for v in row) + ")" for row in rows)
     return f"INSERT INTO {table} ({cols}) VALUES {body}"
 
 

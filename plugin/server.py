@@ -33,6 +33,48 @@ def pipeline_config(config: ServeConfig) -> Any:
     return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
 
 
+def open_configured_store(cfg: ServeConfig) -> Any:
+    """The store ``cfg.store`` names: SQLite in the data directory (default) or ClickHouse."""
+    if cfg.store == "sqlite":
+        try:
+            return collector_processor.open_store(cfg.data_dir)
+        except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
+    from collector_processor.sql_executor import SqlError
+    from plugin.clickhouse_results import open_clickhouse_store
+
+    index, _count = cfg.replica_share()
+    try:
+        return open_clickhouse_store(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s)
+    except SqlError as exc:
+        raise OSError(f"cannot open the ClickHouse store: {exc}") from None
+
+
+def open_configured_source(cfg: ServeConfig, pipeline: Any, store: Any) -> Any:
+    """Pull mode (``source: clickhouse``): a reader of ``otel_traces`` feeding ``pipeline``; None for OTLP."""
+    if cfg.source != "clickhouse":
+        return None
+    from pathlib import Path
+
+    from collector_processor.clickhouse_source import ClickHouseSource, FileCursor, SourceConfig, TableCursor
+    from collector_processor.sql_executor import SqlError, connect
+
+    index, count = cfg.replica_share()
+    try:
+        executor = connect(cfg.source_url or cfg.store)
+        if cfg.store == "sqlite":
+            Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+            cursor: Any = FileCursor(Path(cfg.data_dir) / f"source-cursor-{index}-of-{count}.json")
+        else:
+            cursor = TableCursor(store.ex, cfg.source_table, index, count)
+    except SqlError as exc:
+        raise OSError(f"cannot reach the span source: {exc}") from None
+    return ClickHouseSource(pipeline, executor, cursor, SourceConfig(
+        table=cfg.source_table, lag_s=cfg.source_lag_s, window_s=cfg.source_window_s,
+        backfill_s=cfg.source_backfill_s, poll_s=min(1.0, cfg.source_window_s), replica=index, replicas=count))
+
+
 class _HttpServer:
     """waitress serving the Flask app on its own thread."""
 
@@ -96,11 +138,7 @@ class WhySlowServer:
         from plugin.rest import create_app
 
         self.metrics = ServerMetrics()
-        try:
-            self.store = collector_processor.open_store(cfg.data_dir)
-        except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
+        self.store = open_configured_store(cfg)
         self.models = ModelManager(self.store, cfg, self.metrics)
         loaded = self.models.load()
         if loaded:
@@ -120,6 +158,7 @@ class WhySlowServer:
         self.pipeline = collector_processor.Pipeline(self.store, pipeline_config(cfg))
         self.pipeline.add_listener(self.detector.on_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
+        self.source = open_configured_source(cfg, self.pipeline, self.store)
         self.service = WhySlowService(self.store, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         # workers first, then the doors
@@ -142,6 +181,8 @@ class WhySlowServer:
             self._receivers.append(receiver)
         self.http.start()
         self.grpc_api.start()
+        if self.source is not None:
+            self.source.start()
         self.ports = {
             "otlp_grpc": int(otlp_grpc.port),
             "otlp_http": int(otlp_http.port),
@@ -180,6 +221,8 @@ class WhySlowServer:
         t0 = time.monotonic()
         for receiver in self._receivers:
             _quietly(receiver.stop, 2.0)
+        if getattr(self, "source", None) is not None:
+            _quietly(self.source.stop)
         if self.pipeline is not None:
             _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
         if getattr(self, "detector", None) is not None:
