@@ -4,16 +4,16 @@ See README.md in this folder and docs/ARCHITECTURE.md for the contract with the 
 """
 
 from collector_processor.config import PipelineConfig
-from collector_processor.graph import CallGraph, NodeInfo
 from collector_processor.grpc_receiver import OtlpGrpcReceiver
 from collector_processor.http_receiver import OtlpHttpReceiver
 from collector_processor.otlp_decode import DecodeFailure
-from collector_processor.pipeline import CompletedTrace, Pipeline, PipelineFull
+from collector_processor.pipeline import Pipeline, PipelineFull
+from collector_processor.records import CallGraph, CompletedTrace, NodeFeatures, NodeInfo, TraceFeatures
 from collector_processor.sqlite_store import SqliteStore, open_store
-from collector_processor.store import NodeFeatures, OutlierMark, Store, TraceFeatures
+from collector_processor.store import TraceStore
 
 __all__ = [
     "CallGraph", "CompletedTrace", "DecodeFailure", "NodeFeatures", "NodeInfo", "OtlpGrpcReceiver",
-    "OtlpHttpReceiver", "OutlierMark", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "Store",
-    "TraceFeatures", "open_store",
+    "OtlpHttpReceiver", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "TraceFeatures",
+    "TraceStore", "open_store",
 ]

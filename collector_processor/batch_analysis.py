@@ -22,7 +22,6 @@ parent would otherwise make the wrapper an independent leaf that absorbs every d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from operator import itemgetter
 
 import numpy as np
@@ -44,49 +43,8 @@ from collector_processor.otlp_decode import (
     START,
     TYPE,
 )
+from collector_processor.records import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
 from collector_processor.span_types import SpanTypes
-
-# columns of AnalysedBatch.values
-LAT, OWN, GAP, COUNT, ERR, FIRST = range(6)
-
-
-@dataclass
-class AnalysedBatch:
-    """Everything the store keeps about a batch of completed traces (features in long form, by trace)."""
-
-    trace_ids: list[str]
-    entries: list[str]                 # entry node per trace
-    start: np.ndarray                  # root start (ns) per trace
-    duration_ms: np.ndarray            # root duration per trace
-    complete: np.ndarray               # bool per trace
-    n_spans: np.ndarray                # spans per trace
-    f_trace: np.ndarray                # feature rows: trace ordinal (sorted)
-    f_node_idx: np.ndarray             # feature rows: index into ``nodes``
-    nodes: list[str]                   # the distinct nodes of the batch
-    values: np.ndarray                 # feature rows: (latency, own, gap, count, error, first offset) ms
-    node_info: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # node -> (service, op, kind)
-    graph_nodes: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (entry, node) -> [traces, par, seq]
-    graph_edges: dict[tuple[str, str, str], int] = field(default_factory=dict)   # (entry, caller, callee) -> traces
-    orphan_spans: int = 0
-    cycle_spans: int = 0
-    skewed_spans: int = 0
-    reparented_spans: int = 0          # spans adopted by a wrapper span (see _wrapper_adoptions)
-
-    def __len__(self) -> int:
-        return len(self.trace_ids)
-
-    def bounds(self) -> np.ndarray:
-        """Feature-row offsets: rows of trace k are ``bounds[k]:bounds[k+1]``."""
-        return np.searchsorted(self.f_trace, np.arange(len(self.trace_ids) + 1))
-
-    def row(self, k: int, b: np.ndarray | None = None) -> dict[str, float]:
-        """Node -> latency (ms) of trace k."""
-        b = self.bounds() if b is None else b
-        lo, hi = int(b[k]), int(b[k + 1])
-        nodes = self.nodes
-        return dict(zip([nodes[i] for i in self.f_node_idx[lo:hi].tolist()], self.values[lo:hi, LAT].tolist(),
-                        strict=True))
-
 
 _get_pid = itemgetter(PID)
 _get_type = itemgetter(TYPE)

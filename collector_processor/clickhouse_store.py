@@ -17,17 +17,31 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from collector_processor.batch_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
-from collector_processor.graph import CallGraph, NodeInfo, infer_structure
+from collector_processor.graph import infer_structure
+from collector_processor.records import (
+    COUNT,
+    ERR,
+    FIRST,
+    GAP,
+    LAT,
+    OWN,
+    AnalysedBatch,
+    CallGraph,
+    NodeFeatures,
+    NodeInfo,
+    TraceFeatures,
+)
 from collector_processor.sql_executor import SqlExecutor, ident, quote
 from collector_processor.sqlite_store import _acyclic
-from collector_processor.store import NodeFeatures, TraceFeatures
+
+# beyond this many excluded trace ids, features() filters them after the query instead of in its SQL text
+_EXCLUDE_IN_SQL = 2000
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 
@@ -102,7 +116,7 @@ TTL toDateTime(released_time) + INTERVAL {ttl} SECOND""",
 
 
 class ClickHouseTraceStore:
-    """The trace half of :class:`collector_processor.store.Store` on ClickHouse (see the module docstring)."""
+    """:class:`collector_processor.store.TraceStore` on ClickHouse (see the module docstring)."""
 
     def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S) -> None:
         self.ex = executor
@@ -111,6 +125,7 @@ class ClickHouseTraceStore:
         self._lock = threading.Lock()
         self._last_spool_id = 0
         self._closed = False
+        self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
         for stmt in trace_schema(self.db, int(ttl_s)):
             self.ex.command(stmt)
 
@@ -224,38 +239,38 @@ class ClickHouseTraceStore:
         cg.traces = int(self.ex.query(f"SELECT count() FROM {self.t('traces')} FINAL WHERE entry = {e}")[0][0])
         return cg
 
-    def _trace_filter(self, entry: str, since_unix_nano: int | None, until_unix_nano: int | None,
-                      exclude_outliers: bool, complete_only: bool) -> str:
-        where = [f"entry = {quote(entry)}"]
-        if since_unix_nano is not None:
-            where.append(f"start_unix_nano >= {int(since_unix_nano)}")
-        if until_unix_nano is not None:
-            where.append(f"start_unix_nano < {int(until_unix_nano)}")
-        if exclude_outliers:
-            where.append(f"trace_id NOT IN (SELECT trace_id FROM {self.t('outliers')})")
-        if complete_only:
-            where.append("complete = 1")
-        return " AND ".join(where)
-
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
-                 limit: int | None = None, exclude_outliers: bool = False,
+                 limit: int | None = None, exclude: Collection[str] = (),
                  complete_only: bool = False) -> pd.DataFrame:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
-        ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest.
-        ClickHouse pivots: each row's latencies come back in the graph's column order."""
+        ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest
+        of the traces not in ``exclude``. ClickHouse pivots: each row's latencies come back in the graph's
+        column order."""
         cg = self.graph(entry)
         columns = list(cg.nodes)
         empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
         empty.index.name = "trace_id"
         if not columns:
             return empty
-        where = self._trace_filter(entry, since_unix_nano, until_unix_nano, exclude_outliers, complete_only)
+        where = [f"entry = {quote(entry)}"]
+        if since_unix_nano is not None:
+            where.append(f"start_unix_nano >= {int(since_unix_nano)}")
+        if until_unix_nano is not None:
+            where.append(f"start_unix_nano < {int(until_unix_nano)}")
+        if complete_only:
+            where.append("complete = 1")
+        excluded = {str(t).lower() for t in exclude}
+        late_filter = len(excluded) > _EXCLUDE_IN_SQL
+        if excluded and not late_filter:
+            where.append(f"trace_id NOT IN ({','.join(quote(t) for t in sorted(excluded))})")
         sql = (f"SELECT trace_id, start_unix_nano AS s, duration_ms, "
                f"arrayMap(c -> latency_ms[indexOf(nodes, c)], {quote(columns)}) "
-               f"FROM {self.t('traces')} FINAL WHERE {where} ORDER BY s DESC, trace_id DESC")
+               f"FROM {self.t('traces')} FINAL WHERE {' AND '.join(where)} ORDER BY s DESC, trace_id DESC")
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {int(limit) + (len(excluded) if late_filter else 0)}"
         rows = self.ex.query(sql)
+        if late_filter:
+            rows = [r for r in rows if r[0] not in excluded][:limit]
         if not rows:
             return empty
         rows.reverse()
@@ -310,11 +325,13 @@ class ClickHouseTraceStore:
         for k in range(0, len(doomed), 5000):
             ids = ",".join(quote(x) for x in doomed[k:k + 5000])
             self.ex.command(f"DELETE FROM {self.t('traces')} WHERE trace_id IN ({ids})")
-            self._delete_results(ids)
+        for listener in list(self._delete_listeners):
+            listener(doomed)
         return len(doomed)
 
-    def _delete_results(self, quoted_ids: str) -> None:
-        """Hook for the results tables that live next to the traces (deleted with their traces)."""
+    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Register ``listener(trace_ids)``, called after retention deleted those traces."""
+        self._delete_listeners.append(listener)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for stats and tests)."""

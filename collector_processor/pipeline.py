@@ -15,16 +15,16 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector_processor.assembly import Assembled, TraceAssembler
-from collector_processor.batch_analysis import AnalysedBatch, BatchAnalyser
+from collector_processor.batch_analysis import BatchAnalyser
 from collector_processor.config import PipelineConfig
 from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDecoder, parse_request
+from collector_processor.records import AnalysedBatch, CompletedTrace
 from collector_processor.span_types import SpanTypes
-from collector_processor.store import Store
+from collector_processor.store import TraceStore
 
 log = logging.getLogger("whyslow.collector")
 
@@ -35,19 +35,6 @@ class PipelineFull(RuntimeError):
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"pipeline is full, retry in {retry_after_s:g} s")
         self.retry_after_s = retry_after_s
-
-
-@dataclass
-class CompletedTrace:
-    """What listeners get for every stored trace."""
-
-    trace_id: str            # 32 lower-case hex digits
-    entry: str               # entry point node id (root span type)
-    start_unix_nano: int
-    duration_ms: float       # root span duration
-    complete: bool           # root seen and completed by idle time (False: evicted / no root / detached spans)
-    row: dict[str, float] = field(default_factory=dict)  # node -> latency (ms), the trace's feature row
-    n_spans: int = 0
 
 
 _STAT_KEYS = (
@@ -62,9 +49,9 @@ _STAT_KEYS = (
 
 
 class Pipeline:
-    """Thread-safe span pipeline writing to a :class:`Store`; see the module docstring."""
+    """Thread-safe span pipeline writing to a :class:`TraceStore`; see the module docstring."""
 
-    def __init__(self, store: Store, config: PipelineConfig | None = None) -> None:
+    def __init__(self, store: TraceStore, config: PipelineConfig | None = None) -> None:
         self.store = store
         self.config = config or PipelineConfig()
         self._c: Counter = Counter({k: 0 for k in _STAT_KEYS})

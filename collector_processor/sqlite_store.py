@@ -1,4 +1,8 @@
-"""Embedded durable store: SQLite in WAL mode in the data dir (stdlib sqlite3, no server).
+"""Embedded durable trace store: SQLite in WAL mode in the data dir (stdlib sqlite3, no server).
+
+The collector owns the tables created here (spool, nodes, traces, trace_nodes, graph_nodes, graph_edges). The
+backend keeps its results (outlier marks, explanations, models) in its own tables of the same database file
+(``plugin.sqlite_results``), through its own connections; :func:`connect` is the connection both use.
 
 One writer connection guarded by a lock (all writes are short transactions, batched with executemany);
 readers use one connection per thread, which WAL lets run concurrently with the writer.
@@ -21,16 +25,27 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from collector_processor.batch_analysis import COUNT, ERR, FIRST, GAP, LAT, OWN, AnalysedBatch
-from collector_processor.graph import CallGraph, NodeInfo, infer_structure
-from collector_processor.store import NodeFeatures, OutlierMark, TraceFeatures
+from collector_processor.graph import infer_structure
+from collector_processor.records import (
+    COUNT,
+    ERR,
+    FIRST,
+    GAP,
+    LAT,
+    OWN,
+    AnalysedBatch,
+    CallGraph,
+    NodeFeatures,
+    NodeInfo,
+    TraceFeatures,
+)
 
 DB_FILE = "whyslow.sqlite3"
 SPOOL_DIR = "spool"
@@ -77,27 +92,27 @@ CREATE TABLE IF NOT EXISTS graph_edges (
     callee_id INTEGER NOT NULL,
     traces INTEGER NOT NULL,
     PRIMARY KEY (entry_id, caller_id, callee_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outliers (
-    trace_id TEXT PRIMARY KEY,
-    score REAL NOT NULL,
-    marked_unix_nano INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS explanations (
-    trace_id TEXT PRIMARY KEY,
-    payload TEXT NOT NULL,
-    created_unix_nano INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS models (
-    entry TEXT PRIMARY KEY,
-    blob BLOB NOT NULL,
-    meta TEXT NOT NULL,
-    saved_unix_nano INTEGER NOT NULL);
 """
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """A connection to the whyslow database file in WAL mode (autocommit; callers open their transactions)."""
+    if synchronous.upper() not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    con.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint every ~64 MB of WAL, not every 4 MB
+    con.execute("PRAGMA busy_timeout=30000")
+    return con
 
 
 class SqliteStore:
-    """The SQLite implementation of :class:`collector_processor.store.Store`."""
+    """The SQLite implementation of :class:`collector_processor.store.TraceStore`."""
 
     def __init__(self, data_dir: str | Path, synchronous: str = "NORMAL") -> None:
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +122,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
+        self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
         self._w = self._connect()
         self._w.executescript(_SCHEMA)
         self._node_ids: dict[str, int] = dict(
@@ -128,12 +144,7 @@ class SqliteStore:
         self._seg_size = 0
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute(f"PRAGMA synchronous={self._synchronous}")
-        con.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint every ~64 MB of WAL, not every 4 MB
-        con.execute("PRAGMA busy_timeout=30000")
-        return con
+        return connect(self.path, self._synchronous)
 
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
@@ -347,16 +358,16 @@ class SqliteStore:
         return cg
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
-                 limit: int | None = None, exclude_outliers: bool = False,
+                 limit: int | None = None, exclude: Collection[str] = (),
                  complete_only: bool = False) -> pd.DataFrame:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
-        ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest."""
+        ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest
+        of the traces not in ``exclude`` (trace ids)."""
         with self._snapshot() as con:
-            return self._features(con, entry, since_unix_nano, until_unix_nano, limit, exclude_outliers,
-                                  complete_only)
+            return self._features(con, entry, since_unix_nano, until_unix_nano, limit, exclude, complete_only)
 
     def _features(self, con: sqlite3.Connection, entry: str, since_unix_nano: int | None,
-                  until_unix_nano: int | None, limit: int | None, exclude_outliers: bool,
+                  until_unix_nano: int | None, limit: int | None, exclude: Collection[str],
                   complete_only: bool) -> pd.DataFrame:
         cg = self._graph(con, entry)
         columns = list(cg.nodes)
@@ -373,8 +384,9 @@ class SqliteStore:
         if until_unix_nano is not None:
             where.append("t.start_unix_nano < ?")
             args.append(int(until_unix_nano))
-        if exclude_outliers:
-            where.append("t.trace_id NOT IN (SELECT trace_id FROM outliers)")
+        if exclude:  # one JSON array parameter, however many ids
+            where.append("t.trace_id NOT IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps([str(t).lower() for t in exclude]))
         if complete_only:
             where.append("t.complete = 1")
         sel = (f"SELECT t.id, t.trace_id, t.start_unix_nano, t.duration_ms FROM traces t WHERE {' AND '.join(where)} "
@@ -435,62 +447,9 @@ class SqliteStore:
                 tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST])
         return tf
 
-    def mark_outlier(self, trace_id: str, score: float) -> None:
-        with self._lock:
-            self._w.execute("INSERT INTO outliers VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
-                            "score = excluded.score, marked_unix_nano = excluded.marked_unix_nano",
-                            (str(trace_id).lower(), float(score), time.time_ns()))
-
-    def outliers(self, from_unix_nano: int | None = None, to_unix_nano: int | None = None,
-                 entry: str | None = None, min_score: float | None = None,
-                 limit: int | None = None) -> list[OutlierMark]:
-        """Marked outliers (joined with their trace), newest first."""
-        con = self._reader()
-        where, args = ["1=1"], []
-        if from_unix_nano is not None:
-            where.append("t.start_unix_nano >= ?")
-            args.append(int(from_unix_nano))
-        if to_unix_nano is not None:
-            where.append("t.start_unix_nano < ?")
-            args.append(int(to_unix_nano))
-        if entry is not None:
-            where.append("n.node = ?")
-            args.append(entry)
-        if min_score is not None:
-            where.append("o.score >= ?")
-            args.append(float(min_score))
-        sql = ("SELECT o.trace_id, o.score, n.node, t.start_unix_nano, t.duration_ms FROM outliers o "
-               "JOIN traces t ON t.trace_id = o.trace_id JOIN nodes n ON n.id = t.entry_id "
-               f"WHERE {' AND '.join(where)} ORDER BY t.start_unix_nano DESC")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [OutlierMark(r[0], float(r[1]), r[2], int(r[3]), float(r[4])) for r in con.execute(sql, args)]
-
-    def save_explanation(self, trace_id: str, payload: dict[str, Any]) -> None:
-        text = json.dumps(payload, allow_nan=False, default=_json_default)
-        with self._lock:
-            self._w.execute("INSERT INTO explanations VALUES (?,?,?) ON CONFLICT(trace_id) DO UPDATE SET "
-                            "payload = excluded.payload, created_unix_nano = excluded.created_unix_nano",
-                            (str(trace_id).lower(), text, time.time_ns()))
-
-    def explanation(self, trace_id: str) -> dict[str, Any] | None:
-        row = self._reader().execute("SELECT payload FROM explanations WHERE trace_id = ?",
-                                     (str(trace_id).lower(),)).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def save_model(self, entry: str, blob: bytes, meta: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            self._w.execute("INSERT INTO models VALUES (?,?,?,?) ON CONFLICT(entry) DO UPDATE SET blob = excluded.blob, "
-                            "meta = excluded.meta, saved_unix_nano = excluded.saved_unix_nano",
-                            (entry, bytes(blob), json.dumps(meta or {}, default=_json_default), time.time_ns()))
-
-    def load_model(self, entry: str) -> tuple[bytes, dict[str, Any]] | None:
-        row = self._reader().execute("SELECT blob, meta FROM models WHERE entry = ?", (entry,)).fetchone()
-        return None if row is None else (bytes(row[0]), json.loads(row[1]))
-
     def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:
-        """Delete traces (with their features, outlier marks, explanations) older than ``max_age_s`` (by start
-        time) and beyond the newest ``max_rows``; returns how many traces were deleted."""
+        """Delete traces (with their features) older than ``max_age_s`` (by start time) and beyond the newest
+        ``max_rows``; then tell the delete listeners which trace ids went. Returns how many traces were deleted."""
         with self._lock:
             w = self._w
             w.execute("BEGIN IMMEDIATE")
@@ -505,20 +464,28 @@ class SqliteStore:
                 doomed = list(dict.fromkeys(doomed))
                 w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", [(d[0],) for d in doomed])
                 w.executemany("DELETE FROM traces WHERE id = ?", [(d[0],) for d in doomed])
-                w.executemany("DELETE FROM outliers WHERE trace_id = ?", [(d[1],) for d in doomed])
-                w.executemany("DELETE FROM explanations WHERE trace_id = ?", [(d[1],) for d in doomed])
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
                 raise
-            return len(doomed)
+            listeners = list(self._delete_listeners)
+        if doomed:
+            ids = [d[1] for d in doomed]
+            for listener in listeners:
+                listener(ids)
+        return len(doomed)
+
+    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Call ``listener(trace_ids)`` after retention deleted those traces (the results stored about them
+        follow: see ``plugin.sqlite_results``)."""
+        with self._lock:
+            self._delete_listeners.append(listener)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for stats and tests)."""
         con = self._reader()
         return {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-                for t in ("traces", "trace_nodes", "graph_nodes", "graph_edges", "spool", "outliers",
-                          "explanations", "models")}
+                for t in ("traces", "trace_nodes", "graph_nodes", "graph_edges", "spool")}
 
     def close(self) -> None:
         """Close every connection (idempotent)."""
@@ -567,14 +534,6 @@ def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
                 state[nxt] = 1
                 stack.append((nxt, iter(out.get(nxt, ()))))
     return kept
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def open_store(data_dir: str | Path, synchronous: str = "NORMAL") -> SqliteStore:

@@ -1,78 +1,75 @@
-"""The storage interface the pipeline writes and the backend reads (a Protocol: a scale-out backend can
-implement it later), plus the records that travel through it."""
+"""The trace store: what the pipeline writes and the backend reads (a Protocol, so that a second backend --
+ClickHouse -- can implement it beside :class:`collector_processor.sqlite_store.SqliteStore`).
+
+It holds what the collector knows: the spool of accepted requests, the assembled traces with their per-node
+features, the call graph learned per entry point, and their retention. It knows nothing of what the backend
+concludes about those traces (outliers, explanations, models: ``plugin.results_store``); a backend that keeps
+results about traces registers :meth:`TraceStore.on_delete` to forget them when retention deletes the traces.
+The records it carries are in :mod:`collector_processor.records`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from typing import Protocol
 
 import pandas as pd
 
-from collector_processor.batch_analysis import AnalysedBatch
-from collector_processor.graph import CallGraph
+from collector_processor.records import AnalysedBatch, CallGraph, TraceFeatures
 
 
-@dataclass
-class NodeFeatures:
-    """One node's values in one trace (ms)."""
+class TraceStore(Protocol):
+    """Traces, their features and call graphs: written by the pipeline, read by the backend."""
 
-    latency_ms: float
-    own_ms: float
-    gap_ms: float
-    count: int
-    error: bool
-    start_offset_ms: float
+    # --- written by the pipeline
+    def spool_append(self, payload: bytes) -> int:
+        """Durably keep one accepted OTLP request until the traces it feeds are stored; returns its spool id."""
+        ...
 
+    def spool_pending(self) -> Iterator[tuple[int, bytes]]:
+        """(spool id, request bytes) of the requests whose traces were not stored yet (replayed at start)."""
+        ...
 
-@dataclass
-class TraceFeatures:
-    """A stored trace: entry point, timing and per-node features."""
+    def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int:
+        """Store a batch of completed traces and release their spool ids atomically; a trace id stored before
+        is replaced. Returns how many traces were replaced."""
+        ...
 
-    trace_id: str
-    entry: str
-    start_unix_nano: int
-    duration_ms: float
-    complete: bool
-    n_spans: int
-    nodes: dict[str, NodeFeatures] = field(default_factory=dict)
+    # --- read by the backend
+    def entry_points(self) -> list[str]:
+        """Entry point node ids, most traces first."""
+        ...
 
-    def row(self) -> dict[str, float]:
-        """Node -> latency (ms): the wide feature row of this trace."""
-        return {n: f.latency_ms for n, f in self.nodes.items()}
+    def graph(self, entry: str) -> CallGraph:
+        """The (acyclic) call graph learned for an entry point; empty when unknown."""
+        ...
 
-
-@dataclass
-class OutlierMark:
-    trace_id: str
-    score: float
-    entry: str
-    start_unix_nano: int
-    duration_ms: float
-
-
-class Store(Protocol):
-    """What the pipeline writes and the backend reads."""
-
-    # written by the pipeline
-    def spool_append(self, payload: bytes) -> int: ...
-    def spool_pending(self) -> Iterator[tuple[int, bytes]]: ...
-    def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int: ...
-    # read by the backend
-    def entry_points(self) -> list[str]: ...
-    def graph(self, entry: str) -> CallGraph: ...
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
-                 limit: int | None = None, exclude_outliers: bool = False,
-                 complete_only: bool = False) -> pd.DataFrame: ...
-    def trace_features(self, trace_id: str) -> TraceFeatures | None: ...
-    def mark_outlier(self, trace_id: str, score: float) -> None: ...
-    def outliers(self, from_unix_nano: int | None = None, to_unix_nano: int | None = None,
-                 entry: str | None = None, min_score: float | None = None,
-                 limit: int | None = None) -> list[OutlierMark]: ...
-    def save_explanation(self, trace_id: str, payload: dict[str, Any]) -> None: ...
-    def explanation(self, trace_id: str) -> dict[str, Any] | None: ...
-    def save_model(self, entry: str, blob: bytes, meta: dict[str, Any] | None = None) -> None: ...
-    def load_model(self, entry: str) -> tuple[bytes, dict[str, Any]] | None: ...
-    def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int: ...
-    def counts(self) -> dict[str, int]: ...
-    def close(self) -> None: ...
+                 limit: int | None = None, exclude: Collection[str] = (),
+                 complete_only: bool = False) -> pd.DataFrame:
+        """Wide latencies (ms) per trace of the entry point (index ``trace_id``, one column per node, plus
+        ``__start_unix_nano`` and ``__duration_ms``), oldest first; ``limit`` keeps the newest of the traces
+        whose ids are not in ``exclude``; ``complete_only`` leaves out incomplete traces."""
+        ...
+
+    def trace_features(self, trace_id: str) -> TraceFeatures | None:
+        """Everything stored about one trace; None when unknown."""
+        ...
+
+    # --- housekeeping
+    def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:
+        """Delete traces older than ``max_age_s`` (start time) and beyond the newest ``max_rows``, then call
+        the :meth:`on_delete` listeners with their ids; returns how many were deleted."""
+        ...
+
+    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+        """Register ``listener(trace_ids)``, called after retention deleted those traces."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the store's tables (``traces``, ``spool``, ... ) for stats and tests."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files (idempotent)."""
+        ...

@@ -1,5 +1,6 @@
 """The backend's results in ClickHouse (outlier marks, explanations, fitted models), next to the trace store's
-tables in the same database, and the combined store `whyslow serve --store clickhouse://…` opens.
+tables in the same database: :class:`plugin.results_store.ResultsStore` on ClickHouse, and the pair of stores
+`whyslow serve --store clickhouse://…` opens.
 
 Tables (public schema, see README "ClickHouse store"): ``outliers`` and ``explanations`` keyed by trace id and
 ``models`` keyed by entry point, all ``ReplacingMergeTree`` (the newest version wins; reads use ``FINAL``), so
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from collector_processor.clickhouse_store import DEFAULT_TTL_S, ClickHouseTraceStore
 from collector_processor.sql_executor import SqlExecutor, connect, ident, parse_target, quote
-from collector_processor.sqlite_store import _json_default
-from collector_processor.store import OutlierMark
+from plugin.payloads import ExplanationPayload
+from plugin.results_store import OutlierMark, follow_retention
+from plugin.sqlite_results import _json_default
 
 
 def results_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
@@ -62,13 +66,28 @@ ORDER BY entry""",
     ]
 
 
-class ClickHouseStore(ClickHouseTraceStore):
-    """Traces (collector) and results (backend) in one ClickHouse database: the `Store` the server uses."""
+class ClickHouseResultsStore:
+    """:class:`plugin.results_store.ResultsStore` on ClickHouse, beside the trace store's tables (``outliers``
+    joins ``traces``); opening it forgets the results of traces that are gone, as the SQLite one does."""
 
     def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S) -> None:
-        super().__init__(executor, replica, ttl_s)
+        self.ex = executor
+        self.db = executor.database
+        self.replica = str(replica)
+        self._closed = False
+        self._lock = threading.Lock()
         for stmt in results_schema(self.db, int(ttl_s)):
             self.ex.command(stmt)
+        if self.ex.query(f"EXISTS TABLE {self.t('traces')}")[0][0]:
+            for table in ("outliers", "explanations"):
+                self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id NOT IN "
+                                f"(SELECT trace_id FROM {self.t('traces')})")
+
+    def t(self, table: str) -> str:
+        """A table of this store's database, qualified."""
+        if self._closed:
+            raise RuntimeError("results store is closed")
+        return f"{ident(self.db)}.{ident(table)}"
 
     # ---------------------------------------------------------------- outlier marks
     def mark_outlier(self, trace_id: str, score: float) -> None:
@@ -97,36 +116,57 @@ class ClickHouseStore(ClickHouseTraceStore):
             sql += f" LIMIT {int(limit)}"
         return [OutlierMark(str(r[0]), float(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in self.ex.query(sql)]
 
+    def outlier_ids(self, entry: str | None = None) -> set[str]:
+        """Ids of the marked traces (of one entry point): what model training leaves out."""
+        if entry is None:
+            return {str(r[0]) for r in self.ex.query(f"SELECT DISTINCT trace_id FROM {self.t('outliers')}")}
+        return {str(r[0]) for r in self.ex.query(
+            f"SELECT DISTINCT trace_id FROM {self.t('outliers')} WHERE trace_id IN "
+            f"(SELECT trace_id FROM {self.t('traces')} WHERE entry = {quote(entry)})")}
+
     # ---------------------------------------------------------------- explanations
-    def save_explanation(self, trace_id: str, payload: dict[str, Any]) -> None:
+    def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:
         text = json.dumps(payload, allow_nan=False, default=_json_default)
-        top = next((c for c in payload.get("contributions", ()) if c.get("contribution", 0) > 0), {})
+        p = cast(Mapping[str, Any], payload)
+        top = next((c for c in p.get("contributions", ()) if c.get("contribution", 0) > 0), {})
         summary = ""
         try:
             from plugin.explain import summary_text
 
-            summary = summary_text(payload)
+            summary = summary_text(payload)  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError):
             summary = ""
         self.ex.insert(
             self.t("explanations"),
             ("trace_id", "entry", "start_unix_nano", "target_latency_ms", "outlier_score", "is_outlier",
              "top_service", "top_operation", "top_share", "summary", "payload", "replica", "created_unix_nano"),
-            [(str(trace_id).lower(), str(payload.get("entry", "")), int(payload.get("start_unix_nano") or 0),
-              float(payload.get("target_latency_ms") or 0.0), float(payload.get("outlier_score") or 0.0),
-              int(bool(payload.get("is_outlier"))), str(top.get("service", "")), str(top.get("operation", "")),
+            [(str(trace_id).lower(), str(p.get("entry", "")), int(p.get("start_unix_nano") or 0),
+              float(p.get("target_latency_ms") or 0.0), float(p.get("outlier_score") or 0.0),
+              int(bool(p.get("is_outlier"))), str(top.get("service", "")), str(top.get("operation", "")),
               float(top.get("share") or 0.0), summary, text, self.replica, _version())])
 
-    def explanation(self, trace_id: str) -> dict[str, Any] | None:
+    def explanation(self, trace_id: str) -> ExplanationPayload | None:
         rows = self.ex.query(f"SELECT payload FROM {self.t('explanations')} FINAL "
                              f"WHERE trace_id = {quote(str(trace_id).lower())} LIMIT 1")
-        return json.loads(rows[0][0]) if rows else None
+        return cast(ExplanationPayload, json.loads(rows[0][0])) if rows else None
+
+    def forget(self, trace_ids: Sequence[str]) -> int:
+        """Delete the marks and explanations of these traces; returns how many rows went."""
+        ids = sorted({str(t).lower() for t in trace_ids})
+        gone = 0
+        for k in range(0, len(ids), 5000):
+            quoted = ",".join(quote(x) for x in ids[k:k + 5000])
+            for table in ("outliers", "explanations"):
+                gone += int(self.ex.query(f"SELECT uniqExact(trace_id) FROM {self.t(table)} "
+                                          f"WHERE trace_id IN ({quoted})")[0][0])
+                self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({quoted})")
+        return gone
 
     # ---------------------------------------------------------------- models
-    def save_model(self, entry: str, blob: bytes, meta: dict[str, Any] | None = None) -> None:
+    def save_model(self, entry: str, blob: bytes, meta: Mapping[str, Any] | None = None) -> None:
         self.ex.insert(self.t("models"), ("entry", "blob", "meta", "replica", "saved_unix_nano"),
                        [(entry, base64.b64encode(bytes(blob)).decode("ascii"),
-                         json.dumps(meta or {}, default=_json_default), self.replica, _version())])
+                         json.dumps(dict(meta or {}), default=_json_default), self.replica, _version())])
 
     def load_model(self, entry: str) -> tuple[bytes, dict[str, Any]] | None:
         rows = self.ex.query(f"SELECT blob, meta FROM {self.t('models')} FINAL WHERE entry = {quote(entry)} LIMIT 1")
@@ -138,15 +178,15 @@ class ClickHouseStore(ClickHouseTraceStore):
             f"SELECT entry, max(saved_unix_nano) FROM {self.t('models')} GROUP BY entry")}
 
     # ---------------------------------------------------------------- housekeeping
-    def _delete_results(self, quoted_ids: str) -> None:
-        self.ex.command(f"DELETE FROM {self.t('outliers')} WHERE trace_id IN ({quoted_ids})")
-        self.ex.command(f"DELETE FROM {self.t('explanations')} WHERE trace_id IN ({quoted_ids})")
-
     def counts(self) -> dict[str, int]:
-        out = super().counts()
-        for table, key in (("outliers", "trace_id"), ("explanations", "trace_id"), ("models", "entry")):
-            out[table] = int(self.ex.query(f"SELECT uniqExact({key}) FROM {self.t(table)}")[0][0])
-        return out
+        """Rows (distinct keys) of ``outliers``, ``explanations`` and ``models``."""
+        return {table: int(self.ex.query(f"SELECT uniqExact({key}) FROM {self.t(table)}")[0][0])
+                for table, key in (("outliers", "trace_id"), ("explanations", "trace_id"), ("models", "entry"))}
+
+    def close(self) -> None:
+        """Idempotent; the executor is the trace store's to close."""
+        with self._lock:
+            self._closed = True
 
 
 _last_version = 0
@@ -160,7 +200,13 @@ def _version() -> int:
     return _last_version
 
 
-def open_clickhouse_store(url: str, replica: str = "0", ttl_s: float = DEFAULT_TTL_S) -> ClickHouseStore:
-    """Connect to ``url`` (``clickhouse://user@host:8123/db`` or ``chdb:///dir?database=db``), creating the
-    database and tables on first start."""
-    return ClickHouseStore(connect(parse_target(url)), replica=replica, ttl_s=ttl_s)
+def open_clickhouse_stores(url: str, replica: str = "0",
+                           ttl_s: float = DEFAULT_TTL_S) -> tuple[ClickHouseTraceStore, ClickHouseResultsStore]:
+    """The trace store and the results store in the ClickHouse at ``url`` (``clickhouse://user@host:8123/db``
+    or ``chdb:///dir?database=db``), sharing one connection, creating the database and tables on first start;
+    the results follow the traces' retention."""
+    ex = connect(parse_target(url))
+    traces = ClickHouseTraceStore(ex, replica=replica, ttl_s=ttl_s)
+    results = ClickHouseResultsStore(ex, replica=replica, ttl_s=ttl_s)
+    follow_retention(traces, results)
+    return traces, results

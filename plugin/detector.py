@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 import rca_engine
-from collector_processor import CompletedTrace
+from collector_processor import CompletedTrace, TraceStore
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
+from plugin.results_store import ResultsStore
 
 log = logging.getLogger("whyslow.detector")
 
@@ -114,6 +115,8 @@ class Detector:
         self,
         models: ModelManager,
         explainer: Explainer,
+        traces: TraceStore,
+        results: ResultsStore,
         config: Any,
         metrics: Any,
         hub: OutlierHub,
@@ -121,6 +124,8 @@ class Detector:
     ):
         self.models = models
         self.explainer = explainer
+        self.traces = traces
+        self.results = results
         self.config = config
         self.metrics = metrics
         self.hub = hub
@@ -262,7 +267,7 @@ class Detector:
                 self.counters["outliers"] += 1
                 self.metrics.outliers.labels(entry).inc()
                 try:
-                    self.explainer.store.mark_outlier(trace_id, float(score))
+                    self.results.mark_outlier(trace_id, float(score))
                 except Exception as exc:  # noqa: BLE001
                     log.warning("cannot mark %s as outlier: %s", trace_id, exc)
                 with self._pending_lock:
@@ -281,7 +286,7 @@ class Detector:
             if self.models.get(entry) is not None:
                 continue
             try:
-                ids = self.explainer.store.features(entry, limit=self.config.window).index
+                ids = self.traces.features(entry, limit=self.config.window).index
             except Exception as exc:  # noqa: BLE001
                 log.warning("cannot read the learning backlog of %s: %s", entry, exc)
                 continue
@@ -309,7 +314,7 @@ class Detector:
         fitted = self.models.get(entry)
         if not ids or fitted is None:
             return 0
-        stored = self.explainer.store.features(entry, limit=self.config.window)
+        stored = self.traces.features(entry, limit=self.config.window)
         frame = stored.loc[stored.index.isin(set(ids))]
         if frame.empty:
             return 0

@@ -1,6 +1,6 @@
 """Explanations: run the engine's attribution for one trace and shape the answer every API serves.
 
-The payload (a plain JSON-able dict, persisted with the trace via `store.save_explanation`) is the one
+The payload (`plugin.payloads.ExplanationPayload`, a JSON object persisted by the results store) is the one
 documented as `Explanation` in /openapi.json; the JSON-datasource frames and the gRPC messages are built
 from it, so the three APIs always agree.
 """
@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 import rca_engine
-from collector_processor import TraceFeatures
+from collector_processor import TraceFeatures, TraceStore
 from plugin.errors import NoModel, NotFound
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
+from plugin.results_store import ResultsStore
 
 log = logging.getLogger("whyslow.explain")
 
@@ -45,8 +46,10 @@ def trace_row(tf: TraceFeatures) -> tuple[dict[str, float], dict[str, float]]:
 class Explainer:
     """Explains stored traces with the current model of their entry point; caches on-demand answers."""
 
-    def __init__(self, store: Any, models: ModelManager, config: Any, metrics: Any = None, cache_size: int = 512):
-        self.store = store
+    def __init__(self, traces: TraceStore, results: ResultsStore, models: ModelManager, config: Any,
+                 metrics: Any = None, cache_size: int = 512):
+        self.traces = traces
+        self.results = results
         self.models = models
         self.config = config
         self.metrics = metrics
@@ -55,7 +58,7 @@ class Explainer:
         self._lock = threading.Lock()
 
     def trace(self, trace_id: str) -> TraceFeatures:
-        tf = self.store.trace_features(trace_id)
+        tf = self.traces.trace_features(trace_id)
         if tf is None:
             raise NotFound(f"trace {trace_id} is not stored (unknown, not yet complete, or expired)")
         return tf
@@ -72,7 +75,7 @@ class Explainer:
 
     def stored(self, trace_id: str) -> dict[str, Any] | None:
         try:
-            payload = self.store.explanation(trace_id)
+            payload = self.results.explanation(trace_id)
         except Exception as exc:  # noqa: BLE001 - a broken record is recomputed
             log.warning("cannot read the stored explanation of %s: %s", trace_id, exc)
             return None
@@ -104,8 +107,8 @@ class Explainer:
 
     def persist(self, trace_id: str, payload: dict[str, Any]) -> None:
         try:
-            self.store.mark_outlier(trace_id, payload["outlier_score"])
-            self.store.save_explanation(trace_id, payload)
+            self.results.mark_outlier(trace_id, payload["outlier_score"])
+            self.results.save_explanation(trace_id, payload)
         except Exception as exc:  # noqa: BLE001 - the answer is still served from memory
             log.warning("could not persist the explanation of %s: %s", trace_id, exc)
 

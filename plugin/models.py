@@ -1,7 +1,8 @@
 """Model lifecycle per entry point: learn what normal looks like, refit in the background, persist.
 
 One `ModelManager` owns every entry point's `FittedModel`. Fitting happens on its own thread on a
-rolling window of recent normal traces (`store.features(entry, exclude_outliers=True, limit=window)`);
+rolling window of recent normal traces (the trace store's `features(entry, exclude=<the results store's
+outlier ids>, limit=window)`); models persist in the results store;
 queries keep using the previous model until the new one is ready (the swap is one reference assignment).
 """
 
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 import rca_engine
-from collector_processor import NodeInfo
+from collector_processor import NodeInfo, TraceStore
+from plugin.results_store import ResultsStore
 
 log = logging.getLogger("whyslow.models")
 
@@ -45,7 +47,7 @@ class NodeMeta:
 
 @dataclass
 class FittedModel:
-    """An engine model plus the graph facts the APIs need; pickled into the store as is."""
+    """An engine model plus the graph facts the APIs need; pickled into the results store as is."""
 
     entry: str
     model: Any
@@ -103,8 +105,9 @@ def feature_matrix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 class ModelManager:
     """Fits, refits, persists and serves one model per entry point (thread-safe)."""
 
-    def __init__(self, store: Any, config: Any, metrics: Any = None):
-        self.store = store
+    def __init__(self, traces: TraceStore, results: ResultsStore, config: Any, metrics: Any = None):
+        self.traces = traces
+        self.results = results
         self.config = config
         self.metrics = metrics
         self._lock = threading.Lock()
@@ -122,16 +125,16 @@ class ModelManager:
     def load(self) -> int:
         """Load persisted models and count stored traces per entry point; returns models loaded."""
         loaded = 0
-        for entry in self.store.entry_points():
+        for entry in self.traces.entry_points():
             state = self._entry(entry)
             try:
-                stored = len(self.store.features(entry, limit=self.config.window))
+                stored = len(self.traces.features(entry, limit=self.config.window))
             except Exception as exc:  # noqa: BLE001 - one bad entry must not stop the others
                 log.warning("cannot count traces of %s: %s", entry, exc)
                 stored = 0
             state.seen = max(state.seen, stored)
             try:
-                record = self.store.load_model(entry)
+                record = self.results.load_model(entry)
             except Exception as exc:  # noqa: BLE001
                 log.warning("cannot load the model of %s: %s", entry, exc)
                 record = None
@@ -256,7 +259,7 @@ class ModelManager:
                 raise
             try:
                 meta = {"rows": fitted.rows, "fitted_at": fitted.fitted_at, "fit_seconds": fitted.fit_seconds}
-                self.store.save_model(entry, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), meta)
+                self.results.save_model(entry, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), meta)
             except Exception as exc:  # noqa: BLE001 - serving the new model matters more than persisting it
                 log.warning("could not persist the model of %s: %s", entry, exc)
             with self._lock:
@@ -283,10 +286,11 @@ class ModelManager:
 
     def _fit(self, entry: str, exclude: set[str] | frozenset[str], min_rows: int) -> FittedModel:
         t0 = time.perf_counter()
-        graph = self.store.graph(entry)
+        graph = self.traces.graph(entry)
         causal = graph.causal_graph()
         # recent normal traces: detected outliers and incomplete traces (missing spans read as 0 ms) excluded
-        frame = self.store.features(entry, exclude_outliers=True, limit=self.config.window, complete_only=True)
+        frame = self.traces.features(entry, exclude=self.results.outlier_ids(entry), limit=self.config.window,
+                                     complete_only=True)
         if exclude:
             frame = frame.drop(index=[t for t in exclude if t in frame.index])
         columns = [str(n) for n in causal.nodes]
@@ -350,6 +354,6 @@ class ModelManager:
             return
         self._last_retention = now
         try:
-            self.store.retention(self.config.retention_max_age_s, self.config.retention_max_rows)
+            self.traces.retention(self.config.retention_max_age_s, self.config.retention_max_rows)
         except Exception as exc:  # noqa: BLE001
             log.warning("retention failed: %s", exc)

@@ -23,7 +23,9 @@ from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
+from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
+from plugin.sqlite_results import open_results_store
 
 log = logging.getLogger("whyslow.server")
 
@@ -33,20 +35,24 @@ def pipeline_config(config: ServeConfig) -> Any:
     return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
 
 
-def open_configured_store(cfg: ServeConfig) -> Any:
-    """The store ``cfg.store`` names: SQLite in the data directory (default) or ClickHouse."""
+def open_configured_stores(cfg: ServeConfig) -> tuple[collector_processor.TraceStore, ResultsStore]:
+    """The trace store and results store ``cfg.store`` names: SQLite in the data directory (default) or
+    ClickHouse; the results follow the traces' retention."""
     if cfg.store == "sqlite":
         try:
-            return collector_processor.open_store(cfg.data_dir)
+            store = collector_processor.open_store(cfg.data_dir)
+            results = open_results_store(cfg.data_dir)
         except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
+        follow_retention(store, results)
+        return store, results
     from collector_processor.sql_executor import SqlError
-    from plugin.clickhouse_results import open_clickhouse_store
+    from plugin.clickhouse_results import open_clickhouse_stores
 
     index, _count = cfg.replica_share()
     try:
-        return open_clickhouse_store(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s)
+        return open_clickhouse_stores(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s)
     except SqlError as exc:
         raise OSError(f"cannot open the ClickHouse store: {exc}") from None
 
@@ -117,7 +123,8 @@ class WhySlowServer:
         self._ready = threading.Event()
         self._stopped = False
         self._lock = threading.Lock()
-        self.store: Any = None
+        self.store: collector_processor.TraceStore | None = None  # the collector's traces
+        self.results: ResultsStore | None = None  # the backend's outlier marks, explanations, models
         self.pipeline: Any = None
         self._receivers: list[Any] = []
         self.grpc_api: Any = None
@@ -138,12 +145,12 @@ class WhySlowServer:
         from plugin.rest import create_app
 
         self.metrics = ServerMetrics()
-        self.store = open_configured_store(cfg)
-        self.models = ModelManager(self.store, cfg, self.metrics)
+        store, results = self.store, self.results = open_configured_stores(cfg)
+        self.models = ModelManager(store, results, cfg, self.metrics)
         loaded = self.models.load()
         if loaded:
             log.info("loaded %d persisted model(s) from %s", loaded, cfg.data_dir)
-        self.explainer = Explainer(self.store, self.models, cfg, self.metrics)
+        self.explainer = Explainer(store, results, self.models, cfg, self.metrics)
         self.hub = OutlierHub()
         self.annotations: AnnotationPusher | None = None
         callbacks = []
@@ -154,12 +161,12 @@ class WhySlowServer:
                 min_interval_s=cfg.annotation_min_interval_s,
             )
             callbacks.append(self.annotations.submit)
-        self.detector = Detector(self.models, self.explainer, cfg, self.metrics, self.hub, callbacks)
-        self.pipeline = collector_processor.Pipeline(self.store, pipeline_config(cfg))
+        self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
+        self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
         self.pipeline.add_listener(self.detector.on_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
-        self.source = open_configured_source(cfg, self.pipeline, self.store)
-        self.service = WhySlowService(self.store, self.models, self.explainer, cfg, self.pipeline,
+        self.source = open_configured_source(cfg, self.pipeline, store)
+        self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         # workers first, then the doors
         if self.annotations is not None:
@@ -239,7 +246,9 @@ class WhySlowServer:
             _quietly(self.grpc_api.stop, 2.0)
         if self.http is not None:
             _quietly(self.http.stop)
-        if self.store is not None and hasattr(self.store, "close"):
+        if self.results is not None:
+            _quietly(self.results.close)
+        if self.store is not None:
             _quietly(self.store.close)
         if was_serving:
             log.info("whyslow stopped in %.1fs", time.monotonic() - t0)

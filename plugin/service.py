@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from collector_processor import TraceStore
 from plugin import validation
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
+from plugin.results_store import ResultsStore
 
 log = logging.getLogger("whyslow.service")
 
@@ -42,7 +44,8 @@ class WhySlowService:
 
     def __init__(
         self,
-        store: Any,
+        traces: TraceStore,
+        results: ResultsStore,
         models: ModelManager,
         explainer: Explainer,
         config: Any,
@@ -50,7 +53,8 @@ class WhySlowService:
         detector: Any = None,
         annotations: Any = None,
     ):
-        self.store = store
+        self.traces = traces
+        self.results = results
         self.models = models
         self.explainer = explainer
         self.config = config
@@ -85,7 +89,7 @@ class WhySlowService:
                              count: int) -> list[dict[str, Any]]:
         """Explanation payloads of the detected outliers in a window (those still being explained are left out)."""
         payloads = []
-        for record in self.store.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
+        for record in self.results.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
             payload = self.explainer.stored(str(record.trace_id))
             if payload is not None:
                 payloads.append(payload)
@@ -119,7 +123,7 @@ class WhySlowService:
 
     def entries(self) -> list[str]:
         try:
-            stored = [str(e) for e in self.store.entry_points()]
+            stored = [str(e) for e in self.traces.entry_points()]
         except Exception:  # noqa: BLE001
             stored = []
         return sorted(set(stored) | set(self.models.entries()))
@@ -127,9 +131,9 @@ class WhySlowService:
     def graph(self, entry: Any) -> dict[str, Any]:
         """Call graph, causal graph and per-node latency statistics of one entry point."""
         entry_id = self.resolve_entry(entry)
-        graph = self.store.graph(entry_id)
+        graph = self.traces.graph(entry_id)
         fitted = self.models.get(entry_id)
-        frame = self.store.features(entry_id, limit=self.config.window)
+        frame = self.traces.features(entry_id, limit=self.config.window)
         cols = [c for c in frame.columns if not str(c).startswith(META_PREFIX)]
         stats: dict[str, dict[str, float]] = {}
         if len(frame):

@@ -1,6 +1,8 @@
-"""Store conformance: the same tests run against the SQLite store and the ClickHouse store (chdb in-process, the
-engine ClickHouse runs): features pivot and filters, outlier marks, explanations, models, retention, concurrent
-readers, incomplete traces and the recursion guard of the call graph."""
+"""Trace store conformance: the same tests run against the SQLite store and the ClickHouse store (the real
+ClickHouse engine in-process via chdb, and through clickhouse-connect, the production client, over the test
+HTTP front): features pivot and filters, retention and its delete listeners, concurrent readers, incomplete
+traces and the recursion guard of the call graph. (The backend's results -- outlier marks, explanations,
+models -- are in tests/plugin/test_results_store.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import networkx as nx
 import pytest
 
 from collector_processor import open_store
-from plugin.clickhouse_results import open_clickhouse_store
+from collector_processor.clickhouse_store import ClickHouseTraceStore
+from collector_processor.sql_executor import connect
 from tests.support.chdb import fresh_url, http_front_url
 
 from .conftest import complete_all
@@ -23,12 +26,11 @@ ENTRY = "svc:GET /r"
 
 @pytest.fixture(params=["sqlite", "clickhouse", "clickhouse-http"])
 def store(request, tmp_path):
-    """Every test of this module runs on both backends (the pipeline fixtures write into this store too); the
-    ClickHouse store both in-process (chdb) and through clickhouse-connect, the production client, over HTTP."""
+    """Every test of this module runs on each backend (the pipeline fixtures write into this store too)."""
     if request.param == "sqlite":
         st = open_store(tmp_path / "data")
     else:
-        st = open_clickhouse_store(fresh_url() if request.param == "clickhouse" else http_front_url())
+        st = ClickHouseTraceStore(connect(fresh_url() if request.param == "clickhouse" else http_front_url()))
     yield st
     st.close()
 
@@ -57,37 +59,23 @@ def test_features_filters(filled):
     since = T0 + 3000 * 1_000_000
     assert list(filled.features(ENTRY, since_unix_nano=since).index) == [tid(3), tid(4), tid(5)]
     assert list(filled.features(ENTRY, until_unix_nano=since).index) == [tid(1), tid(2)]
-    filled.mark_outlier(tid(5), 7.5)
-    assert tid(5) not in filled.features(ENTRY, exclude_outliers=True).index
+    assert tid(5) not in filled.features(ENTRY, exclude={tid(5)}).index
+    assert list(filled.features(ENTRY, limit=2, exclude=[tid(5), "f" * 32]).index) == [tid(3), tid(4)]
+    assert list(filled.features(ENTRY, exclude=[tid(1).upper()]).index) == [tid(t) for t in range(2, 6)]
     assert filled.features("nope:nothing").empty
 
 
-def test_outliers_explanations_models(filled):
-    filled.mark_outlier(tid(2), 3.0)
-    filled.mark_outlier(tid(4), 9.0)
-    filled.mark_outlier(tid(4), 10.0)  # update
-    marks = filled.outliers()
-    assert [m.trace_id for m in marks] == [tid(4), tid(2)] and marks[0].score == 10.0 and marks[0].entry == ENTRY
-    assert [m.trace_id for m in filled.outliers(min_score=5)] == [tid(4)]
-    assert filled.outliers(entry="other:x") == []
-    assert len(filled.outliers(limit=1)) == 1
-    filled.save_explanation(tid(4), {"root_causes": ["api:GET /x"], "score": 10.0})
-    assert filled.explanation(tid(4)) == {"root_causes": ["api:GET /x"], "score": 10.0}
-    assert filled.explanation(tid(3)) is None
-    filled.save_model(ENTRY, b"\x00blob", {"n": 5})
-    assert filled.load_model(ENTRY) == (b"\x00blob", {"n": 5})
-    assert filled.load_model("x") is None
-
-
 def test_retention_by_rows_and_age(filled):
-    filled.mark_outlier(tid(1), 4.0)
-    filled.save_explanation(tid(1), {"a": 1})
+    deleted: list[list[str]] = []
+    filled.on_delete(lambda ids: deleted.append(sorted(ids)))
     assert filled.retention(max_rows=3) == 2
     assert list(filled.features(ENTRY).index) == [tid(3), tid(4), tid(5)]
-    assert filled.explanation(tid(1)) is None and filled.outliers() == []
+    assert deleted == [[tid(1), tid(2)]]  # the listeners hear which traces went
+    assert filled.retention(max_rows=3) == 0 and len(deleted) == 1  # nothing deleted: nobody called
     # the traces started in 2023 (T0): all are older than a day
     assert filled.retention(max_age_s=86400) == 3
     assert filled.counts()["traces"] == 0 and filled.counts()["trace_nodes"] == 0
+    assert deleted[-1] == [tid(3), tid(4), tid(5)]
 
 
 def test_concurrent_readers_and_writer(pipeline, store):
@@ -136,10 +124,10 @@ def test_recursive_calls_keep_the_causal_graph_acyclic(pipeline, store):
 
 def test_store_reopens_with_its_data(tmp_path):
     st = open_store(tmp_path)
-    st.save_model("e", b"m", {})
+    sid = st.spool_append(b"request")
     st.close()
     st = open_store(tmp_path)
-    assert st.load_model("e") == (b"m", {})
+    assert list(st.spool_pending()) == [(sid, b"request")]
     with pytest.raises(ValueError):
         open_store(tmp_path, synchronous="sometimes")
     st.close()
@@ -149,11 +137,13 @@ def test_store_reopens_with_its_data(tmp_path):
 
 def test_clickhouse_store_reopens_with_its_data():
     url = fresh_url()
-    st = open_clickhouse_store(url)
-    st.save_model("e", b"\x00\xffm", {"k": [1, 2]})
+    st = ClickHouseTraceStore(connect(url), replica="1")
+    sid = st.spool_append(b"\x00request\xff")
     st.close()
-    st = open_clickhouse_store(url)  # CREATE ... IF NOT EXISTS: the tables and rows are kept
-    assert st.load_model("e") == (b"\x00\xffm", {"k": [1, 2]})
+    st = ClickHouseTraceStore(connect(url), replica="1")  # CREATE ... IF NOT EXISTS: tables and rows kept
+    assert list(st.spool_pending()) == [(sid, b"\x00request\xff")]
+    assert list(ClickHouseTraceStore(connect(url), replica="0").spool_pending()) == []  # each replica its own
+    assert st.spool_append(b"next") > sid  # ids keep growing after a restart
     st.close()
     with pytest.raises(RuntimeError):
         st.entry_points()

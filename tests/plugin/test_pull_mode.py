@@ -66,7 +66,7 @@ def test_pull_mode_explains_like_push_mode(tmp_path):
         stats = pull.source.stats()
         pipeline = pull.pipeline.stats()
         ids = {p["trace_id"] for p in pulled.explained}
-        stored = [pull.store.explanation(t) for t in ids]
+        stored = [pull.results.explanation(t) for t in ids]
     assert pulled.passed, pulled.verdict
     assert pulled.top_services == pushed.top_services and set(pulled.top_services) == {"caching-service"}
     assert pull_outliers == push_outliers and len(pull_outliers) >= 1
