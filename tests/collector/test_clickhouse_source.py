@@ -81,7 +81,7 @@ def test_spellings_and_bad_rows(tmp_path):
     assert [status_code(s) for s in ("STATUS_CODE_ERROR", "Error", "Ok", "STATUS_CODE_UNSET")] == [2, 2, 1, 0]
     ex = connect(fresh_url())
     exporter = ClickHouseSpanExporter(ex)
-    good = ("{:032x}".format(7), "{:016x}".format(1))
+    good = (f"{7:032x}", f"{1:016x}")
     t = time.time_ns() - 60 * NS
     rows = [(f"{t // NS}.{t % NS:09d}", good[0], good[1], "", "", "GET /x", "Server", "svc", {}, "", "", {},
              1_000_000, "Error", "", [], [], [], [], [], [], []),
