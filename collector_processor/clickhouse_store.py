@@ -15,6 +15,7 @@ All SQL goes through a :class:`collector_processor.sql_executor.SqlExecutor` (cl
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -39,6 +40,8 @@ from collector_processor.records import (
 )
 from collector_processor.sql_executor import SqlExecutor, ident, quote
 from collector_processor.sqlite_store import _acyclic
+
+log = logging.getLogger("whyslow.store")
 
 # beyond this many excluded trace ids, features() filters them after the query instead of in its SQL text
 _EXCLUDE_IN_SQL = 2000
@@ -126,6 +129,8 @@ class ClickHouseTraceStore:
         self._last_spool_id = 0
         self._closed = False
         self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
+        self.fragments: dict[str, None] = {}   # recent trace ids found split across replicas (insertion order)
+        self.fragment_count = 0
         for stmt in trace_schema(self.db, int(ttl_s)):
             self.ex.command(stmt)
 
@@ -178,11 +183,18 @@ class ClickHouseTraceStore:
         for k, tid in enumerate(ids):  # the same trace twice in one batch: the later one wins
             last[tid] = k
         replaced = 0
+        foreign: set[str] = set()  # stored before by another replica: this write holds a fragment
         uniq = list(last)
         for k in range(0, len(uniq), 5000):
             chunk = uniq[k:k + 5000]
-            replaced += int(self.ex.query(f"SELECT uniqExact(trace_id) FROM {self.t('traces')} "
-                                          f"WHERE trace_id IN ({','.join(quote(x) for x in chunk)})")[0][0])
+            for tid, replicas in self.ex.query(
+                    f"SELECT trace_id, groupUniqArray(replica) FROM {self.t('traces')} "
+                    f"WHERE trace_id IN ({','.join(quote(x) for x in chunk)}) GROUP BY trace_id"):
+                replaced += 1
+                if any(str(r) != self.replica for r in replicas):
+                    foreign.add(str(tid))
+        if foreign:
+            self._mark_fragments(b, foreign)
         now = time.time_ns()
         bounds = b.bounds()
         node_names = np.array(b.nodes, dtype=object)[b.f_node_idx]
@@ -210,6 +222,20 @@ class ClickHouseTraceStore:
             self.ex.insert(self.t("graph_edges"), ("entry", "caller", "callee", "traces"),
                            [(e, a, c, int(n)) for (e, a, c), n in b.graph_edges.items()])
         return replaced
+
+    def _mark_fragments(self, b: AnalysedBatch, ids: set[str]) -> None:
+        """Traces another replica stored part of (a trace split across replicas when the collector's
+        load balancer resharded): stored incomplete (the newest version wins, so the whole trace reads as
+        incomplete and is never fitted on), reported incomplete to the pipeline's listeners, remembered in
+        :attr:`fragments`."""
+        for k, tid in enumerate(b.trace_ids):
+            if tid in ids:
+                b.complete[k] = False
+                self.fragments[tid] = None
+        while len(self.fragments) > 100_000:
+            self.fragments.pop(next(iter(self.fragments)))
+        self.fragment_count += len(ids)
+        log.warning("%d trace(s) arrived split across replicas; stored as incomplete", len(ids))
 
     # ---------------------------------------------------------------- reading (backend)
     def entry_points(self) -> list[str]:

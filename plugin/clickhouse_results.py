@@ -150,6 +150,16 @@ class ClickHouseResultsStore:
                              f"WHERE trace_id = {quote(str(trace_id).lower())} LIMIT 1")
         return cast(ExplanationPayload, json.loads(rows[0][0])) if rows else None
 
+    def explanations_since(self, after_unix_nano: int, exclude_replica: str | None = None,
+                           limit: int = 1000) -> list[tuple[str, int, ExplanationPayload]]:
+        """(trace id, saved at, payload) of explanations saved after ``after_unix_nano`` (by replicas other than
+        ``exclude_replica``), oldest first: what other replicas' ``WatchOutliers`` streams follow."""
+        other = f" AND replica != {quote(exclude_replica)}" if exclude_replica is not None else ""
+        rows = self.ex.query(f"SELECT trace_id, created_unix_nano, payload FROM {self.t('explanations')} "
+                             f"WHERE created_unix_nano > {int(after_unix_nano)}{other} "
+                             f"ORDER BY created_unix_nano LIMIT {int(limit)}")
+        return [(str(r[0]), int(r[1]), cast(ExplanationPayload, json.loads(r[2]))) for r in rows]
+
     def forget(self, trace_ids: Sequence[str]) -> int:
         """Delete the marks and explanations of these traces; returns how many rows went."""
         ids = sorted({str(t).lower() for t in trace_ids})

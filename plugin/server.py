@@ -23,6 +23,7 @@ from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
+from plugin.replicas import OutlierFollower, ReplicaModelManager, ReplicaShare
 from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
 from plugin.sqlite_results import open_results_store
@@ -146,7 +147,12 @@ class WhySlowServer:
 
         self.metrics = ServerMetrics()
         store, results = self.store, self.results = open_configured_stores(cfg)
-        self.models = ModelManager(store, results, cfg, self.metrics)
+        self.share = ReplicaShare(*cfg.replica_share())
+        self.follower: OutlierFollower | None = None
+        if cfg.store == "sqlite":
+            self.models = ModelManager(store, results, cfg, self.metrics)
+        else:  # a shared store: the owner replica fits each entry point, the others adopt its model
+            self.models = ReplicaModelManager(store, results, cfg, self.metrics, self.share)
         loaded = self.models.load()
         if loaded:
             log.info("loaded %d persisted model(s) from %s", loaded, cfg.data_dir)
@@ -163,7 +169,7 @@ class WhySlowServer:
             callbacks.append(self.annotations.submit)
         self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
-        self.pipeline.add_listener(self.detector.on_trace)
+        self.pipeline.add_listener(self.detector.on_trace if self.share.count == 1 else self._on_own_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.source = open_configured_source(cfg, self.pipeline, store)
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
@@ -173,6 +179,8 @@ class WhySlowServer:
             self.annotations.start()
         self.detector.start()
         self.models.start()
+        if self.share.count > 1:  # WatchOutliers streams here also get the outliers other replicas explained
+            self.follower = OutlierFollower(results, str(self.share.index), self.hub.publish).start()
         self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
         self.http = _HttpServer(self.app, cfg.http)
         self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token)
@@ -203,6 +211,12 @@ class WhySlowServer:
               (("otlp_grpc", cfg.otlp_grpc), ("otlp_http", cfg.otlp_http), ("http", cfg.http), ("grpc", cfg.grpc))),
             cfg.data_dir, "on" if cfg.auth_token else "off",
         )
+
+    def _on_own_trace(self, trace: Any) -> None:
+        """Replicas: a trace found split across replicas (a fragment) is not scored nor explained."""
+        if trace.trace_id in getattr(self.store, "fragments", ()):
+            return
+        self.detector.on_trace(trace)
 
     @property
     def ready(self) -> bool:
@@ -238,6 +252,8 @@ class WhySlowServer:
             _quietly(self.detector.stop, 5.0)
         if getattr(self, "models", None) is not None:
             _quietly(self.models.stop, timeout)
+        if getattr(self, "follower", None) is not None:
+            _quietly(self.follower.stop)
         if getattr(self, "annotations", None) is not None:
             _quietly(self.annotations.stop, 10.0)
         if getattr(self, "hub", None) is not None:
