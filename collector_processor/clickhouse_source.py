@@ -117,8 +117,8 @@ class FileCursor:
 
 class TableCursor:
     """A cursor row in the ClickHouse store's ``source_cursor`` table (one per source, replica and replica
-    count). A replica without a row (first start, or a new replica count after resharding) starts where the
-    slowest replica of the same source stopped, so that resharding skips nothing."""
+    count). A replica without a row starts where the slowest replica of an earlier replica count stopped (a
+    resharding skips nothing), or, on a first deployment, like a first start (``backfill_s``)."""
 
     def __init__(self, executor: SqlExecutor, source: str, replica: int, replicas: int) -> None:
         self.ex = executor
@@ -139,7 +139,8 @@ ORDER BY (source, replicas, replica)""")
                              f"AND replica = {self.replica} AND replicas = {self.replicas}")
         if rows:
             return int(rows[0][0])
-        rows = self.ex.query(f"SELECT min(until_unix_nano), count() FROM {self.table} FINAL WHERE source = {src}")
+        rows = self.ex.query(f"SELECT min(until_unix_nano), count() FROM {self.table} FINAL WHERE source = {src} "
+                             f"AND replicas != {self.replicas}")
         return int(rows[0][0]) if rows and int(rows[0][1]) else None
 
     def save(self, until_unix_nano: int) -> None:

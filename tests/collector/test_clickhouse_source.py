@@ -105,6 +105,9 @@ def test_table_cursor_and_resharding():
     assert (c0.load(), c1.load()) == (100, 250)
     # three replicas now: a new share starts where the slowest replica of the source stopped
     assert TableCursor(ex, "otel_traces", 2, 3).load() == 100
+    assert TableCursor(ex, "otel_traces", 2, 4).load() == 100
+    TableCursor(ex, "otel_traces", 0, 3).save(300)
+    assert TableCursor(ex, "otel_traces", 2, 3).load() == 100  # a replica of the same count: its own row
     assert TableCursor(ex, "other", 0, 1).load() is None
     assert ex.query(f"SELECT count() FROM {ex.database}.source_cursor WHERE source = {quote('otel_traces')}")
 
