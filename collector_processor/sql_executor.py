@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,8 +128,10 @@ def parse_target(url: str) -> Target:
         raise ValueError(f"store URL {url!r} has an invalid port") from None
     db = parsed.path.strip("/") or "whyslow"
     ident(db)
+    # a password in the URL, else CLICKHOUSE_PASSWORD (ClickHouse's own variable; Kubernetes fills it from a Secret)
+    password = unquote(parsed.password or "") or os.environ.get("CLICKHOUSE_PASSWORD", "")
     return Target("clickhouse", host=parsed.hostname, port=port, user=unquote(parsed.username or "default"),
-                  password=unquote(parsed.password or "") or query.get("password", ""), database=db, secure=secure)
+                  password=password, database=db, secure=secure)
 
 
 class HttpExecutor:
