@@ -236,7 +236,8 @@ class ClickHouseSource:
             try:
                 span = Span(trace_id=bytes.fromhex(tid), span_id=bytes.fromhex(sid),
                             parent_span_id=bytes.fromhex(pid) if pid else b"", name=str(name),
-                            kind=span_kind(kind), start_time_unix_nano=int(ts),
+                            kind=span_kind(kind),  # type: ignore[arg-type]  # the enum's int value
+                            start_time_unix_nano=int(ts),
                             end_time_unix_nano=int(ts) + int(duration),
                             attributes=[KeyValue(key=str(k), value=AnyValue(string_value=str(v)))
                                         for k, v in (attrs or {}).items()])
@@ -245,7 +246,7 @@ class ClickHouseSource:
                 continue
             code = status_code(status)
             if code:
-                span.status.CopyFrom(Status(code=code))
+                span.status.CopyFrom(Status(code=code))  # type: ignore[arg-type]
             by_service.setdefault(str(service), []).append(span)
         req = ExportTraceServiceRequest()
         for service, spans in by_service.items():

@@ -128,7 +128,7 @@ class ClickHouseResultsStore:
     def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:
         text = json.dumps(payload, allow_nan=False, default=_json_default)
         p = cast(Mapping[str, Any], payload)
-        top = next((c for c in p.get("contributions", ()) if c.get("contribution", 0) > 0), {})
+        top: Mapping[str, Any] = next((c for c in p.get("contributions", ()) if c.get("contribution", 0) > 0), {})
         summary = ""
         try:
             from plugin.explain import summary_text

@@ -1,4 +1,4 @@
-"""Replicas on one ClickHouse: three `whyslow serve` processes on loopback read the demo's spans from
+"""Replicas on one ClickHouse: two `whyslow serve` processes on loopback read the demo's spans from
 otel_traces (pull mode, each its cityHash64 share) into one ClickHouse store, reached through the test-only
 HTTP front for chdb (clickhouse-connect, the production client, speaks to it). They split the traffic, one
 replica fits the model and the others adopt it, every outlier is explained exactly once, any replica answers
@@ -23,7 +23,7 @@ from tests.support.chdb import chdb_path, http_front_url
 from tests.support.otel_clickhouse import ClickHouseSpanExporter
 
 NS = 1_000_000_000
-N = 3
+N = 2
 ENTRY = "website:GET /product/{id}"
 
 
@@ -102,7 +102,7 @@ def test_replicas_share_the_work(tmp_path):
             assert tops == {"caching-service"}, tops
         # the outliers list (read from the shared store) is the same on every replica
         outliers = [{o["trace_id"] for o in r.get("/api/v1/outliers?limit=1000")[1]["outliers"]} for r in replicas]
-        assert outliers[0] == outliers[1] == outliers[2] and outliers[0] >= caught, (outliers, done)
+        assert all(o == outliers[0] for o in outliers) and outliers[0] >= caught, (outliers, done)
     finally:
         for r in replicas:
             r.stop()
