@@ -52,10 +52,10 @@ demo: install panel
 bench: install-bench
 	$(PY) -m benchmarks.run_all
 
-## lint: ruff on everything, mypy on the engine
+## lint: ruff on everything, mypy on the three packages
 lint: install
 	$(VENV)/bin/ruff check rca_engine collector_processor plugin tests benchmarks
-	$(VENV)/bin/mypy rca_engine
+	$(VENV)/bin/mypy rca_engine collector_processor plugin
 
 clean:
 	rm -rf $(VENV) $(PANEL)/node_modules $(PANEL)/dist build *.egg-info

@@ -36,7 +36,7 @@ def benchmark_modules(broken: dict[str, str] | None = None) -> list[str]:
             continue
         try:
             module = importlib.import_module(f"benchmarks.{name}")
-        except Exception as err:  # a broken module must not stop the other benchmarks
+        except Exception as err:  # noqa: BLE001 - a broken module must not stop the other benchmarks
             if broken is not None:
                 broken[name] = f"import failed: {type(err).__name__}: {err}"
             continue

@@ -128,7 +128,7 @@ class ClickHouseTraceStore:
         self._lock = threading.Lock()
         self._last_spool_id = 0
         self._closed = False
-        self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
+        self._delete_listeners: list[Callable[[Sequence[str]], object]] = []
         self.fragments: dict[str, None] = {}   # recent trace ids found split across replicas (insertion order)
         self.fragment_count = 0
         for stmt in trace_schema(self.db, int(ttl_s)):
@@ -355,7 +355,7 @@ class ClickHouseTraceStore:
             listener(doomed)
         return len(doomed)
 
-    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+    def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Register ``listener(trace_ids)``, called after retention deleted those traces."""
         self._delete_listeners.append(listener)
 

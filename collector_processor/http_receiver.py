@@ -20,7 +20,10 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.rpc.status_pb2 import Status
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from collector_processor.otlp_decode import DecodeFailure
 from collector_processor.otlp_json import message_to_json, parse_json_request
@@ -105,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self, limit: int) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts, total = [], 0
+            parts: list[bytes] = []
+            total = 0
             while True:
                 line = self.rfile.readline(1024)
                 size = int(line.split(b";")[0].strip() or b"0", 16)
@@ -189,6 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._status(400, _GRPC_INVALID_ARGUMENT, f"malformed request: {exc}", ctype)
             return
+        payload: bytes | ExportTraceServiceRequest
         if ctype == JSON:
             try:
                 payload = parse_json_request(body)

@@ -9,6 +9,9 @@ ExportTraceServiceRequest: the spool keeps the original bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 _F = descriptor_pb2.FieldDescriptorProto
@@ -42,7 +45,7 @@ def _build() -> type:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("whyslow.lean.ExportTraceServiceRequest"))
 
 
-LeanRequest = _build()
+LeanRequest: Any = _build()  # a message class built at import: its fields are not known to a type checker
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
@@ -60,8 +63,9 @@ def _varint(b: bytes, i: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _fields(b: bytes):
-    """(field number, wire type, value) of a serialized message; length-delimited values as bytes."""
+def _fields(b: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of a serialized message; varints as int, the other values as bytes."""
+    v: Any  # int or bytes by wire type: each caller knows which its field is
     i = 0
     n = len(b)
     while i < n:

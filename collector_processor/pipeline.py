@@ -4,8 +4,8 @@ Receivers call :meth:`Pipeline.accept` from their own threads. Accepting decodes
 durably (the store's ``spool`` table) and queues its spans; the client is acknowledged after that, so an
 acknowledged span survives a crash (it is replayed from the spool on the next start). When more than
 ``max_queue_spans`` spans wait, :class:`PipelineFull` tells the receiver to answer with a retryable code.
-One worker (a background thread, or explicit :meth:`tick` calls in tests) assembles, completes, analyses and
-stores traces, then calls the listeners.
+One worker (a :class:`~collector_processor.worker.BackgroundWorker` ticking every ``tick_interval_s``, or
+explicit :meth:`tick` calls in tests) assembles, completes, analyses and stores traces, then calls the listeners.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collector_processor.otlp_decode import DecodedBatch, DecodeFailure, SpanDec
 from collector_processor.records import AnalysedBatch, CompletedTrace
 from collector_processor.span_types import SpanTypes
 from collector_processor.store import TraceStore
+from collector_processor.worker import BackgroundWorker
 
 log = logging.getLogger("whyslow.collector")
 
@@ -63,7 +64,6 @@ class Pipeline:
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
         self._queued_spans = 0
         self._qlock = threading.Lock()
-        self._wake = threading.Event()
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
@@ -71,10 +71,11 @@ class Pipeline:
         self._listeners: list[Callable[[CompletedTrace], None]] = []
         self._closed = False
         self._replay_spool()
-        self._thread: threading.Thread | None = None
+        self._worker: BackgroundWorker[None] | None = None
         if self.config.background:
-            self._thread = threading.Thread(target=self._run, name="whyslow-pipeline", daemon=True)
-            self._thread.start()
+            self._worker = BackgroundWorker("whyslow-pipeline", periodic=self.tick,
+                                            interval_s=self.config.tick_interval_s, on_error=self._tick_failed,
+                                            logger=log).start()
 
     # ------------------------------------------------------------------ ingest (receiver threads)
     def accept(self, payload: bytes | ExportTraceServiceRequest) -> DecodedBatch:
@@ -126,8 +127,8 @@ class Pipeline:
             with self._qlock:
                 self._queue.append((batch.spans, spool_id, time.monotonic()))
                 urgent = self._queued_spans * 2 > self.config.max_queue_spans
-            if urgent:  # otherwise the worker drains the queue every tick_interval_s, in larger batches
-                self._wake.set()
+            if urgent and self._worker is not None:  # else the worker drains it every tick_interval_s, in bulk
+                self._worker.wake()
         with self._stat_lock:
             c = self._c
             c["spans_received"] += batch.received
@@ -268,18 +269,10 @@ class Pipeline:
                     with self._stat_lock:
                         self._c["listener_errors"] += 1
 
-    def _run(self) -> None:
-        interval = self.config.tick_interval_s
-        while not self._closed:
-            self._wake.wait(interval)
-            self._wake.clear()
-            try:
-                self.tick()
-            except Exception:
-                log.exception("pipeline tick failed")
-                with self._stat_lock:
-                    self._c["store_errors"] += 1
-                time.sleep(interval)
+    def _tick_failed(self, exc: Exception) -> None:
+        """A background tick raised (logged by the worker, which waits one interval before the next)."""
+        with self._stat_lock:
+            self._c["store_errors"] += 1
 
     # ------------------------------------------------------------------ introspection / shutdown
     def stats(self) -> dict[str, int]:
@@ -299,8 +292,7 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._worker is not None:
+            self._worker.stop(timeout=10, drain=False)
         if flush:
             self.flush()

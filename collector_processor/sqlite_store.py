@@ -1,8 +1,7 @@
 """Embedded durable trace store: SQLite in WAL mode in the data dir (stdlib sqlite3, no server).
 
-The collector owns the tables created here (spool, nodes, traces, trace_nodes, graph_nodes, graph_edges). The
-backend keeps its results (outlier marks, explanations, models) in its own tables of the same database file
-(``plugin.sqlite_results``), through its own connections; :func:`connect` is the connection both use.
+The collector owns the tables created here (spool, nodes, traces, trace_nodes, graph_nodes, graph_edges). Other
+parts may keep their own tables in the same database file, through their own connections (:func:`connect`).
 
 One writer connection guarded by a lock (all writes are short transactions, batched with executemany);
 readers use one connection per thread, which WAL lets run concurrently with the writer.
@@ -122,7 +121,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
-        self._delete_listeners: list[Callable[[Sequence[str]], None]] = []
+        self._delete_listeners: list[Callable[[Sequence[str]], object]] = []
         self._w = self._connect()
         self._w.executescript(_SCHEMA)
         self._node_ids: dict[str, int] = dict(
@@ -206,7 +205,7 @@ class SqliteStore:
                 os.fsync(self._seg_file.fileno())
             cur = self._w.execute("INSERT INTO spool(received_unix_nano, segment, offset, length) VALUES (?,?,?,?)",
                                   (time.time_ns(), self._seg, offset, len(payload)))
-            sid = int(cur.lastrowid)
+            sid = int(cur.lastrowid or 0)  # always set by an INSERT into a rowid table
             self._spool_seg[sid] = self._seg
             self._seg_live[self._seg] = self._seg_live.get(self._seg, 0) + 1
             return sid
@@ -384,16 +383,22 @@ class SqliteStore:
         if until_unix_nano is not None:
             where.append("t.start_unix_nano < ?")
             args.append(int(until_unix_nano))
-        if exclude:  # one JSON array parameter, however many ids
-            where.append("t.trace_id NOT IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps([str(t).lower() for t in exclude]))
         if complete_only:
             where.append("t.complete = 1")
         sel = (f"SELECT t.id, t.trace_id, t.start_unix_nano, t.duration_ms FROM traces t WHERE {' AND '.join(where)} "
                "ORDER BY t.start_unix_nano DESC, t.id DESC")
-        if limit is not None:
-            sel += f" LIMIT {int(limit)}"
-        traces = con.execute(sel, args).fetchall()
+        if exclude:  # newest first, skipping the excluded ids, until `limit` are kept; their blobs by row id
+            traces = _newest_kept(con.execute(sel, args), {str(t).lower() for t in exclude}, limit)
+            blobs_sql = ("SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f "
+                         "WHERE f.trace_row IN (SELECT value FROM json_each(?))")
+            blobs_args: list[Any] = [json.dumps([t[0] for t in traces])]
+        else:
+            if limit is not None:
+                sel += f" LIMIT {int(limit)}"
+            traces = con.execute(sel, args).fetchall()
+            blobs_sql = (f"SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f JOIN ({sel}) t "
+                         "ON t.id = f.trace_row")
+            blobs_args = args
         if not traces:
             return empty
         traces.reverse()
@@ -403,9 +408,7 @@ class SqliteStore:
         lut[col_ids[ok]] = np.flatnonzero(ok)
         mat = np.zeros((len(traces), len(columns)), dtype=float)
         row_of = {t[0]: k for k, t in enumerate(traces)}
-        for trace_row, ids_blob, vals_blob in con.execute(
-                f"SELECT f.trace_row, f.node_ids, f.feature_values FROM trace_nodes f JOIN ({sel}) t "
-                "ON t.id = f.trace_row", args):
+        for trace_row, ids_blob, vals_blob in con.execute(blobs_sql, blobs_args):
             ids = np.frombuffer(ids_blob, dtype=np.int32)
             lat = np.frombuffer(vals_blob, dtype=np.float64).reshape(-1, 6)[:, LAT]
             inside = ids < len(lut)
@@ -475,7 +478,7 @@ class SqliteStore:
                 listener(ids)
         return len(doomed)
 
-    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+    def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Call ``listener(trace_ids)`` after retention deleted those traces (the results stored about them
         follow: see ``plugin.sqlite_results``)."""
         with self._lock:
@@ -533,6 +536,20 @@ def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
             if st is None:
                 state[nxt] = 1
                 stack.append((nxt, iter(out.get(nxt, ()))))
+    return kept
+
+
+def _newest_kept(cursor: sqlite3.Cursor, skip: set[str], limit: int | None) -> list[Any]:
+    """Rows (newest first, ``row[1]`` the trace id) not in ``skip``, at most ``limit`` of them; reads no further."""
+    kept: list[Any] = []
+    try:
+        for row in cursor:
+            if row[1] not in skip:
+                kept.append(row)
+                if limit is not None and len(kept) >= limit:
+                    break
+    finally:
+        cursor.close()
     return kept
 
 

@@ -2,9 +2,9 @@
 ClickHouse -- can implement it beside :class:`collector_processor.sqlite_store.SqliteStore`).
 
 It holds what the collector knows: the spool of accepted requests, the assembled traces with their per-node
-features, the call graph learned per entry point, and their retention. It knows nothing of what the backend
-concludes about those traces (outliers, explanations, models: ``plugin.results_store``); a backend that keeps
-results about traces registers :meth:`TraceStore.on_delete` to forget them when retention deletes the traces.
+features, the call graph learned per entry point, and their retention. Whatever a reader concludes about those
+traces is kept elsewhere; a reader that keeps records about traces registers :meth:`TraceStore.on_delete` to
+forget them when retention deletes the traces.
 The records it carries are in :mod:`collector_processor.records`.
 """
 
@@ -62,7 +62,7 @@ class TraceStore(Protocol):
         the :meth:`on_delete` listeners with their ids; returns how many were deleted."""
         ...
 
-    def on_delete(self, listener: Callable[[Sequence[str]], None]) -> None:
+    def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Register ``listener(trace_ids)``, called after retention deleted those traces."""
         ...
 

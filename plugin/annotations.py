@@ -1,6 +1,6 @@
 """Push explained outliers to Grafana as annotations (POST /api/annotations, service-account token).
 
-A bounded queue and one sender thread: `submit` never blocks (a full queue drops and counts);
+A bounded queue and one sender thread (a `BackgroundWorker`): `submit` never blocks (a full queue drops and counts);
 failed requests are retried with exponential backoff; the token is sent only in the Authorization
 header and never appears in logs or exceptions.
 """
@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from collector_processor.worker import BackgroundWorker
 from plugin.explain import summary_text, top_contributors
+from plugin.payloads import ExplanationPayload
+
+if TYPE_CHECKING:
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.annotations")
 
 
-def annotation_body(payload: dict[str, Any], dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
+def annotation_body(payload: ExplanationPayload, dashboard_uid: str | None, panel_id: int | None) -> dict[str, Any]:
     """Grafana's POST /api/annotations body for one explained outlier."""
     top = top_contributors(payload, 3)
     tags = ["whyslow"]
@@ -54,7 +58,7 @@ class AnnotationPusher:
         panel_id: int | None = None,
         queue_size: int = 1000,
         retries: int = 5,
-        metrics: Any = None,
+        metrics: ServerMetrics | None = None,
         min_interval_s: float = 0.0,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
@@ -69,9 +73,8 @@ class AnnotationPusher:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.timeout_s = timeout_s
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=queue_size)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker[dict[str, Any]]("whyslow-annotations", self._send_all,
+                                                        max_queue=queue_size, logger=log)
         self.min_interval_s = min_interval_s
         self._last: dict[tuple[str, str], float] = {}
         self._last_lock = threading.Lock()
@@ -80,7 +83,7 @@ class AnnotationPusher:
     def __repr__(self) -> str:  # never show the token
         return f"AnnotationPusher({self.endpoint!r})"
 
-    def submit(self, payload: dict[str, Any]) -> bool:
+    def submit(self, payload: ExplanationPayload) -> bool:
         """Queue an explained outlier; False (and counted) when the queue is full, or when the same entry point
         with the same root-cause service was annotated less than `min_interval_s` ago (an incident makes
         one annotation a minute per cause, not one per slow request)."""
@@ -98,42 +101,25 @@ class AnnotationPusher:
             if suppress:
                 self._count("suppressed")
                 return False
-        try:
-            self._queue.put_nowait(annotation_body(payload, self.dashboard_uid, self.panel_id))
+        if self._worker.submit(annotation_body(payload, self.dashboard_uid, self.panel_id)):
             return True
-        except queue.Full:
-            self._count("dropped")
-            return False
+        self._count("dropped")
+        return False
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="whyslow-annotations", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Send what is queued (bounded by timeout), then stop."""
-        deadline = time.monotonic() + timeout
-        while not self._queue.empty() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._stop.set()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        if self._thread is not None:
-            self._thread.join(max(0.5, deadline - time.monotonic()))
-            self._thread = None
+        """Send what is queued (bounded by timeout; a retry still waiting then gives up), then stop."""
+        self._worker.stop(timeout)
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] += 1
         if self.metrics is not None:
             self.metrics.annotations.labels(outcome).inc()
 
-    def _run(self) -> None:
-        while True:
-            body = self._queue.get()
-            if body is None:
-                return
+    def _send_all(self, bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
             self._send(body)
 
     def _send(self, body: dict[str, Any]) -> None:
@@ -156,13 +142,13 @@ class AnnotationPusher:
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = type(exc).__name__ if not isinstance(exc, urllib.error.URLError) else "connection failed"
                 retryable = True
-            if not retryable or attempt == self.retries or self._stop.is_set():
+            if not retryable or attempt == self.retries or self._worker.stopping:
                 log.warning("annotation to %s failed (%s); giving up", self.endpoint, reason)
                 self._count("failed")
                 return
             self._count("retried")
             log.info("annotation to %s failed (%s); retrying in %.1fs", self.endpoint, reason, delay)
-            if self._stop.wait(delay):
+            if self._worker.sleep(delay):
                 log.warning("annotation to %s not sent: shutting down", self.endpoint)
                 self._count("failed")
                 return

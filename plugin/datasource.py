@@ -14,6 +14,7 @@ from typing import Any
 from plugin import validation
 from plugin.errors import InvalidArgument, NoModel, NotFound, ServiceError
 from plugin.explain import rarer_text, summary_text
+from plugin.payloads import ExplanationPayload
 from plugin.service import WhySlowService
 
 log = logging.getLogger("whyslow.datasource")
@@ -40,7 +41,7 @@ ANNOTATION_COLUMNS = [("time", "time"), ("timeEnd", "time"), ("title", "string")
                       ("tags", "string")]
 TAG_KEYS = ("entry", "root_cause_service")
 
-METRICS = [
+METRICS: list[dict[str, Any]] = [
     {
         "label": "Root-cause explanation of one trace",
         "value": "rca",
@@ -206,7 +207,7 @@ class DataSource:
             table(GRAPH_COLUMNS, [], ref_id),
         ]
 
-    def explanation_frames(self, expl: dict[str, Any], ref_id: str | None) -> list[dict[str, Any]]:
+    def explanation_frames(self, expl: ExplanationPayload, ref_id: str | None) -> list[dict[str, Any]]:
         ok = expl["is_outlier"]
         message = summary_text(expl) if ok else (
             f"Not an outlier: IT score {expl['outlier_score']:.2f} is below the threshold "
@@ -216,7 +217,7 @@ class DataSource:
             "ok" if ok else "not_outlier", message, expl["trace_id"], expl["entry"], expl["target_latency_ms"],
             expl["outlier_score"], expl["rarer_than"], expl["model_traces"],
         ]]
-        contributions = [[c[name] for name, _ in CONTRIBUTION_COLUMNS] for c in expl["contributions"]]
+        contributions = [[dict[str, Any](c)[name] for name, _ in CONTRIBUTION_COLUMNS] for c in expl["contributions"]]
         graph = [[e["source"], e["target"], e["source_contribution"]] for e in expl["graph"]]
         return [
             table(SUMMARY_COLUMNS, summary, ref_id),
@@ -236,7 +237,8 @@ class DataSource:
         limit = payload.get("limit")
         if _unresolved(limit):
             limit = None
-        filters = body.get("adhocFilters") if isinstance(body.get("adhocFilters"), list) else []
+        raw_filters = body.get("adhocFilters")
+        filters: list[Any] = raw_filters if isinstance(raw_filters, list) else []
         if entry is None:
             entry = next((f.get("value") for f in filters if isinstance(f, dict) and f.get("key") == "entry"
                           and f.get("operator", "=") == "="), None)
@@ -295,7 +297,8 @@ class DataSource:
         return [{"annotation": annotation, **self.annotation(r)} for r in rows]
 
     def variable(self, body: dict[str, Any]) -> list[dict[str, str]]:
-        payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+        raw = body.get("payload")
+        payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
         target = payload.get("target") or "outliers"
         if target == "entries":
             return [{"__text": e, "__value": e} for e in self.service.entries()]

@@ -1,8 +1,8 @@
 """Detector: score every completed trace's entry latency, explain the outliers on a background worker.
 
 `Detector.on_trace` is the collector Pipeline's listener: it only enqueues (never blocks ingestion).
-A scoring thread drains the queue in batches and scores each entry point's batch with one vectorised
-engine call; traces above the threshold go to a bounded explanation queue served by another thread, so
+A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one vectorised
+engine call; traces above the threshold go to the bounded queue of an explanation worker, so
 a slow attribution never delays scoring. Explained outliers are published to the `OutlierHub`
 (gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
 
@@ -24,16 +24,22 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 import rca_engine
 from collector_processor import CompletedTrace, TraceStore
+from collector_processor.worker import BackgroundWorker
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
+from plugin.payloads import ExplanationPayload
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from plugin.config import ServeConfig
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.detector")
 
@@ -43,10 +49,10 @@ class Subscription:
 
     def __init__(self, hub: OutlierHub, maxsize: int):
         self.hub = hub
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize)
+        self.queue: queue.Queue[ExplanationPayload | None] = queue.Queue(maxsize)
         self.dropped = 0
 
-    def put(self, payload: dict[str, Any] | None) -> None:
+    def put(self, payload: ExplanationPayload | None) -> None:
         while True:
             try:
                 self.queue.put_nowait(payload)
@@ -58,7 +64,7 @@ class Subscription:
                 except queue.Empty:
                     pass
 
-    def get(self, timeout: float) -> dict[str, Any] | None:
+    def get(self, timeout: float) -> ExplanationPayload | None:
         """Next payload; None on timeout or when the hub closes."""
         try:
             return self.queue.get(timeout=timeout)
@@ -87,7 +93,7 @@ class OutlierHub:
         with self._lock:
             self._subs.discard(sub)
 
-    def publish(self, payload: dict[str, Any]) -> None:
+    def publish(self, payload: ExplanationPayload) -> None:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
@@ -117,10 +123,10 @@ class Detector:
         explainer: Explainer,
         traces: TraceStore,
         results: ResultsStore,
-        config: Any,
-        metrics: Any,
+        config: ServeConfig,
+        metrics: ServerMetrics,
         hub: OutlierHub,
-        on_outlier: list[Callable[[dict[str, Any]], None]] | None = None,
+        on_outlier: list[Callable[[ExplanationPayload], object]] | None = None,
     ):
         self.models = models
         self.explainer = explainer
@@ -130,95 +136,58 @@ class Detector:
         self.metrics = metrics
         self.hub = hub
         self.on_outlier = list(on_outlier or [])
-        self._traces: queue.Queue[CompletedTrace | BacklogJob | None] = queue.Queue()
+        self._scoring = BackgroundWorker[CompletedTrace | BacklogJob](
+            "whyslow-score", self._score_items, max_batch=512, logger=log)
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
-        self._explain: queue.Queue[tuple[str, float] | None] = queue.Queue(maxsize=config.explain_queue)
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._pending = 0
-        self._pending_lock = threading.Condition()
+        self._explaining = BackgroundWorker[tuple[str, float]](
+            "whyslow-explain", self._explain_items, max_queue=config.explain_queue, logger=log)
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
                          "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0}
 
     @property
     def pending(self) -> int:
         """Traces (and learning backlogs) queued for scoring plus outliers queued for explanation."""
-        with self._pending_lock:
-            return self._pending
+        return self._scoring.pending + self._explaining.pending  # scoring queues explanations before it is done
 
     # --- listener (collector thread) -------------------------------------------------------------
     def on_trace(self, trace: CompletedTrace) -> None:
         """Pipeline listener: enqueue only."""
-        with self._pending_lock:
-            self._pending += 1
-        self._traces.put(trace)
+        self._scoring.submit(trace)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self._seed_backlog()
-        self._stopping.clear()
-        for target, name in ((self._score_loop, "whyslow-score"), (self._explain_loop, "whyslow-explain")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._scoring.start()
+        self._explaining.start()
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every enqueued trace is scored and every queued outlier explained."""
         deadline = time.monotonic() + timeout
-        with self._pending_lock:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._pending_lock.wait(left)
-        return True
+        while True:  # scoring drained first: it is what queues explanations
+            if not self._scoring.drain(max(0.0, deadline - time.monotonic())):
+                return False
+            if not self._explaining.drain(max(0.0, deadline - time.monotonic())):
+                return False
+            if self.pending == 0:
+                return True
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Score and explain what is queued (bounded by ``timeout``), then stop both workers."""
         self.drain(timeout)
-        self._stopping.set()
-        self._traces.put(None)
-        try:
-            self._explain.put(None, timeout=1.0)
-        except queue.Full:
-            pass
-        for thread in self._threads:
-            thread.join(timeout=5.0)
-        self._threads.clear()
-
-    def _done(self, n: int = 1) -> None:
-        with self._pending_lock:
-            self._pending -= n
-            self._pending_lock.notify_all()
+        self._scoring.stop(5.0)
+        self._explaining.stop(5.0)
 
     # --- scoring ---------------------------------------------------------------------------------
-    def _score_loop(self) -> None:
-        while True:
-            item = self._traces.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 512:
-                try:
-                    nxt = self._traces.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._traces.put(None)
-                    break
-                batch.append(nxt)
-            jobs = [b for b in batch if isinstance(b, BacklogJob)]
-            traces = [b for b in batch if not isinstance(b, BacklogJob)]
-            try:
-                if traces:
-                    self.score_batch(traces)
-                for job in jobs:
-                    self.score_backlog(job.entry)
-            except Exception:  # noqa: BLE001 - never lose the thread
-                log.exception("scoring a batch of %d traces failed", len(batch))
-            finally:
-                self._done(len(batch))
+    def _score_items(self, batch: list[CompletedTrace | BacklogJob]) -> None:
+        """The scoring worker's step: a batch of traces (one engine call per entry point), then backlogs."""
+        traces = [b for b in batch if not isinstance(b, BacklogJob)]
+        if traces:
+            self.score_batch(traces)
+        for job in batch:
+            if isinstance(job, BacklogJob):
+                self.score_backlog(job.entry)
 
     def score_batch(self, batch: list[CompletedTrace]) -> None:
         """Score a batch (grouped per entry point, one vectorised engine call per group)."""
@@ -245,7 +214,7 @@ class Detector:
             self._count_scored(len(traces))
             self._flag(entry, [str(t.trace_id) for t in traces], scores)
 
-    def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> Any:
+    def _scores(self, entry: str, fitted: FittedModel, rows: pd.DataFrame) -> np.ndarray | None:
         """IT scores of the entry latency of `rows` (one vectorised call); None (counted) on failure."""
         frame = feature_matrix(rows, fitted.columns)
         try:
@@ -260,7 +229,7 @@ class Detector:
         self.counters["scored"] += n
         self.metrics.scored.inc(n)
 
-    def _flag(self, entry: str, trace_ids: list[str], scores: Any) -> None:
+    def _flag(self, entry: str, trace_ids: list[str], scores: np.ndarray) -> None:
         """Mark the traces at or above the threshold as outliers and queue their explanations."""
         for trace_id, score in zip(trace_ids, scores, strict=True):
             if score >= self.config.threshold:
@@ -268,14 +237,9 @@ class Detector:
                 self.metrics.outliers.labels(entry).inc()
                 try:
                     self.results.mark_outlier(trace_id, float(score))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - the explanation still runs (and marks it again)
                     log.warning("cannot mark %s as outlier: %s", trace_id, exc)
-                with self._pending_lock:
-                    self._pending += 1
-                try:
-                    self._explain.put_nowait((trace_id, float(score)))
-                except queue.Full:
-                    self._done()
+                if not self._explaining.submit((trace_id, float(score))):
                     self.counters["explain_dropped"] += 1
                     self.metrics.explain_dropped.inc()
 
@@ -287,7 +251,7 @@ class Detector:
                 continue
             try:
                 ids = self.traces.features(entry, limit=self.config.window).index
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - one entry point's backlog must not stop the others
                 log.warning("cannot read the learning backlog of %s: %s", entry, exc)
                 continue
             with self._unscored_lock:
@@ -299,9 +263,7 @@ class Detector:
         with self._unscored_lock:
             if not self._unscored.get(entry):
                 return
-        with self._pending_lock:
-            self._pending += 1
-        self._traces.put(BacklogJob(entry))
+        self._scoring.submit(BacklogJob(entry))
 
     def score_backlog(self, entry: str) -> int:
         """Score the traces of `entry` that arrived before its first model; returns how many were scored.
@@ -351,12 +313,9 @@ class Detector:
         return (x - median) / spread > np.sqrt(2.0 * max(self.config.threshold, 0.0))
 
     # --- explaining ------------------------------------------------------------------------------
-    def _explain_loop(self) -> None:
-        while True:
-            item = self._explain.get()
-            if item is None:
-                return
-            trace_id, _score = item
+    def _explain_items(self, batch: list[tuple[str, float]]) -> None:
+        """The explanation worker's step: explain, persist and publish each queued outlier."""
+        for trace_id, _score in batch:
             try:
                 payload = self.explainer.explain(trace_id, intervals=self.config.intervals, trigger="auto")
                 self.counters["explained"] += 1
@@ -365,17 +324,15 @@ class Detector:
                          payload["entry"], payload["target_latency_ms"], payload["outlier_score"],
                          top["node"] if top else "-", 100 * top["share"] if top else 0)
                 self.publish(payload)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - one failed explanation is counted, the others go on
                 self.counters["explain_errors"] += 1
                 self.metrics.explain_errors.inc()
                 log.warning("explaining %s failed: %s", trace_id, exc)
-            finally:
-                self._done()
 
-    def publish(self, payload: dict[str, Any]) -> None:
+    def publish(self, payload: ExplanationPayload) -> None:
         self.hub.publish(payload)
         for callback in self.on_outlier:
             try:
                 callback(payload)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a failing subscriber must not stop the others
                 log.warning("outlier callback failed: %s", exc)

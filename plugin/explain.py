@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,14 +21,21 @@ import rca_engine
 from collector_processor import TraceFeatures, TraceStore
 from plugin.errors import NoModel, NotFound
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
+from plugin.payloads import ContributionRow, ExplanationPayload
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from plugin.config import ServeConfig
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.explain")
 
 PAYLOAD_VERSION = 1
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -46,14 +53,14 @@ def trace_row(tf: TraceFeatures) -> tuple[dict[str, float], dict[str, float]]:
 class Explainer:
     """Explains stored traces with the current model of their entry point; caches on-demand answers."""
 
-    def __init__(self, traces: TraceStore, results: ResultsStore, models: ModelManager, config: Any,
-                 metrics: Any = None, cache_size: int = 512):
+    def __init__(self, traces: TraceStore, results: ResultsStore, models: ModelManager, config: ServeConfig,
+                 metrics: ServerMetrics | None = None, cache_size: int = 512):
         self.traces = traces
         self.results = results
         self.models = models
         self.config = config
         self.metrics = metrics
-        self._cache: OrderedDict[tuple[str, float, int], dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, float, int], ExplanationPayload] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -73,7 +80,7 @@ class Explainer:
             )
         return fitted
 
-    def stored(self, trace_id: str) -> dict[str, Any] | None:
+    def stored(self, trace_id: str) -> ExplanationPayload | None:
         try:
             payload = self.results.explanation(trace_id)
         except Exception as exc:  # noqa: BLE001 - a broken record is recomputed
@@ -83,7 +90,7 @@ class Explainer:
             return payload
         return None
 
-    def explain(self, trace_id: str, intervals: int = 0, trigger: str = "on_demand") -> dict[str, Any]:
+    def explain(self, trace_id: str, intervals: int = 0, trigger: str = "on_demand") -> ExplanationPayload:
         """The explanation of a stored trace: persisted one if any, else computed now (and cached)."""
         stored = self.stored(trace_id)
         if stored is not None and (intervals == 0 or stored.get("intervals", 0) >= intervals):
@@ -105,7 +112,7 @@ class Explainer:
                 self._cache.popitem(last=False)
         return payload
 
-    def persist(self, trace_id: str, payload: dict[str, Any]) -> None:
+    def persist(self, trace_id: str, payload: ExplanationPayload) -> None:
         try:
             self.results.mark_outlier(trace_id, payload["outlier_score"])
             self.results.save_explanation(trace_id, payload)
@@ -114,7 +121,7 @@ class Explainer:
 
     def compute(
         self, tf: TraceFeatures, trace_id: str, fitted: FittedModel, intervals: int = 0, trigger: str = "on_demand"
-    ) -> dict[str, Any]:
+    ) -> ExplanationPayload:
         """Run the attribution and build the payload."""
         t0 = time.perf_counter()
         latency, own = trace_row(tf)
@@ -135,13 +142,13 @@ def build_payload(
     trace_id: str,
     tf: TraceFeatures,
     fitted: FittedModel,
-    expl: Any,
+    expl: rca_engine.Explanation,
     latency: dict[str, float],
     own: dict[str, float],
     intervals: int,
     seconds: float,
     threshold: float,
-) -> dict[str, Any]:
+) -> ExplanationPayload:
     """Shape an engine explanation into the API's Explanation object (ranked contributions, graph)."""
     entry = fitted.entry
     score = _finite(expl.outlier_score) or 0.0
@@ -149,7 +156,7 @@ def build_payload(
     counterfactuals = {str(k): _finite(v) for k, v in dict(getattr(expl, "counterfactuals", {}) or {}).items()}
     bounds = dict(getattr(expl, "intervals", {}) or {})
     ranked = sorted(contributions, key=lambda n: (-contributions[n], n))
-    rows = []
+    rows: list[ContributionRow] = []
     for rank, node in enumerate(ranked, start=1):
         meta = fitted.nodes.get(node)
         lo_hi = bounds.get(node)
@@ -201,7 +208,7 @@ def rarer_than(score: float) -> float:
     return float(np.exp(min(float(score), 700.0)))
 
 
-def top_contributors(payload: dict[str, Any], n: int = 3) -> list[dict[str, Any]]:
+def top_contributors(payload: ExplanationPayload, n: int = 3) -> list[ContributionRow]:
     return [c for c in payload.get("contributions", []) if c["contribution"] > 0][:n]
 
 
@@ -210,13 +217,13 @@ def rarer_text(rarer: float) -> str:
     return f"{rarer:,.0f}" if rarer < 1e9 else f"{rarer:.1e}"
 
 
-def contributor_label(c: dict[str, Any]) -> str:
+def contributor_label(c: ContributionRow) -> str:
     """Service and operation of a contribution; a call gap reads as the network/queueing time of the call."""
     label = f"{c['service']} {c['operation']}"
     return f"network to {label}" if c.get("kind") == "call_gap" else label
 
 
-def summary_text(payload: dict[str, Any], n: int = 3) -> str:
+def summary_text(payload: ExplanationPayload, n: int = 3) -> str:
     """One human line: target latency, rarity and the top contributors with their share."""
     parts = [
         f"{contributor_label(c)} {c['contribution']:.2f} nats ({100 * c['share']:.0f}%)"

@@ -23,6 +23,7 @@ from plugin.errors import InvalidArgument, NoModel, NotFound, ServiceError, Unau
 from plugin.explain import summary_text  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb  # noqa: E402
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc  # noqa: E402
+from plugin.payloads import ExplanationPayload  # noqa: E402
 from plugin.service import WhySlowService  # noqa: E402
 
 log = logging.getLogger("whyslow.grpc")
@@ -37,9 +38,10 @@ _CODES = {
 _PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
 
 
-def explanation_message(payload: dict[str, Any]) -> pb.Explanation:
+def explanation_message(payload: ExplanationPayload) -> pb.Explanation:
     contributions = [
-        pb.Contribution(**{k: v for k, v in c.items() if v is not None}) for c in payload["contributions"]
+        pb.Contribution(**{k: v for k, v in dict[str, Any](c).items() if v is not None})
+        for c in payload["contributions"]
     ]
     return pb.Explanation(
         trace_id=payload["trace_id"],
@@ -77,7 +79,7 @@ class WhySlowServicer(pb_grpc.WhySlowServicer):
             return fn(*args)
         except ServiceError as exc:
             _abort(context, exc)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any other failure is an INTERNAL status, never a traceback
             log.exception("gRPC call failed")
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
 

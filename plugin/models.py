@@ -12,16 +12,21 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 import rca_engine
 from collector_processor import NodeInfo, TraceStore
+from collector_processor.worker import BackgroundWorker
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from plugin.config import ServeConfig
+    from plugin.metrics import ServerMetrics
 
 log = logging.getLogger("whyslow.models")
 
@@ -50,7 +55,7 @@ class FittedModel:
     """An engine model plus the graph facts the APIs need; pickled into the results store as is."""
 
     entry: str
-    model: Any
+    model: rca_engine.CausalModel
     nodes: dict[str, NodeMeta]
     causal_edges: list[tuple[str, str]]
     mechanisms: dict[str, str]
@@ -105,7 +110,8 @@ def feature_matrix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 class ModelManager:
     """Fits, refits, persists and serves one model per entry point (thread-safe)."""
 
-    def __init__(self, traces: TraceStore, results: ResultsStore, config: Any, metrics: Any = None):
+    def __init__(self, traces: TraceStore, results: ResultsStore, config: ServeConfig,
+                 metrics: ServerMetrics | None = None):
         self.traces = traces
         self.results = results
         self.config = config
@@ -113,9 +119,8 @@ class ModelManager:
         self._lock = threading.Lock()
         self._fit_lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker[None]("whyslow-models", periodic=self._refit_due,
+                                              interval_s=min(config.refit_interval_s, 5.0), logger=log)
         self._last_retention = 0.0
         # called with (entry, model) on the fitting thread right after an entry point's first model is
         # swapped in (the detector scores the traces that arrived while it was learning)
@@ -135,7 +140,7 @@ class ModelManager:
             state.seen = max(state.seen, stored)
             try:
                 record = self.results.load_model(entry)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - an unreadable model is refitted
                 log.warning("cannot load the model of %s: %s", entry, exc)
                 record = None
             blob = record[0] if isinstance(record, tuple) else record
@@ -166,7 +171,7 @@ class ModelManager:
             state.seen += count
             first = state.model is None and state.seen >= self.config.min_traces
         if first:
-            self._wake.set()
+            self._worker.wake()
 
     def nodes_seen(self, entry: str, nodes: set[str]) -> None:
         """Report the nodes of recent traces; nodes the model does not know schedule a refit."""
@@ -302,10 +307,11 @@ class ModelManager:
         mech_choice = self.config.mechanisms
         if mech_choice == "structural":
             structure = dict(graph.mechanisms())
-            mechanisms: Any = {n: structure[n] for n in columns if n in structure}
+            mechanisms: str | dict[str, str] = {n: structure[n] for n in columns if n in structure}
         else:
             mechanisms = mech_choice
-        model = rca_engine.fit(causal, data, mechanisms=mechanisms, tail_fraction=TAIL_FRACTION)
+        spec: str | dict[Hashable, str] = mechanisms if isinstance(mechanisms, str) else dict(mechanisms.items())
+        model = rca_engine.fit(causal, data, mechanisms=spec, tail_fraction=TAIL_FRACTION)
         nodes = {str(n): node_meta(info) for n, info in graph.nodes.items()}
         return FittedModel(
             entry=entry,
@@ -322,31 +328,23 @@ class ModelManager:
 
     # --- background thread -----------------------------------------------------------------------
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="whyslow-models", daemon=True)
-        self._thread.start()
+        """Refit what is due every few seconds (or as soon as a first model becomes possible)."""
+        self._worker.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        """Stop the background refits (a fit in progress completes, bounded by ``timeout``)."""
+        self._worker.stop(timeout, drain=False)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=min(self.config.refit_interval_s, 5.0))
-            self._wake.clear()
-            if self._stop.is_set():
+    def _refit_due(self) -> None:
+        """The worker's periodic step: fit every entry point that is due, then apply retention."""
+        for entry in self.due():
+            if self._worker.stopping:
                 break
-            for entry in self.due():
-                if self._stop.is_set():
-                    break
-                try:
-                    self.fit(entry)
-                except Exception as exc:  # noqa: BLE001 - keep the previous model, retry later
-                    log.warning("fitting %s failed: %s", entry, exc)
-            self._retention()
+            try:
+                self.fit(entry)
+            except Exception as exc:  # noqa: BLE001 - keep the previous model, retry later
+                log.warning("fitting %s failed: %s", entry, exc)
+        self._retention()
 
     def _retention(self) -> None:
         now = time.time()
@@ -355,5 +353,5 @@ class ModelManager:
         self._last_retention = now
         try:
             self.traces.retention(self.config.retention_max_age_s, self.config.retention_max_rows)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - retried at the next retention time
             log.warning("retention failed: %s", exc)

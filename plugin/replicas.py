@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin.models import FittedModel, ModelManager
+from plugin.payloads import ExplanationPayload
 
 log = logging.getLogger("whyslow.replicas")
 
@@ -130,7 +131,7 @@ class OutlierFollower:
     """Publishes to this replica's ``WatchOutliers`` hub the explanations other replicas saved (polling the
     store), so that a stream on any replica sees every outlier once."""
 
-    def __init__(self, results: Any, replica: str, publish: Callable[[dict[str, Any]], None],
+    def __init__(self, results: Any, replica: str, publish: Callable[[ExplanationPayload], None],
                  interval_s: float = 1.0) -> None:
         self.results = results
         self.replica = str(replica)

@@ -14,7 +14,8 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import collector_processor
 from plugin.annotations import AnnotationPusher
@@ -23,15 +24,19 @@ from plugin.detector import Detector, OutlierHub
 from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
+from plugin.payloads import ExplanationPayload
 from plugin.replicas import OutlierFollower, ReplicaModelManager, ReplicaShare
 from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
 from plugin.sqlite_results import open_results_store
 
+if TYPE_CHECKING:
+    from plugin.grpc_api import GrpcApi
+
 log = logging.getLogger("whyslow.server")
 
 
-def pipeline_config(config: ServeConfig) -> Any:
+def pipeline_config(config: ServeConfig) -> collector_processor.PipelineConfig:
     """The collector's pipeline configuration from ours."""
     return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
 
@@ -126,9 +131,9 @@ class WhySlowServer:
         self._lock = threading.Lock()
         self.store: collector_processor.TraceStore | None = None  # the collector's traces
         self.results: ResultsStore | None = None  # the backend's outlier marks, explanations, models
-        self.pipeline: Any = None
-        self._receivers: list[Any] = []
-        self.grpc_api: Any = None
+        self.pipeline: collector_processor.Pipeline | None = None
+        self._receivers: list[collector_processor.OtlpGrpcReceiver | collector_processor.OtlpHttpReceiver] = []
+        self.grpc_api: GrpcApi | None = None
         self.http: _HttpServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -159,7 +164,7 @@ class WhySlowServer:
         self.explainer = Explainer(store, results, self.models, cfg, self.metrics)
         self.hub = OutlierHub()
         self.annotations: AnnotationPusher | None = None
-        callbacks = []
+        callbacks: list[Callable[[ExplanationPayload], object]] = []
         if cfg.grafana_url:
             self.annotations = AnnotationPusher(
                 cfg.grafana_url, cfg.grafana_token, cfg.grafana_dashboard_uid, cfg.grafana_panel_id,
@@ -252,10 +257,12 @@ class WhySlowServer:
             _quietly(self.detector.stop, 5.0)
         if getattr(self, "models", None) is not None:
             _quietly(self.models.stop, timeout)
-        if getattr(self, "follower", None) is not None:
-            _quietly(self.follower.stop)
-        if getattr(self, "annotations", None) is not None:
-            _quietly(self.annotations.stop, 10.0)
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            _quietly(follower.stop)
+        annotations = getattr(self, "annotations", None)
+        if annotations is not None:
+            _quietly(annotations.stop, 10.0)
         if getattr(self, "hub", None) is not None:
             self.hub.close()
         if self.grpc_api is not None:

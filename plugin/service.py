@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -15,14 +15,21 @@ from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.incident import summarize
 from plugin.models import META_PREFIX, ModelManager, node_meta
+from plugin.payloads import ExplanationPayload
 from plugin.results_store import ResultsStore
+
+if TYPE_CHECKING:
+    from collector_processor import Pipeline
+    from plugin.annotations import AnnotationPusher
+    from plugin.config import ServeConfig
+    from plugin.detector import Detector
 
 log = logging.getLogger("whyslow.service")
 
 VERSION = "0.1.0"
 
 
-def outlier_summary(payload: dict[str, Any]) -> dict[str, Any]:
+def outlier_summary(payload: ExplanationPayload) -> dict[str, Any]:
     """The list form of an explanation (GET /api/v1/outliers, the outliers table, gRPC OutlierSummary)."""
     top = top_contributors(payload, 1)
     return {
@@ -48,10 +55,10 @@ class WhySlowService:
         results: ResultsStore,
         models: ModelManager,
         explainer: Explainer,
-        config: Any,
-        pipeline: Any = None,
-        detector: Any = None,
-        annotations: Any = None,
+        config: ServeConfig,
+        pipeline: Pipeline | None = None,
+        detector: Detector | None = None,
+        annotations: AnnotationPusher | None = None,
     ):
         self.traces = traces
         self.results = results
@@ -64,17 +71,17 @@ class WhySlowService:
         self.started_at = time.time()
 
     # --- explanations ----------------------------------------------------------------------------
-    def explain(self, trace_id: Any, intervals: Any = 0) -> dict[str, Any]:
+    def explain(self, trace_id: object, intervals: object = 0) -> ExplanationPayload:
         tid = validation.trace_id(trace_id)
         return self.explainer.explain(tid, intervals=validation.intervals(intervals))
 
     def outliers(
         self,
-        start: Any = None,
-        end: Any = None,
-        entry: Any = None,
-        min_score: Any = None,
-        limit: Any = None,
+        start: object = None,
+        end: object = None,
+        entry: object = None,
+        min_score: object = None,
+        limit: object = None,
     ) -> list[dict[str, Any]]:
         """Recent explained outliers, newest first."""
         lo, hi = validation.time_range(start, end)
@@ -86,7 +93,7 @@ class WhySlowService:
         return out[:count]
 
     def _stored_explanations(self, lo: int | None, hi: int | None, entry_id: str | None, floor: float | None,
-                             count: int) -> list[dict[str, Any]]:
+                             count: int) -> list[ExplanationPayload]:
         """Explanation payloads of the detected outliers in a window (those still being explained are left out)."""
         payloads = []
         for record in self.results.outliers(lo, hi, entry_id, floor, count):  # the explanation is stored beside it
@@ -95,20 +102,20 @@ class WhySlowService:
                 payloads.append(payload)
         return payloads
 
-    def incident(self, start: Any = None, end: Any = None, entry: Any = None, limit: Any = None) -> dict[str, Any]:
+    def incident(self, start: object = None, end: object = None, entry: object = None, limit: object = None) -> dict[str, Any]:
         """Which service is behind the explained outliers of a time window (plugin.incident.summarize)."""
         lo, hi = validation.time_range(start, end)
         entry_id = validation.entry(entry)
         count = validation.limit(limit, default=validation.MAX_LIMIT)
         payloads = self._stored_explanations(lo, hi, entry_id, None, count)
-        summary = summarize(payloads)
+        summary = summarize(cast(list[dict[str, Any]], payloads))  # a JSON object per outlier
         summary["entries"] = sorted({str(p["entry"]) for p in payloads})
         summary["from_ms"] = None if lo is None else lo // 1_000_000
         summary["to_ms"] = None if hi is None else hi // 1_000_000
         return summary
 
     # --- graph -----------------------------------------------------------------------------------
-    def resolve_entry(self, entry: Any) -> str:
+    def resolve_entry(self, entry: object) -> str:
         entry_id = validation.entry(entry)
         known = self.entries()
         if entry_id is None:
@@ -124,11 +131,11 @@ class WhySlowService:
     def entries(self) -> list[str]:
         try:
             stored = [str(e) for e in self.traces.entry_points()]
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a broken store still lists the entry points with models
             stored = []
         return sorted(set(stored) | set(self.models.entries()))
 
-    def graph(self, entry: Any) -> dict[str, Any]:
+    def graph(self, entry: object) -> dict[str, Any]:
         """Call graph, causal graph and per-node latency statistics of one entry point."""
         entry_id = self.resolve_entry(entry)
         graph = self.traces.graph(entry_id)
@@ -179,7 +186,7 @@ class WhySlowService:
             return {}
         try:
             raw = self.pipeline.stats()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - status must answer while the pipeline stops
             return {}
         raw = raw if isinstance(raw, dict) else getattr(raw, "__dict__", {})
         return {str(k): v for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

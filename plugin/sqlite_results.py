@@ -97,7 +97,8 @@ class SqliteResultsStore:
                  entry: str | None = None, min_score: float | None = None,
                  limit: int | None = None) -> list[OutlierMark]:
         """Marked outliers (joined with their trace), newest first."""
-        where, args = ["1=1"], []
+        where: list[str] = ["1=1"]
+        args: list[object] = []
         if from_unix_nano is not None:
             where.append("t.start_unix_nano >= ?")
             args.append(int(from_unix_nano))
@@ -121,9 +122,9 @@ class SqliteResultsStore:
         if entry is None:
             rows = self._reader().execute("SELECT trace_id FROM outliers")
         else:
-            rows = self._reader().execute(
-                "SELECT o.trace_id FROM outliers o JOIN traces t ON t.trace_id = o.trace_id "
-                "JOIN nodes n ON n.id = t.entry_id WHERE n.node = ?", (entry,))
+            rows = self._reader().execute(  # from the (few) marks to their traces, not the other way round
+                "SELECT o.trace_id FROM outliers o CROSS JOIN traces t ON t.trace_id = o.trace_id "
+                "WHERE t.entry_id = (SELECT id FROM nodes WHERE node = ?)", (entry,))
         return {r[0] for r in rows}
 
     def save_explanation(self, trace_id: str, payload: ExplanationPayload) -> None:

@@ -6,7 +6,6 @@ import math
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 from plugin.errors import InvalidArgument
 
@@ -19,7 +18,7 @@ MAX_ENTRY_LEN = 512
 _MAX_NS = 7_258_118_400 * 10**9
 
 
-def trace_id(value: Any) -> str:
+def trace_id(value: object) -> str:
     """A W3C/OTLP trace id: 32 hex characters, not all zero; returned lower-case.
 
     Also read as users paste them: surrounding blanks, UUID-style dashes, and a 64-bit (16 hex) Zipkin/Jaeger id,
@@ -37,13 +36,13 @@ def trace_id(value: Any) -> str:
     return value.lower()
 
 
-def int_in(value: Any, name: str, lo: int, hi: int, default: int) -> int:
+def int_in(value: object, name: str, lo: int, hi: int, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
         raise InvalidArgument(f"{name} must be an integer")
     try:
-        number = int(value) if not isinstance(value, float) else None
+        number = int(value) if isinstance(value, (int, str)) else None  # a float, list, object: not an integer
     except (TypeError, ValueError):
         number = None
     if number is None or (isinstance(value, float) and not value.is_integer()):
@@ -53,11 +52,11 @@ def int_in(value: Any, name: str, lo: int, hi: int, default: int) -> int:
     return number
 
 
-def limit(value: Any, default: int = 100) -> int:
+def limit(value: object, default: int = 100) -> int:
     return int_in(value, "limit", 1, MAX_LIMIT, default)
 
 
-def intervals(value: Any) -> int:
+def intervals(value: object) -> int:
     """Bootstrap resamples: 0 (none) or 2..MAX_INTERVALS."""
     number = int_in(value, "intervals", 0, MAX_INTERVALS, 0)
     if number == 1:
@@ -65,12 +64,14 @@ def intervals(value: Any) -> int:
     return number
 
 
-def score(value: Any, name: str = "min_score") -> float | None:
+def score(value: object, name: str = "min_score") -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise InvalidArgument(f"{name} must be a number")
     try:
+        if not isinstance(value, (int, float, str)):
+            raise TypeError(type(value).__name__)
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidArgument(f"{name} must be a number") from None
@@ -79,7 +80,7 @@ def score(value: Any, name: str = "min_score") -> float | None:
     return number
 
 
-def entry(value: Any) -> str | None:
+def entry(value: object) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_ENTRY_LEN or any(ord(c) < 32 for c in value):
@@ -91,7 +92,7 @@ _RELATIVE = re.compile(r"now(?:-(\d{1,9})([smhdw]))?")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def time_ns(value: Any, name: str) -> int | None:
+def time_ns(value: object, name: str) -> int | None:
     """A time as unix milliseconds (number or digits), an ISO 8601 / RFC 3339 string, or Grafana-style
     relative time (`now`, `now-15m`); returns unix ns."""
     if value is None or value == "":
@@ -125,7 +126,7 @@ def time_ns(value: Any, name: str) -> int | None:
     return ns
 
 
-def time_range(start: Any, end: Any) -> tuple[int | None, int | None]:
+def time_range(start: object, end: object) -> tuple[int | None, int | None]:
     lo, hi = time_ns(start, "from"), time_ns(end, "to")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidArgument("from must not be after to")

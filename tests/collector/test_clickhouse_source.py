@@ -55,7 +55,7 @@ def test_windows_read_whole_traces_into_the_pipeline(otel, tmp_path):
     stats, p = source.stats(), pipeline.stats()
     assert stats["rows_read"] == spans == p["spans_stored"] and stats["windows_read"] >= 15
     assert p["traces_stored"] == len(ids) and p["traces_incomplete"] == 0 and p["traces_reopened"] == 0
-    assert stats["cursor_lag_s"] in (30, 31)  # it stops lag_s behind now
+    assert 30 <= stats["cursor_lag_s"] < 45  # it stops lag_s behind now (plus the time the test took since)
     [entry] = store.entry_points()
     assert set(store.features(entry).index) == ids
     # the restarted reader resumes at its cursor: nothing is read twice
