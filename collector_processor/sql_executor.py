@@ -194,6 +194,14 @@ def chdb_session(path: str) -> Any:
         return s
 
 
+def close_chdb_sessions() -> None:
+    """Close the process's chdb session (before its data directory is removed); later use opens a new one."""
+    with _CHDB_LOCK, _CHDB_RUN_LOCK:
+        for s in _CHDB_SESSIONS.values():
+            s.close()
+        _CHDB_SESSIONS.clear()
+
+
 class ChdbExecutor:
     """The ClickHouse engine in-process (chdb): tests, and a single-node deployment without a server. Statements
     name their tables with the database (``db.table``); the session's current database is never relied on."""

@@ -59,14 +59,14 @@ def _story(server: WhySlowServer, exporter, fault_name: str):
 def test_pull_mode_explains_like_push_mode(tmp_path):
     fault = "caching-service"
     # push: OTLP/gRPC into the default SQLite store
-    with WhySlowServer(_config(tmp_path / "push")).start() as push:
+    with WhySlowServer(_config(tmp_path / "push")) as push:
         pushed, push_outliers, _ = _story(push, otlp_grpc_exporter(push.url("otlp_grpc")), fault)
     # pull: the same traffic through otel_traces, into the ClickHouse store
     otel_url = fresh_url()
     exporter = ClickHouseSpanExporter(connect(otel_url))  # kinds/status in both exporter spellings
     cfg = _config(tmp_path / "pull", store=fresh_url(), source="clickhouse", source_url=otel_url,
                   source_lag_s=LAG_S, source_window_s=60.0, source_backfill_s=60.0)
-    with WhySlowServer(cfg).start() as pull:
+    with WhySlowServer(cfg) as pull:
         pulled, pull_outliers, demo = _story(pull, exporter, fault)
         stats = pull.source.stats()
         pipeline = pull.pipeline.stats()

@@ -23,8 +23,19 @@ def chdb_path() -> str:
     pytest.importorskip("chdb", reason="chdb (in-process ClickHouse) is not installed: pip install -e '.[dev]'")
     if _PATH is None:
         _PATH = tempfile.mkdtemp(prefix="whyslow-chdb-")
-        atexit.register(shutil.rmtree, _PATH, True)
+        atexit.register(_remove, _PATH)
     return _PATH
+
+
+def _remove(path: str) -> None:
+    """At exit: stop the HTTP front and close the engine before its files go (chdb's own shutdown, after this,
+    must not find its tables deleted under it)."""
+    from collector_processor.sql_executor import close_chdb_sessions
+
+    if _FRONT is not None:
+        _FRONT.stop()
+    close_chdb_sessions()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def fresh_url() -> str:
