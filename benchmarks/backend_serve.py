@@ -28,8 +28,8 @@ def _pct(values: list[float], q: float) -> float:
 def run(quick: bool) -> dict[str, object]:
     from collector_processor import CompletedTrace
     from plugin.config import ServeConfig
+    from plugin.demo.shop_traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
     from plugin.server import WhySlowServer
-    from tests.traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
 
     n_train = 500 if quick else 2000
     n_slow = 5 if quick else 20
@@ -106,7 +106,7 @@ def render(r: dict[str, object], argv: Sequence[str] | None) -> str:
 Command: `{command_line("benchmarks." + NAME, argv)}`<br>
 Machine: {machine()}; load average at the end: {load:.1f} (machine shared with other jobs)
 
-Workload: the three-service shop of `tests/traffic.py` ({r["spans_per_trace"]} spans per trace, real OTel SDK
+Workload: the three-service shop of `plugin/demo/shop_traffic.py` ({r["spans_per_trace"]} spans per trace, real OTel SDK
 OTLP/gRPC exporter), model fitted on {r["fit_rows"]} traces, then {r["n_slow"]} traces with `payments` slowed by
 400 ms, one at a time.
 

@@ -103,7 +103,7 @@ def read_floor() -> dict[str, dict[str, float]]:
 
 
 def update_floor(section: str, figures: dict[str, float]) -> None:
-    """Record the figures a benchmark reached (the regression floor of tests/accuracy reads them)."""
+    """Record the figures a benchmark reached (the regression floor of benchmarks/tests reads them)."""
     floor = read_floor()
     floor[section] = {k: round(float(v), 4) for k, v in sorted(figures.items())}
     RESULTS.mkdir(parents=True, exist_ok=True)

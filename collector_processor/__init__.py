@@ -11,9 +11,10 @@ from collector_processor.pipeline import Pipeline, PipelineFull
 from collector_processor.records import CallGraph, CompletedTrace, NodeFeatures, NodeInfo, TraceFeatures
 from collector_processor.sqlite_store import SqliteStore, open_store
 from collector_processor.store import TraceStore
+from collector_processor.tls import TlsFiles
 
 __all__ = [
     "CallGraph", "CompletedTrace", "DecodeFailure", "NodeFeatures", "NodeInfo", "OtlpGrpcReceiver",
-    "OtlpHttpReceiver", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "TraceFeatures",
+    "OtlpHttpReceiver", "Pipeline", "PipelineConfig", "PipelineFull", "SqliteStore", "TlsFiles", "TraceFeatures",
     "TraceStore", "open_store",
 ]

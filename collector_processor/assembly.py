@@ -5,6 +5,10 @@ root is flushed as incomplete ``max_trace_wait_s`` after its first span. Beyond 
 ``max_buffered_traces`` the least recently active trace is evicted: emitted as incomplete and counted, never
 thrown away. A span id seen before in the same trace is a duplicate (idempotent). Completed traces are kept
 for ``late_window_s`` so that a late span re-opens its trace instead of becoming a fragment.
+
+Crash consistency: a trace keeps the spool rows that fed it until it is *final* (it left the late window, or
+the pipeline flushed at shutdown); only then are its rows handed to ``finished_spool`` for release. After a
+crash, replay therefore rebuilds every non-final trace from all of its rows, never from a subset.
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ class TraceAssembler:
         self.c = counters
         self._active: OrderedDict[bytes, _Buf] = OrderedDict()   # ordered by last activity
         self._rootless: OrderedDict[bytes, _Buf] = OrderedDict()  # idle, waiting for a root (by first arrival)
-        self._recent: OrderedDict[bytes, tuple[dict, float, bool]] = OrderedDict()
+        self._recent: OrderedDict[bytes, tuple[dict, float, bool, set[int]]] = OrderedDict()
         self._recent_spans = 0
         self.buffered_spans = 0
+        # spool ids of traces that became final, one set per trace (the pipeline releases them after the
+        # writes that precede them)
+        self.finished_spool: list[set[int]] = []
 
     @property
     def buffered_traces(self) -> int:
@@ -95,10 +102,11 @@ class TraceAssembler:
         buf = _Buf(now)
         old = self._recent.pop(tid, None)
         if old is not None:  # late spans re-open a completed trace: rebuild it whole
-            spans, _, has_root = old
+            spans, _, has_root, spool = old
             self._recent_spans -= len(spans)
             buf.spans = spans
             buf.has_root = has_root
+            buf.spool = spool
             buf.reopened = True
             self.buffered_spans += len(spans)
             self.c["traces_reopened"] += 1
@@ -116,8 +124,10 @@ class TraceAssembler:
     def _emit(self, tid: bytes, buf: _Buf, complete: bool, evicted: bool, now: float | None = None) -> Assembled:
         self.buffered_spans -= len(buf.spans)
         if now is not None and self.cfg.late_window_s > 0:
-            self._recent[tid] = (buf.spans, now, buf.has_root)
+            self._recent[tid] = (buf.spans, now, buf.has_root, buf.spool)
             self._recent_spans += len(buf.spans)
+        elif buf.spool:
+            self.finished_spool.append(buf.spool)
         return Assembled(tid, list(buf.spans.values()), complete, evicted, buf.reopened, buf.spool)
 
     def due(self, now: float) -> list[Assembled]:
@@ -159,8 +169,26 @@ class TraceAssembler:
         recent = self._recent
         before = now - self.cfg.late_window_s
         while recent:
-            tid, (spans, t, _) = next(iter(recent.items()))
+            tid, (spans, t, _, spool) = next(iter(recent.items()))
             if t > before and self._recent_spans <= self.cfg.max_recent_spans:
                 break
             del recent[tid]
             self._recent_spans -= len(spans)
+            if spool:
+                self.finished_spool.append(spool)
+
+    def finalise_recent(self) -> None:
+        """Every trace in the late window becomes final now (shutdown: its spool rows may be released)."""
+        for _spans, _t, _root, spool in self._recent.values():
+            if spool:
+                self.finished_spool.append(spool)
+        self._recent.clear()
+        self._recent_spans = 0
+
+    def hold(self, trace_ids: list[bytes]) -> None:
+        """Never release the spool rows of these traces in this process (their analysis failed: a restart
+        replays them)."""
+        for tid in trace_ids:
+            old = self._recent.get(tid)
+            if old is not None:
+                old[3].clear()

@@ -165,6 +165,17 @@ class ClickHouseTraceStore:
             last = int(rows[-1][0])
             self._last_spool_id = max(self._last_spool_id, last)
 
+    def stored_span_counts(self, trace_ids: list[str]) -> dict[str, int]:
+        """Span count of the stored version of each of these trace ids (the pipeline keeps a stored trace
+        unless a rebuilt one holds more spans)."""
+        out: dict[str, int] = {}
+        for k in range(0, len(trace_ids), 5000):
+            chunk = ",".join(quote(t) for t in trace_ids[k:k + 5000])
+            out.update((str(t), int(n)) for t, n in self.ex.query(
+                f"SELECT trace_id, argMax(n_spans, stored_unix_nano) FROM {self.t('traces')} "
+                f"WHERE trace_id IN ({chunk}) GROUP BY trace_id"))
+        return out
+
     # ---------------------------------------------------------------- writing (pipeline)
     def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int:
         """Store completed traces (features + graph evidence), then release their spool rows; returns how many

@@ -25,17 +25,28 @@ class PipelineConfig:
     # ingest queue (backpressure)
     max_queue_spans: int = 500_000       # decoded spans waiting for the worker; beyond: retryable answer
     retry_after_s: float = 1.0           # back-off suggested to clients when the queue is full
+    # memory limiter (in the spirit of the Collector's): request bytes being read/decoded plus the estimated
+    # size of queued decoded spans; a request that would pass it is refused with a retryable answer
+    max_inflight_bytes: int = 256 * 1024 * 1024
     # receivers
     max_recv_bytes: int = 64 * 1024 * 1024  # gRPC message / HTTP body limit (after decompression)
-    grpc_workers: int = 8                # gRPC handler threads; x4 = concurrent requests (gRPC and HTTP)
+    grpc_workers: int = 8                # gRPC handler threads; x4 = concurrent HTTP requests
+    # grpcio's own hard limit on concurrent RPCs (answers RESOURCE_EXHAUSTED without RetryInfo, which senders
+    # drop, and which we cannot count): a last-resort guard on connections' buffered streams, set far above
+    # what admission control lets pile up (refusals are answered in microseconds)
+    grpc_max_concurrent_rpcs: int = 1024
     # background worker
     background: bool = True              # run the completion thread; tests set False and call tick(now)
     tick_interval_s: float = 0.1
     # durability: spool every accepted request before acknowledging it
     spool: bool = True
+    # a span ending more than this ahead of our clock is rejected (partial success, counted in spans_future):
+    # it would never age out of retention and would sit at the top of every time range
+    max_future_s: float = 3600.0
     # operation-name limits (huge attribute values are truncated, not rejected)
     max_name_len: int = 200
     max_span_types: int = 100_000        # distinct (service, operation) bound; beyond: "{other}" per service
+    max_entry_points: int = 1_000        # distinct root span types; beyond: the shared "{other}:{other}" entry
     # structure inference: children overlapping more than this fraction of the shorter one run in parallel
     overlap_fraction: float = 0.1
     # a root with a catch-all route (an API gateway's "/*") is named after the first endpoint it reached, so

@@ -2,7 +2,9 @@
 
 Same field numbers as the OTLP protos, but only the fields the pipeline reads; attributes and the status are
 declared as raw ``bytes`` so that parsing them creates one bytes object each instead of nested message
-wrappers (iterating 7 KeyValue messages costs ~3 µs per span; 7 bytes objects a fraction of that). Fields
+wrappers (iterating 7 KeyValue messages costs ~3 µs per span; 7 bytes objects a fraction of that). The span
+name is ``bytes`` too: a proto3 ``string`` field with invalid UTF-8 fails the whole parse, while the Collector
+passes such data on; every string is decoded by us with U+FFFD replacement (lossless decoding). Fields
 not declared here are kept by the parser as unknown bytes and ignored. Every payload is also a valid
 ExportTraceServiceRequest: the spool keeps the original bytes.
 """
@@ -30,7 +32,7 @@ def _build() -> type:
 
     one, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
     msg("Span", [("trace_id", 1, _F.TYPE_BYTES, one, None), ("span_id", 2, _F.TYPE_BYTES, one, None),
-                 ("parent_span_id", 4, _F.TYPE_BYTES, one, None), ("name", 5, _F.TYPE_STRING, one, None),
+                 ("parent_span_id", 4, _F.TYPE_BYTES, one, None), ("name", 5, _F.TYPE_BYTES, one, None),
                  ("kind", 6, _F.TYPE_INT32, one, None),
                  ("start_time_unix_nano", 7, _F.TYPE_FIXED64, one, None),
                  ("end_time_unix_nano", 8, _F.TYPE_FIXED64, one, None),

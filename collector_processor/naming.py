@@ -9,14 +9,16 @@ UNKNOWN_SERVICE = "unknown_service"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # long hex runs that contain at least one digit (ids, hashes), but not plain words such as "facade"
 _HEX = re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
-_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:\.\d+)?(?![A-Za-z_])")
+# a number standing alone: not glued to a letter, underscore or digit on either side, so that a version
+# segment (``v12``, ``http2``) stays whole instead of losing its tail digits
+_NUMBER = re.compile(r"(?<![A-Za-z_\d])[-+]?\d+(?:\.\d+)?(?![A-Za-z_\d])")
 _SPACES = re.compile(r"\s+")
 
 
 def normalise_operation(name: str, max_len: int = 200) -> str:
     """Strip uuids, hex ids and numbers from a span name so that one endpoint gives one span type.
 
-    ``GET /users/123/orders/9f86d081884c7d65`` -> ``GET /users/{id}/orders/{id}``; ``/api/v1/x`` keeps ``v1``.
+    ``GET /users/123/orders/9f86d081884c7d65`` -> ``GET /users/{id}/orders/{id}``; ``/api/v12/x`` keeps ``v12``.
     """
     if not name:
         return "unnamed"

@@ -11,6 +11,7 @@ attributes so the regexes run once per distinct name.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,9 @@ _WANTED = frozenset({
     b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system",
 })
 _ERROR_STATUS = b"\x18\x02"
+
+
+FUTURE_REASON = "timestamps too far in the future (sender clock ahead?)"
 
 
 class DecodeFailure(ValueError):
@@ -72,16 +76,21 @@ def parse_request(payload: bytes) -> Any:  # a LeanRequest (fields built at impo
 class SpanDecoder:
     """Converts requests to span tuples, interning span types in ``types``."""
 
-    def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000) -> None:
+    def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000,
+                 max_future_s: float = 3600.0) -> None:
         self.types = types if types is not None else SpanTypes()
         self.max_name_len = max_name_len
+        # a span starting more than this ahead of our clock is rejected: it would never age out of retention
+        self.max_future_ns = int(max_future_s * 1e9)
         self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
 
-    def _typed(self, key: tuple, service: str, name: str, attrs: dict | None, kind: int) -> tuple[int, int]:
+    def _typed(self, key: tuple, service: str, raw_name: bytes, attrs: dict | None, kind: int) -> tuple[int, int]:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
-        a = {k.decode(): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
+        # invalid UTF-8 becomes U+FFFD: the span is kept under a readable name, never rejected
+        name = raw_name[: 4 * self.max_name_len].decode("utf-8", "replace")
+        a = {k.decode("utf-8", "replace"): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
         op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
                           a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
         type_id = self.types.intern(service, op)
@@ -102,6 +111,8 @@ class SpanDecoder:
         cache = self._cache
         max_len = self.max_name_len
         wanted = _WANTED
+        entry_ids = self.types.entry_ids
+        latest = min(time.time_ns() + self.max_future_ns, _MAX_TIME)
         for rs in req.resource_spans:
             service = ""
             for kv in rs.resource.attributes:
@@ -125,13 +136,17 @@ class SpanDecoder:
                     if len(sid) != 8 or sid == ZERO8:
                         reasons["invalid span_id (must be 8 non-zero bytes)"] += 1
                         continue
-                    if not pid:
+                    root = not pid
+                    if root:
                         pid = ZERO8
                     elif len(pid) != 8:
                         reasons["invalid parent_span_id (must be empty or 8 bytes)"] += 1
                         continue
-                    if start <= 0 or end < start or end >= _MAX_TIME:
-                        reasons["invalid timestamps (start missing or end before start)"] += 1
+                    if start <= 0 or end < start or end >= latest:
+                        if start > 0 and end >= start and end >= latest:
+                            reasons[FUTURE_REASON] += 1
+                        else:
+                            reasons["invalid timestamps (start missing or end before start)"] += 1
                         continue
                     kind = sp.kind
                     name = sp.name
@@ -161,8 +176,11 @@ class SpanDecoder:
                     typed = cache.get(key)
                     if typed is None:
                         typed = self._typed(key, service, name, attrs, kind)
+                    type_id = typed[0]
+                    if root and type_id not in entry_ids:  # a new entry point: bounded (see SpanTypes)
+                        type_id = self.types.entry(type_id)
                     st = sp.status
-                    append((tid, sid, pid, typed[0], typed[1], kind, start, end,
+                    append((tid, sid, pid, type_id, typed[1], kind, start, end,
                             st == _ERROR_STATUS or (bool(st) and status_code(st) == STATUS_ERROR)))
                 if unknown:
                     out.unknown_service += len(spans) - n_before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from google.protobuf import json_format
@@ -17,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector_processor.otlp_decode import DecodeFailure
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
@@ -46,11 +48,25 @@ def _items(obj: Any, *keys: str) -> list:
     return []
 
 
+def _replace_surrogates(obj: Any) -> Any:
+    """``obj`` with lone UTF-16 surrogates (``"\\ud800"`` escapes, not encodable as UTF-8) replaced by U+FFFD."""
+    if isinstance(obj, str):
+        return _SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_replace_surrogates(v) for v in obj]
+    return obj
+
+
 def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
-    """Decode an OTLP/JSON ExportTraceServiceRequest, raising DecodeFailure with a readable message."""
+    """Decode an OTLP/JSON ExportTraceServiceRequest, raising DecodeFailure with a readable message.
+
+    Lossless: invalid UTF-8 bytes and lone surrogate escapes in strings become U+FFFD, as the Collector keeps
+    such data; only a body that is not JSON at all is refused."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = json.loads(body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body)
+    except ValueError as exc:
         raise DecodeFailure(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise DecodeFailure("OTLP/JSON request body must be a JSON object")
@@ -64,7 +80,13 @@ def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
                             _fix_ids(link)
     req = ExportTraceServiceRequest()
     try:
-        json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        try:
+            json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        except (json_format.ParseError, UnicodeEncodeError) as exc:
+            if "surrogate" not in str(exc):
+                raise
+            req.Clear()  # rare: a lone surrogate escape; retry on a cleaned copy
+            json_format.ParseDict(_replace_surrogates(doc), req, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise DecodeFailure(f"request body is not a valid OTLP/JSON ExportTraceServiceRequest: {exc}") from None
     return req

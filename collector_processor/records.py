@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 # columns of AnalysedBatch.values
@@ -33,7 +32,7 @@ class AnalysedBatch:
     orphan_spans: int = 0
     cycle_spans: int = 0
     skewed_spans: int = 0
-    reparented_spans: int = 0          # spans adopted by a wrapper span (see _wrapper_adoptions)
+    reparented_spans: int = 0          # spans adopted by a wrapper span (see call_graph.wrapper_adoptions)
 
     def __len__(self) -> int:
         return len(self.trace_ids)
@@ -64,23 +63,13 @@ class NodeInfo:
 
 @dataclass
 class CallGraph:
-    """Call graph of one entry point: ``call_edges`` are caller -> callee; the causal graph is inverted."""
+    """Call graph of one entry point: ``call_edges`` are caller -> callee, without cycles (the engine's
+    ``rca_engine.invert_call_graph`` turns them into the causal graph of latencies; plugin.causal_graph composes)."""
 
     entry: str
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     call_edges: list[tuple[str, str]] = field(default_factory=list)
     traces: int = 0
-
-    def causal_graph(self) -> nx.DiGraph:
-        """Callee latency -> caller latency, with the node metadata as node attributes."""
-        g = nx.DiGraph()
-        for node, meta in self.nodes.items():
-            g.add_node(node, service=meta.service, operation=meta.operation, kind=meta.kind,
-                       structure=meta.structure)
-        for caller, callee in self.call_edges:
-            if caller != callee:
-                g.add_edge(callee, caller)
-        return g
 
     def mechanisms(self) -> dict[str, str]:
         """Node -> ``"sum"`` | ``"max"`` for every non-leaf node (rca_engine's ``mechanisms`` dict)."""

@@ -15,11 +15,17 @@ OTHER_OPERATION = "{other}"
 class SpanTypes:
     """Append-only registry id -> (service, operation, kind); ``kind`` is ``span`` | ``db`` | ``messaging``.
     Thread-safe: interning takes a lock only for a new type. Bounded: beyond ``max_types`` distinct types
-    (unnormalisable high-cardinality names), new operations of a service share the type ``{other}``."""
+    (unnormalisable high-cardinality names), new operations of a known service share the type
+    ``service:{other}`` and new services share ``{other}:{other}``. Entry points (types of root spans) are
+    bounded by ``max_entries``: a new root type beyond it is folded into ``{other}:{other}`` (counted in
+    ``entries_overflowed``), so a hostile sender cannot mint unbounded graphs, models or metric series."""
 
-    def __init__(self, max_types: int = 100_000) -> None:
+    def __init__(self, max_types: int = 100_000, max_entries: int = 1_000) -> None:
         self.max_types = max_types
+        self.max_entries = max_entries
         self.overflowed = 0
+        self.entries_overflowed = 0
+        self.entry_ids: set[int] = set()
         self._ids: dict[tuple[str, str, str], int] = {}
         self.service: list[str] = []
         self.operation: list[str] = []
@@ -42,6 +48,44 @@ class SpanTypes:
                 key = (service, OTHER_OPERATION, kind)
                 i = self._ids.get(key)
                 operation = OTHER_OPERATION
+                if i is None and service not in self._svc_ids:  # a new service: one shared bucket
+                    service = OTHER_OPERATION
+                    key = (service, OTHER_OPERATION, kind)
+                    i = self._ids.get(key)
+            if i is None:
+                i = len(self.service)
+                self.service.append(service)
+                self.operation.append(operation)
+                self.kind.append(kind)
+                self._svc_of.append(self._svc_ids.setdefault(service, len(self._svc_ids)))
+                self._catch_all.append(is_catch_all(operation))
+                self._ids[key] = i
+                self._arrays = None
+        return i
+
+    def entry(self, type_id: int) -> int:
+        """The type a root span of ``type_id`` is stored under: itself while fewer than ``max_entries`` entry
+        points exist (or it is one already), else the shared ``{other}:{other}`` entry point."""
+        if type_id in self.entry_ids:
+            return type_id
+        with self._lock:
+            if type_id in self.entry_ids:
+                return type_id
+            if len(self.entry_ids) < self.max_entries:
+                self.entry_ids.add(type_id)
+                return type_id
+            self.entries_overflowed += 1
+        other = self._intern_unbounded(OTHER_OPERATION, OTHER_OPERATION, self.kind[type_id])
+        self.entry_ids.add(other)  # the overflow bucket itself is always accepted
+        return other
+
+    def _intern_unbounded(self, service: str, operation: str, kind: str) -> int:
+        key = (service, operation, kind)
+        i = self._ids.get(key)
+        if i is not None:
+            return i
+        with self._lock:
+            i = self._ids.get(key)
             if i is None:
                 i = len(self.service)
                 self.service.append(service)

@@ -8,7 +8,8 @@ readers use one connection per thread, which WAL lets run concurrently with the 
 
 Durability: the pipeline spools every accepted OTLP request before the client is answered: the bytes are
 appended to a segment file (``<data_dir>/spool/seg-N.bin``) and indexed by a row of the ``spool`` table; the
-row is deleted in the same transaction that stores the traces the request fed, and a segment file is removed
+row is deleted (in a store transaction after the writes of its traces) once every trace it fed is stored and
+final (see assembly.py), and a segment file is removed
 once none of its rows is left. After a restart the pipeline replays what is left. (Blobs in SQLite cost a
 page write to the WAL, another at checkpoint and a page free at delete: ~15 % of the pipeline's time; the
 append-only files cost a sequential write.) With ``synchronous=NORMAL`` (default) a committed transaction and
@@ -114,8 +115,11 @@ class SqliteStore:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(self.data_dir, 0o700)  # traces, models and explanations are nobody else's business
         self.path = self.data_dir / DB_FILE
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite's -wal/-shm copy its mode
+        _private(self.path, 0o600)
         self._synchronous = synchronous.upper()
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -129,7 +133,7 @@ class SqliteStore:
         self._next_trace_row = (self._w.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1
         # spool segments: id -> segment of every pending request, live rows per segment
         self._spool_dir = self.data_dir / SPOOL_DIR
-        self._spool_dir.mkdir(exist_ok=True)
+        self._spool_dir.mkdir(exist_ok=True, mode=0o700)
         self._spool_seg: dict[int, int] = dict(self._w.execute("SELECT id, segment FROM spool").fetchall())
         self._seg_live: dict[int, int] = {}
         for seg in self._spool_seg.values():
@@ -196,7 +200,8 @@ class SqliteStore:
                     self._seg_file = None
                     self._gc_segment(self._seg)
                     self._seg += 1
-                self._seg_file = open(self._segment_path(self._seg), "ab", buffering=0)  # noqa: SIM115
+                self._seg_file = open(self._segment_path(self._seg), "ab", buffering=0,  # noqa: SIM115
+                                      opener=lambda p, flags: os.open(p, flags, 0o600))
                 self._seg_size = self._seg_file.tell()
             offset = self._seg_size
             self._seg_file.write(payload)
@@ -243,6 +248,20 @@ class SqliteStore:
         finally:
             for f in files.values():
                 f.close()
+
+    def stored_span_counts(self, trace_ids: list[str]) -> dict[str, int]:
+        """Span count of each of these trace ids that is stored (committed), for the pipeline's rule that a
+        rebuilt trace replaces its stored version only when it holds more spans."""
+        out: dict[str, int] = {}
+        with self._lock:
+            if self._closed:
+                return out
+            for k in range(0, len(trace_ids), 500):
+                chunk = trace_ids[k:k + 500]
+                out.update(self._w.execute(
+                    f"SELECT trace_id, n_spans FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall())
+        return out
 
     def write_batch(self, batch: AnalysedBatch | None, release_spool: Iterable[int] = ()) -> int:
         """Store a batch of completed traces (features + graph evidence) and release their spool rows in one
@@ -506,6 +525,15 @@ class SqliteStore:
                 except sqlite3.ProgrammingError:
                     pass  # a reader created in another thread; sqlite closes it when that thread's object dies
             self._w.close()
+
+
+def _private(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` when we own it (an operator's shared mount may not allow it: left as is)."""
+    try:
+        if path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
+    except OSError:
+        pass
 
 
 def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:

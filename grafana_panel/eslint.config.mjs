@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import reactHooks from 'eslint-plugin-react-hooks';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'harness-dist/', 'coverage/', '*.config.js', '*.config.mjs', 'jest-environment.js', 'webpack.shared.js', 'scripts/'] },
+  { ignores: ['node_modules/', 'dist/', 'harness-dist/', 'loader-dist/', 'test-results/', 'playwright-report/', 'coverage/', '*.config.js', '*.config.mjs', 'jest-environment.js', 'webpack.shared.js', 'scripts/'] },
   ...tseslint.configs.recommended,
   {
     files: ['src/**/*.{ts,tsx}', 'jest-setup.ts'],

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("rca", "serve", "demo")
+COMMANDS = ("rca", "serve", "demo", "mcp")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,8 @@ class ServeConfig:
     threshold: float = 9.21  # ln(10000): rarer than 1 in 10,000 requests of the entry point
     explain_queue: int = 1000
     intervals: int = 0
+    # /metrics: own-time and call-gap histograms for this many span types per entry point (the rest: "other")
+    self_time_top_n: int = 20
     # collector
     trace_timeout_s: float = 2.0
     retention_max_age_s: float = 7 * 24 * 3600.0
@@ -49,6 +51,13 @@ class ServeConfig:
     # security
     auth_token: str | None = field(default=None, repr=False)
     auth_token_file: str | None = None
+    ingest_token: str | None = field(default=None, repr=False)  # OTLP receivers; unset: auth_token applies
+    ingest_token_file: str | None = None
+    model_key_file: str | None = None    # HMAC key of persisted models, outside the data dir (created if missing)
+    tls_cert_file: str | None = None     # PEM certificate chain: every listener serves TLS when set
+    tls_key_file: str | None = None
+    max_entry_points: int = 1000         # distinct entry points; beyond: folded into "{other}:{other}"
+    max_span_types: int = 100_000        # distinct (service, operation); beyond: "{other}" buckets
     cors_origins: list[str] = field(default_factory=list)
     # Grafana annotations
     grafana_url: str | None = None
@@ -88,6 +97,7 @@ class ServeConfig:
         _positive_number(self.threshold, "threshold")
         _positive_int(self.explain_queue, "explain_queue", minimum=1)
         _positive_int(self.intervals, "intervals", minimum=0, maximum=200)
+        _positive_int(self.self_time_top_n, "self_time_top_n", minimum=1, maximum=1000)
         if self.intervals == 1:
             raise ConfigError("intervals must be 0 or between 2 and 200")
         _positive_number(self.trace_timeout_s, "trace_timeout_s")
@@ -101,6 +111,22 @@ class ServeConfig:
             raise ConfigError("log_level must be one of debug, info, warning, error")
         self.log_level = self.log_level.lower()
         self.auth_token = _token(self.auth_token, self.auth_token_file, "auth_token")
+        self.ingest_token = _token(self.ingest_token, self.ingest_token_file, "ingest_token")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("give both tls_cert_file and tls_key_file, or neither")
+        for name in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name} {path!r} is not a readable file")
+        if self.tls_cert_file is not None:
+            import ssl
+
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert_file, self.tls_key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load the TLS certificate/key ({exc.strerror or exc})") from None
+        _positive_int(self.max_entry_points, "max_entry_points", minimum=1)
+        _positive_int(self.max_span_types, "max_span_types", minimum=100)
         self.grafana_token = _token(self.grafana_token, self.grafana_token_file, "grafana_token")
         if self.grafana_url is not None:
             parsed = urlparse(self.grafana_url)
@@ -171,6 +197,12 @@ class ServeConfig:
         if not 0 <= index < count or count > 1024:
             raise ConfigError(f"replica must be i/N with 0 <= i < N <= 1024, got {self.replica!r}")
         return index, count
+
+
+    @property
+    def effective_ingest_token(self) -> str | None:
+        """The token the OTLP receivers require: ``ingest_token``, else ``auth_token``, else none."""
+        return self.ingest_token or self.auth_token
 
 
 def parse_address(value: str, name: str = "address") -> tuple[str, int]:

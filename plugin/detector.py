@@ -1,9 +1,9 @@
 """Detector: score every completed trace's entry latency, explain the outliers on a background worker.
 
 `Detector.on_trace` is the collector Pipeline's listener: it only enqueues (never blocks ingestion).
-A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one vectorised
-engine call; traces above the threshold go to the bounded queue of an explanation worker, so
-a slow attribution never delays scoring. Explained outliers are published to the `OutlierHub`
+A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one
+vectorised engine call; traces above the threshold go to the bounded queue of an explanation worker, so a slow
+attribution never delays scoring. Explained outliers are published to the `OutlierHub`
 (gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
 
 Traces that complete while an entry point is still learning cannot be scored; their ids are kept (the newest
@@ -40,6 +40,9 @@ from plugin.results_store import ResultsStore
 if TYPE_CHECKING:
     from plugin.config import ServeConfig
     from plugin.metrics import ServerMetrics
+
+MAX_PENDING_TRACES = 20_000  # completed traces waiting to be scored (~2 kB each)
+PENDING_WAIT_S = 60.0         # how long the pipeline waits for room before a trace goes unscored (counted)
 
 log = logging.getLogger("whyslow.detector")
 
@@ -136,15 +139,18 @@ class Detector:
         self.metrics = metrics
         self.hub = hub
         self.on_outlier = list(on_outlier or [])
+        # bounded: when scoring falls behind, the pipeline's worker waits in on_trace, its ingest queue fills and
+        # the receivers answer with retryable refusals (end-to-end backpressure instead of unbounded memory)
         self._scoring = BackgroundWorker[CompletedTrace | BacklogJob](
-            "whyslow-score", self._score_items, max_batch=512, logger=log)
+            "whyslow-score", self._score_items, max_queue=MAX_PENDING_TRACES, max_batch=512, logger=log)
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
         self._explaining = BackgroundWorker[tuple[str, float]](
             "whyslow-explain", self._explain_items, max_queue=config.explain_queue, logger=log)
         self.counters = {"traces": 0, "scored": 0, "outliers": 0, "explained": 0, "explain_errors": 0,
-                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0}
+                         "explain_dropped": 0, "unscored_learning": 0, "score_errors": 0, "backlog_scored": 0,
+                         "unscored_overflow": 0}
 
     @property
     def pending(self) -> int:
@@ -154,7 +160,12 @@ class Detector:
     # --- listener (collector thread) -------------------------------------------------------------
     def on_trace(self, trace: CompletedTrace) -> None:
         """Pipeline listener: enqueue only."""
-        self._scoring.submit(trace)
+        deadline = time.monotonic() + PENDING_WAIT_S
+        while not self._scoring.submit(trace):  # full: wait for room (backpressure), bounded
+            if self._scoring.stopping or time.monotonic() >= deadline:
+                self.counters["unscored_overflow"] += 1  # the scoring thread is stuck: stored, not scored
+                return
+            time.sleep(0.005)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:

@@ -13,9 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from plugin.grpc_build import ensure_generated
+from plugin.grpc_build import require_stubs
 
-ensure_generated()
+require_stubs()  # generated at build time (make proto / the package build), never here
 
 from plugin import validation  # noqa: E402
 from plugin.detector import OutlierHub  # noqa: E402
@@ -187,7 +187,7 @@ class GrpcApi:
     """The gRPC server: WhySlow + grpc.health.v1 + reflection on one port."""
 
     def __init__(self, service: WhySlowService, hub: OutlierHub, address: str, token: str | None,
-                 max_workers: int = 32, max_watchers: int = 16):
+                 max_workers: int = 32, max_watchers: int = 16, credentials: Any = None):
         interceptors = [BearerAuthInterceptor(token)] if token else []
         # no SO_REUSEPORT: a port another process (e.g. a second whyslow) listens on must fail, not be shared
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
@@ -201,7 +201,10 @@ class GrpcApi:
             self.server,
         )
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is not None:  # grpc.ServerCredentials: serve TLS
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError:
             self.port = 0
         if self.port == 0:

@@ -1,11 +1,13 @@
-"""Generate the whyslow.v1 gRPC stubs into plugin/grpc_gen/ (gitignored) with package-relative imports.
+"""Generate the whyslow.v1 gRPC stubs into plugin/grpc_gen/ (gitignored) with package-relative imports, at build
+time only.
 
-`python -m plugin.grpc_build` (the Makefile's `proto` target) regenerates; `ensure_generated()` runs it on
-first import when the stubs are missing or older than the .proto (a hash of the .proto is kept in
-`grpc_gen/PROTO_SHA256`). Files are generated in a private temporary directory and moved into place one by one,
-the hash stamp last, so processes starting at the same time never import half-written stubs. A wheel ships the
-stubs with their stamp (pyproject package-data), so an installed copy imports without writing anything, even
-from a read-only site-packages.
+`python -m plugin.grpc_build` (`make proto`, part of `make install`) regenerates them; a package build
+(`pip wheel .`, `pip install .`, `pip install -e .`) generates them first when they are missing or older than the
+.proto (setup.py calls :func:`generate_if_stale`), so a wheel ships them with their stamp (`grpc_gen/PROTO_SHA256`,
+a hash of the .proto). Importing the package never generates anything: :func:`require_stubs` (called by
+plugin.grpc_api) raises :class:`StubsMissing`, telling the user to run `make proto`, when they are absent, and
+warns when the .proto changed since they were generated. Files are generated in a private temporary directory
+and moved into place one by one, the stamp last, so a process importing meanwhile never sees half-written stubs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,12 +26,15 @@ PROTO_ROOT = HERE / "proto"
 PROTO = PROTO_ROOT / "whyslow" / "v1" / "whyslow.proto"
 OUT = HERE / "grpc_gen"
 STAMP = OUT / "PROTO_SHA256"
-_lock = threading.Lock()
 log = logging.getLogger("whyslow.grpc_build")
 
 
 class StubsNotWritable(RuntimeError):
-    """The stub directory cannot be written (a read-only install)."""
+    """The stub directory cannot be written (a read-only tree)."""
+
+
+class StubsMissing(ImportError):
+    """The generated stubs are absent (or stale where that is an error): the tree was never built."""
 
 
 def _digest() -> str:
@@ -77,27 +81,35 @@ def build() -> Path:
 def is_fresh() -> bool:
     """True when the stubs exist and were generated from the current .proto (read-only check)."""
     try:
-        stamp = STAMP.read_text().strip()
+        return STAMP.read_text().strip() == _digest() and all(p.exists() for p in _stub_files())
     except OSError:
         return False
-    return stamp == _digest() and (OUT / "whyslow" / "v1" / "whyslow_pb2_grpc.py").exists()
 
 
-def ensure_generated() -> None:
-    """Build the stubs when missing or stale (a fresh clone, or a .proto edit); never writes when fresh.
+def _stub_files() -> tuple[Path, Path]:
+    target = OUT / "whyslow" / "v1"
+    return target / "whyslow_pb2.py", target / "whyslow_pb2_grpc.py"
 
-    When the stubs exist but are unstamped or stale and their directory is read-only (an install that lost
-    its stamp), they are used as they are, with a warning, rather than failing the import."""
-    with _lock:
-        if is_fresh():
-            return
-        try:
-            build()
-        except StubsNotWritable as exc:
-            if not (OUT / "whyslow" / "v1" / "whyslow_pb2_grpc.py").exists():
-                raise
-            log.warning("gRPC stubs in %s are not stamped with the current .proto and cannot be rebuilt "
-                        "(%s): using them as installed", OUT, exc)
+
+def generate_if_stale() -> bool:
+    """Build the stubs when missing or older than the .proto (the package build step); True when it built."""
+    if is_fresh():
+        return False
+    build()
+    return True
+
+
+def require_stubs(strict: bool = False) -> None:
+    """Check, without writing anything, that the stubs are there before they are imported: :class:`StubsMissing`
+    naming `make proto` when they are absent (or, with ``strict``, stale); a warning when they are stale."""
+    if not all(p.exists() for p in _stub_files()):
+        raise StubsMissing(f"the whyslow.v1 gRPC stubs are not generated in {OUT}: run `make proto` (or "
+                           "`python -m plugin.grpc_build`) in the repository, or install a built wheel")
+    if not is_fresh():
+        if strict:
+            raise StubsMissing(f"the gRPC stubs in {OUT} are not stamped with the current {PROTO.name}: "
+                               "run `make proto`")
+        log.warning("the gRPC stubs in %s are not stamped with the current %s: run `make proto`", OUT, PROTO.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ queries keep using the previous model until the new one is ready (the swap is on
 from __future__ import annotations
 
 import logging
-import pickle
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -22,6 +21,8 @@ import pandas as pd
 import rca_engine
 from collector_processor import NodeInfo, TraceStore
 from collector_processor.worker import BackgroundWorker
+from plugin import model_blobs
+from plugin.causal_graph import causal_graph
 from plugin.results_store import ResultsStore
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ class NodeMeta:
 
 @dataclass
 class FittedModel:
-    """An engine model plus the graph facts the APIs need; pickled into the results store as is."""
+    """An engine model plus the graph facts the APIs need; persisted in the results store as an authenticated
+    blob (plugin/model_blobs.py)."""
 
     entry: str
     model: rca_engine.CausalModel
@@ -122,6 +124,8 @@ class ModelManager:
         self._worker = BackgroundWorker[None]("whyslow-models", periodic=self._refit_due,
                                               interval_s=min(config.refit_interval_s, 5.0), logger=log)
         self._last_retention = 0.0
+        self._blob_key = model_blobs.model_key(getattr(config, "model_key_file", None),
+                                               getattr(config, "auth_token", None))
         # called with (entry, model) on the fitting thread right after an entry point's first model is
         # swapped in (the detector scores the traces that arrived while it was learning)
         self.first_fit_listeners: list[Callable[[str, FittedModel], None]] = []
@@ -146,14 +150,16 @@ class ModelManager:
             blob = record[0] if isinstance(record, tuple) else record
             if blob:
                 try:
-                    model = pickle.loads(blob)
-                except Exception as exc:  # noqa: BLE001 - an old or corrupt blob means: refit
+                    model = model_blobs.load(blob, self._blob_key)
+                except Exception as exc:  # noqa: BLE001 - tampered, foreign, old or corrupt: refit
                     log.warning("ignoring the stored model of %s (%s); it will be refitted", entry, exc)
                     continue
-                if isinstance(model, FittedModel):
-                    state.model = model
-                    state.seen_at_fit = state.seen
-                    loaded += 1
+                if not isinstance(model, FittedModel):
+                    log.warning("ignoring the stored model of %s (not a model); it will be refitted", entry)
+                    continue
+                state.model = model
+                state.seen_at_fit = state.seen
+                loaded += 1
         self._update_gauge()
         return loaded
 
@@ -264,7 +270,7 @@ class ModelManager:
                 raise
             try:
                 meta = {"rows": fitted.rows, "fitted_at": fitted.fitted_at, "fit_seconds": fitted.fit_seconds}
-                self.results.save_model(entry, pickle.dumps(fitted, protocol=pickle.HIGHEST_PROTOCOL), meta)
+                self.results.save_model(entry, model_blobs.dump(fitted, self._blob_key), meta)
             except Exception as exc:  # noqa: BLE001 - serving the new model matters more than persisting it
                 log.warning("could not persist the model of %s: %s", entry, exc)
             with self._lock:
@@ -292,7 +298,7 @@ class ModelManager:
     def _fit(self, entry: str, exclude: set[str] | frozenset[str], min_rows: int) -> FittedModel:
         t0 = time.perf_counter()
         graph = self.traces.graph(entry)
-        causal = graph.causal_graph()
+        causal = causal_graph(graph)
         # recent normal traces: detected outliers and incomplete traces (missing spans read as 0 ms) excluded
         frame = self.traces.features(entry, exclude=self.results.outlier_ids(entry), limit=self.config.window,
                                      complete_only=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from plugin import model_blobs
 from plugin.models import FittedModel, ModelManager
 from plugin.payloads import ExplanationPayload
 
@@ -96,8 +96,8 @@ class ReplicaModelManager(ModelManager):
             if record is None:
                 continue
             try:
-                model = pickle.loads(record[0])
-            except Exception as exc:  # noqa: BLE001 - a corrupt blob: wait for the owner's next one
+                model = model_blobs.load(record[0], self._blob_key)  # authenticated: replicas share the key
+            except Exception as exc:  # noqa: BLE001 - tampered, foreign key or corrupt: wait for the next one
                 log.warning("ignoring the stored model of %s: %s", entry, exc)
                 self._versions[entry] = version
                 continue

@@ -38,7 +38,47 @@ log = logging.getLogger("whyslow.server")
 
 def pipeline_config(config: ServeConfig) -> collector_processor.PipelineConfig:
     """The collector's pipeline configuration from ours."""
-    return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s)
+    return collector_processor.PipelineConfig(trace_timeout_s=config.trace_timeout_s,
+                                              max_entry_points=config.max_entry_points,
+                                              max_span_types=config.max_span_types)
+
+
+def tls_files(config: ServeConfig) -> collector_processor.TlsFiles | None:
+    """The listeners' TLS certificate and key, when configured."""
+    if config.tls_cert_file and config.tls_key_file:
+        return collector_processor.TlsFiles(config.tls_cert_file, config.tls_key_file)
+    return None
+
+
+class _TlsHttpServer:
+    """The Flask app over HTTPS: waitress has no TLS, so werkzeug's threaded WSGI server with the TLS
+    handshake in each connection's thread (collector_processor.tls.TlsPerConnection)."""
+
+    def __init__(self, app: Any, address: str, tls: collector_processor.TlsFiles):
+        from werkzeug.serving import ThreadedWSGIServer
+
+        from collector_processor.tls import TlsPerConnection
+
+        class Server(TlsPerConnection, ThreadedWSGIServer):
+            daemon_threads = True
+
+        host, port = parse_address(address, "http")
+        try:
+            self.server = Server(host, port, app)
+        except OSError as exc:
+            raise OSError(f"cannot bind the REST API to {address} ({exc.strerror or exc})") from None
+        self.server.tls_context = tls.server_context()
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                       name="whyslow-https", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
 
 
 def open_configured_stores(cfg: ServeConfig) -> tuple[collector_processor.TraceStore, ResultsStore]:
@@ -134,7 +174,7 @@ class WhySlowServer:
         self.pipeline: collector_processor.Pipeline | None = None
         self._receivers: list[collector_processor.OtlpGrpcReceiver | collector_processor.OtlpHttpReceiver] = []
         self.grpc_api: GrpcApi | None = None
-        self.http: _HttpServer | None = None
+        self.http: _HttpServer | _TlsHttpServer | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> WhySlowServer:
@@ -176,6 +216,7 @@ class WhySlowServer:
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
         self.pipeline.add_listener(self.detector.on_trace if self.share.count == 1 else self._on_own_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
+        self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.source = open_configured_source(cfg, self.pipeline, store)
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
@@ -187,10 +228,13 @@ class WhySlowServer:
         if self.share.count > 1:  # WatchOutliers streams here also get the outliers other replicas explained
             self.follower = OutlierFollower(results, str(self.share.index), self.hub.publish).start()
         self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
-        self.http = _HttpServer(self.app, cfg.http)
-        self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token)
-        otlp_grpc = collector_processor.OtlpGrpcReceiver(self.pipeline, cfg.otlp_grpc)
-        otlp_http = collector_processor.OtlpHttpReceiver(self.pipeline, cfg.otlp_http)
+        tls = tls_files(cfg)
+        self.http = _TlsHttpServer(self.app, cfg.http, tls) if tls else _HttpServer(self.app, cfg.http)
+        self.grpc_api = GrpcApi(self.service, self.hub, cfg.grpc, cfg.auth_token,
+                                credentials=tls.grpc_credentials() if tls else None)
+        ingest = cfg.effective_ingest_token
+        otlp_grpc = collector_processor.OtlpGrpcReceiver(self.pipeline, cfg.otlp_grpc, token=ingest, tls=tls)
+        otlp_http = collector_processor.OtlpHttpReceiver(self.pipeline, cfg.otlp_http, token=ingest, tls=tls)
         for receiver, what, address in ((otlp_grpc, "OTLP gRPC receiver", cfg.otlp_grpc),
                                         (otlp_http, "OTLP HTTP receiver", cfg.otlp_http)):
             try:
@@ -211,10 +255,11 @@ class WhySlowServer:
         }
         self._ready.set()
         log.info(
-            "whyslow serving: OTLP gRPC %s, OTLP HTTP %s, REST %s, gRPC %s (data in %s, auth %s)",
+            "whyslow serving: OTLP gRPC %s, OTLP HTTP %s, REST %s, gRPC %s (data in %s, auth %s, ingest auth %s, "
+            "TLS %s)",
             *(f"{parse_address(a)[0]}:{self.ports[k]}" for k, a in
               (("otlp_grpc", cfg.otlp_grpc), ("otlp_http", cfg.otlp_http), ("http", cfg.http), ("grpc", cfg.grpc))),
-            cfg.data_dir, "on" if cfg.auth_token else "off",
+            cfg.data_dir, "on" if cfg.auth_token else "off", "on" if ingest else "off", "on" if tls else "off",
         )
 
     def _on_own_trace(self, trace: Any) -> None:
@@ -233,7 +278,8 @@ class WhySlowServer:
         host = parse_address(address)[0]
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         target = f"{host}:{self.ports[name]}"
-        return f"http://{target}" if name in ("http", "otlp_http") else target
+        scheme = "https" if tls_files(self.config) else "http"
+        return f"{scheme}://{target}" if name in ("http", "otlp_http") else target
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: stop accepting spans, complete and score every buffered trace, explain the queued

@@ -11,6 +11,7 @@ import numpy as np
 
 from collector_processor import TraceStore
 from plugin import validation
+from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.incident import summarize
@@ -170,7 +171,7 @@ class WhySlowService:
                     "stats": stats.get(str(node)),
                 }
             )
-        causal = graph.causal_graph()
+        causal = causal_graph(graph)
         return {
             "entry": entry_id,
             "traces": int(len(frame)),

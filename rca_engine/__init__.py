@@ -13,6 +13,7 @@ from .attribution import (
     outlier_scores,
 )
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
+from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
     MECHANISM_NAMES,
@@ -36,6 +37,8 @@ __all__ = [
     "DataError",
     "EmpiricalMechanism",
     "Explanation",
+    "FailureExplanation",
+    "FailureModel",
     "GraphError",
     "ITScorer",
     "LinearMechanism",
@@ -48,9 +51,12 @@ __all__ = [
     "SumMechanism",
     "UnknownNodeError",
     "attribute",
+    "attribute_failure",
     "attribute_many",
     "bootstrap_intervals",
+    "failure_scores",
     "fit",
+    "fit_failures",
     "graph_from_edges",
     "invert_call_graph",
     "outlier_scores",

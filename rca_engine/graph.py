@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
 
 import networkx as nx
 
 from .errors import GraphError, UnknownNodeError
 
 
-def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable]]) -> nx.DiGraph:
+def invert_call_graph(call_graph: nx.DiGraph | Iterable[tuple[Hashable, Hashable]],
+                      nodes: Iterable[Hashable | tuple[Hashable, Mapping[str, Any]]] = ()) -> nx.DiGraph:
     """Causal graph of latencies from a caller -> callee call graph (callee latency causes caller latency).
 
     Accepts an ``nx.DiGraph`` (node attributes are copied), an iterable of ``(caller, callee)`` pairs or an
-    adjacency mapping ``{caller: [callees]}``.
+    adjacency mapping ``{caller: [callees]}``. ``nodes`` are added first, in their order: node ids or
+    ``(node, attributes)`` pairs (a node without calls stays a node; the attributes become node attributes).
+    Edges are added in the order given, so each node's causes keep the order of its calls.
     """
+    causal = nx.DiGraph()
+    causal.add_nodes_from(nodes)
     if isinstance(call_graph, nx.DiGraph):
-        causal = nx.DiGraph()
         causal.add_nodes_from(call_graph.nodes(data=True))
         causal.add_edges_from((callee, caller, dict(data)) for caller, callee, data in call_graph.edges(data=True))
     else:
-        causal = nx.DiGraph()
         if isinstance(call_graph, Mapping):
             causal.add_nodes_from(call_graph)  # a caller with no callees is still a node
         for edge in _edge_iter(call_graph):

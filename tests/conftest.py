@@ -1,5 +1,6 @@
-"""Shared fixtures. Helpers that tests import live in plain modules (`tests.datasets`, `tests.serve_helpers`,
-`tests.traffic`): a test never imports a conftest, whose module name is not unique across folders."""
+"""Shared fixtures. The tests mirror the code (tests/rca_engine, tests/collector_processor, tests/plugin,
+tests/grafana_panel, tests/deploy); helpers that tests import live in tests/support (never in another test
+file or a conftest)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.datasets import TEST_OUTPUT
+from tests.support.datasets import TEST_OUTPUT
 
 
 @pytest.fixture(scope="session")

@@ -27,11 +27,23 @@ HELP = {
     "threshold": "IT outlier score (nats) above which a trace is explained automatically [9.21 = rarer than 1 in 10,000]",
     "explain_queue": "outliers waiting for explanation before new ones are dropped (counted) [1000]",
     "intervals": "bootstrap resamples for contribution intervals of automatic explanations [0]",
+    "self_time_top_n": "span types per entry point with their own self-time / call-gap histograms in /metrics; "
+                       "the rest are counted as 'other' [20]",
     "trace_timeout_s": "seconds without new spans after which a trace is complete [2]",
     "retention_max_age_s": "drop stored traces older than this [604800]",
     "retention_max_rows": "keep at most this many stored traces [1000000]",
     "auth_token": "bearer token required by REST and gRPC (prefer --auth-token-file or the env var)",
     "auth_token_file": "file holding the bearer token",
+    "ingest_token": "bearer token the OTLP receivers require instead of auth_token (unset: auth_token applies; "
+                    "prefer --ingest-token-file or the env var)",
+    "ingest_token_file": "file holding the ingest bearer token",
+    "model_key_file": "key that signs persisted models (HMAC), kept outside the data dir; created if missing "
+                      "[derived from the auth token, else ~/.config/whyslow/model.key]",
+    "tls_cert_file": "PEM certificate chain: every listener (OTLP gRPC/HTTP, REST, gRPC) serves TLS (off when unset)",
+    "tls_key_file": "PEM private key of tls_cert_file",
+    "max_entry_points": "distinct entry points kept apart; new ones beyond are folded into {other}:{other} "
+                        "(counted) [1000]",
+    "max_span_types": "distinct (service, operation) span types; new ones beyond share {other} (counted) [100000]",
     "cors_origins": "comma-separated origins allowed by CORS (off by default)",
     "grafana_url": "Grafana base URL to push annotations to (off when unset)",
     "grafana_token": "Grafana service-account token (prefer --grafana-token-file or the env var)",
@@ -108,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"whyslow serve: error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, [config.auth_token or "", config.grafana_token or "", *config.store_passwords()])
+    setup_logging(config.log_level, [config.auth_token or "", config.grafana_token or "",
+                                     config.ingest_token or "", *config.store_passwords()])
     from plugin.server import WhySlowServer
 
     with stop_on_signals("whyslow serve") as stop:  # from before start: a SIGTERM while starting also stops it

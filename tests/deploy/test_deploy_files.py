@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from plugin.config import FIELDS, ServeConfig, build_config, parse_address
-
-from .collector_schema import check_collector_config, check_otlp_exporter
+from tests.support.collector_schema import check_collector_config, check_otlp_exporter
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -155,7 +154,7 @@ def test_dockerfile_runtime_stage():
     run_steps = " ".join(v[0] for i, v, _ in stage if i == "RUN")
     assert "--no-index" in run_steps, "the runtime stage installs prebuilt wheels only, builds nothing"
     # gRPC stubs exist before the unprivileged user runs on a read-only filesystem
-    assert "ensure_generated()" in run_steps and "import plugin.grpc_gen" in run_steps
+    assert "require_stubs(strict=True)" in run_steps and "import plugin.grpc_gen" in run_steps
     copies_from = {f.split("=", 1)[1] for i, _, flags in stage if i == "COPY" for f in flags if f.startswith("--from=")}
     dockerfile = pytest.importorskip("dockerfile")
     named = {c.value[2] for c in dockerfile.parse_file(str(DEPLOY / "Dockerfile"))
@@ -269,6 +268,21 @@ def test_data_sources(datasources, compose):
     (link,) = tempo["correlations"]
     assert link["type"] == "external" and link["config"]["field"] == "traceID"
     assert link["config"]["target"]["url"] == "/d/whyslow-rca?var-traceId=${traceID}"
+
+
+def test_prometheus_scrapes_whyslow_for_the_self_time_panel(datasources, compose):
+    prom = compose["services"]["prometheus"]
+    scrape = load(DEPLOY / "prometheus.yaml")
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in prom["volumes"] if v.startswith("."))
+    config_path = mounts["./prometheus.yaml"]
+    assert f"--config.file={config_path}" in prom["command"]
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"whyslow:{PORTS['http']}"]
+    port = next(p.rsplit(":", 1)[-1] for p in prom["ports"])
+    assert datasources["prometheus"]["type"] == "prometheus"
+    assert datasources["prometheus"]["url"] == f"http://prometheus:{port}"
+    assert "prometheus" in compose["services"]["grafana"]["depends_on"]
 
 
 def test_dashboard_panels_and_variable(dashboard, datasources):

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from plugin.config import FIELDS, build_config, parse_address
-
-from .collector_schema import check_otlp_exporter
+from tests.support.collector_schema import check_otlp_exporter
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "whyslow"

@@ -8,7 +8,7 @@ import socket
 import time
 
 from plugin.annotations import AnnotationPusher, annotation_body
-from tests.plugin.conftest import GrafanaStandIn
+from tests.support.backend import GrafanaStandIn
 
 TOKEN = "glsa_unitTestToken_91c"
 

@@ -9,9 +9,9 @@ import time
 import urllib.request
 
 from plugin.config import ServeConfig
+from plugin.demo.shop_traffic import ENTRY, ShopTraffic
 from plugin.server import WhySlowServer
-from tests.serve_helpers import wait_until
-from tests.traffic import ENTRY, ShopTraffic
+from tests.support.serve import wait_until
 
 SLOW_MS = 400.0
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from plugin.config import ConfigError, ServeConfig, build_config
-from tests.serve_helpers import ROOT
+from tests.support.serve import ROOT
 
 
 def test_defaults_bind_loopback():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from tests.traffic import ENTRY, HOME
+from plugin.demo.shop_traffic import ENTRY, HOME
 
 SUMMARY = ["status", "message", "trace_id", "entry", "target_latency_ms", "outlier_score", "rarer_than",
            "model_traces"]

@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from plugin.demo.shop_traffic import ENTRY
 from plugin.incident import explanation_edges, summarize
-from tests.traffic import ENTRY
 
 
 def payload(contributions: dict[str, tuple[str, str, float]], edges: list[tuple[str, str]]) -> dict:
@@ -73,7 +73,7 @@ def test_a_caller_whose_calls_are_all_slow_is_named():
 
 
 def test_incident_endpoint_names_the_slow_service_of_each_window(shop):
-    from tests.plugin.test_openapi import check
+    from tests.support.openapi import check
 
     status, doc = shop.srv.get("/openapi.json", auth=False)
     assert status == 200

@@ -6,13 +6,13 @@ from __future__ import annotations
 import string
 from urllib.parse import quote, urlencode
 
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from tests.traffic import ENTRY
+from plugin.demo.shop_traffic import ENTRY
+from tests.support.openapi import check
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -22,18 +22,6 @@ def doc(shop):
     status, body = shop.srv.get("/openapi.json", auth=False)
     assert status == 200
     return body
-
-
-def check(doc, method: str, template: str, status: int, body) -> None:
-    """The status is documented for the operation and the body matches the documented schema."""
-    op = doc["paths"][template][method.lower()]
-    assert str(status) in op["responses"], (method, template, status, body)
-    content = op["responses"][str(status)]["content"]
-    if "application/json" in content:
-        schema = dict(content["application/json"]["schema"], components=doc["components"])
-        jsonschema.Draft202012Validator(schema).validate(body)
-    else:
-        assert isinstance(body, str)
 
 
 def test_document_is_valid(doc):

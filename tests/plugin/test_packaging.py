@@ -1,5 +1,6 @@
-"""The wheel ships the generated gRPC stubs with their freshness stamp, so an installed copy imports
-plugin.grpc_api from a read-only site-packages without regenerating (or writing) anything."""
+"""The package build generates the gRPC stubs (a fresh clone has none) and the wheel ships them with their
+freshness stamp, so an installed copy imports plugin.grpc_api from a read-only site-packages without writing
+anything."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from plugin import grpc_build
-from tests.serve_helpers import ROOT
+from tests.support.serve import ROOT
 
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "plugin", "rca_engine", "collector_processor")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "plugin", "rca_engine", "collector_processor")
 
 
 def _copy_sources(dest: Path) -> None:
-    """A private copy of what the wheel is built from: building in the shared tree would write build/ and
-    *.egg-info next to other people's work."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".grpc_gen-*", ".PROTO_SHA256.*")
+    """A private copy of what the wheel is built from, as a fresh clone has it (no generated stubs): building in
+    the shared tree would write build/ and *.egg-info next to other people's work."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".grpc_gen-*", ".PROTO_SHA256.*", "grpc_gen")
     dest.mkdir(parents=True)
     for name in SOURCES:
         src = ROOT / name
@@ -37,10 +38,10 @@ def _make_writable(path: Path) -> None:
         p.chmod(p.stat().st_mode | stat.S_IWUSR)
 
 
-def test_wheel_ships_stamped_stubs_and_imports_read_only(tmp_path: Path) -> None:
-    grpc_build.ensure_generated()  # a fresh clone has no stubs yet; the wheel is built from a generated tree
+def test_the_build_generates_the_stubs_and_the_wheel_imports_read_only(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _copy_sources(src)
+    assert not (src / "plugin" / "grpc_gen").exists()
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     proc = subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(wheels)],
@@ -78,39 +79,6 @@ def test_wheel_ships_stamped_stubs_and_imports_read_only(tmp_path: Path) -> None
         assert after == before  # nothing written
     finally:
         _make_writable(target)
-
-
-def test_read_only_unstamped_stubs_are_used_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
-    """Stubs that lost their stamp in a read-only directory are imported as they are, with a warning; a
-    read-only one without any stubs is a clear error."""
-    grpc_build.ensure_generated()
-    here = tmp_path / "plugin"
-    shutil.copytree(grpc_build.HERE / "proto", here / "proto")
-    shutil.copytree(grpc_build.OUT, here / "grpc_gen", ignore=shutil.ignore_patterns("__pycache__"))
-    (here / "grpc_gen" / "PROTO_SHA256").unlink()
-    monkeypatch.setattr(grpc_build, "HERE", here)
-    monkeypatch.setattr(grpc_build, "PROTO", here / "proto" / "whyslow" / "v1" / "whyslow.proto")
-    monkeypatch.setattr(grpc_build, "OUT", here / "grpc_gen")
-    monkeypatch.setattr(grpc_build, "STAMP", here / "grpc_gen" / "PROTO_SHA256")
-    here.chmod(0o555)
-    if os.geteuid() == 0:  # root ignores file modes: fail the way a read-only directory fails for a user
-        def refuse(*args, **kwargs):
-            raise PermissionError(13, "Permission denied")
-        monkeypatch.setattr(grpc_build.tempfile, "mkdtemp", refuse)
-    try:
-        assert not grpc_build.is_fresh()
-        with caplog.at_level("WARNING", logger="whyslow.grpc_build"):
-            grpc_build.ensure_generated()  # no exception
-        assert "not stamped" in caplog.text
-        assert not (here / "grpc_gen" / "PROTO_SHA256").exists()
-        here.chmod(0o755)
-        shutil.rmtree(here / "grpc_gen" / "whyslow")
-        here.chmod(0o555)
-        with pytest.raises(grpc_build.StubsNotWritable, match="cannot write the gRPC stubs"):
-            grpc_build.ensure_generated()
-    finally:
-        here.chmod(0o755)
 
 
 def test_cli_version_matches_the_service(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from plugin.demo.otlp_export import SpanSender
 from plugin.demo.simulator import Simulator
 from plugin.demo.site import retail_site
 from plugin.replicas import ReplicaShare
-from tests.serve_helpers import ServeProcess, wait_until
+from tests.support.serve import ServeProcess, wait_until
 from tests.support.chdb import chdb_path, http_front_url
 from tests.support.otel_clickhouse import ClickHouseSpanExporter
 

@@ -13,11 +13,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from plugin.demo.shop_traffic import ENTRY, HOME, ShopTraffic
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2 as pb
 from plugin.grpc_gen.whyslow.v1 import whyslow_pb2_grpc as pb_grpc
-from tests.plugin.conftest import AUTH_TOKEN, GRAFANA_TOKEN, NORMAL_TRACES, SLOW_MS
-from tests.serve_helpers import ServeProcess
-from tests.traffic import ENTRY, HOME, ShopTraffic
+from tests.support.backend import AUTH_TOKEN, GRAFANA_TOKEN, NORMAL_TRACES, SLOW_MS
+from tests.support.serve import ServeProcess
 
 AUTH = [("authorization", f"Bearer {AUTH_TOKEN}")]
 SLOW_NODE = {"payments": "payments:POST /pay", "cart": "cart:GET /cart"}

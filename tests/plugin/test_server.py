@@ -12,10 +12,10 @@ from urllib.parse import quote
 import numpy as np
 
 from plugin.config import ServeConfig
+from plugin.demo.shop_traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
 from plugin.rest import DEFAULT_UI_DIR
 from plugin.server import WhySlowServer
-from tests.serve_helpers import ServeProcess, wait_until
-from tests.traffic import ENTRY, SPANS_PER_TRACE, ShopTraffic
+from tests.support.serve import ServeProcess, wait_until
 
 
 def _config(tmp_path, **kw) -> ServeConfig:

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 from plugin.signals import stop_on_signals
-from tests.serve_helpers import ROOT, ServeProcess, wait_until
+from tests.support.serve import ROOT, ServeProcess, wait_until
 
 
 def test_a_signal_only_sets_the_request_and_handlers_are_restored():
