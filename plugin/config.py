@@ -72,6 +72,15 @@ class ServeConfig:
     # web UI
     ui_dir: str | None = None
     log_level: str = "info"
+    # scale-out: shared ClickHouse store, pull mode, replicas (see docs/SCALING.md)
+    store: str = field(default="sqlite", repr=False)
+    source: str = "otlp"
+    source_url: str | None = field(default=None, repr=False)
+    source_table: str = "otel_traces"
+    source_lag_s: float = 30.0
+    source_window_s: float = 10.0
+    source_backfill_s: float = 0.0
+    replica: str = "0/1"
 
     def validate(self) -> ServeConfig:
         """Check every field; resolve token files; return self (raises ConfigError)."""
@@ -135,7 +144,61 @@ class ServeConfig:
             raise ConfigError(f"ui_dir {self.ui_dir!r} is not a directory")
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty")
+        self._validate_scale_out()
         return self
+
+    def _validate_scale_out(self) -> None:
+        from collector_processor.sql_executor import parse_target
+
+        if self.store != "sqlite":
+            try:
+                parse_target(self.store)
+            except ValueError as exc:
+                raise ConfigError(f"store must be sqlite or a ClickHouse URL: {exc}") from None
+        if self.source not in ("otlp", "clickhouse"):
+            raise ConfigError(f"source must be otlp or clickhouse, got {self.source!r}")
+        if self.source_url is not None:
+            try:
+                parse_target(self.source_url)
+            except ValueError as exc:
+                raise ConfigError(f"source_url: {exc}") from None
+        if self.source == "clickhouse" and self.source_url is None and self.store == "sqlite":
+            raise ConfigError("source clickhouse needs source_url (or a ClickHouse store to read otel_traces from)")
+        if not re.match(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$", self.source_table):
+            raise ConfigError(f"source_table must be table or database.table, got {self.source_table!r}")
+        _positive_number(self.source_lag_s, "source_lag_s")
+        _positive_number(self.source_window_s, "source_window_s")
+        if self.source_backfill_s != 0:
+            _positive_number(self.source_backfill_s, "source_backfill_s")
+        index, count = self.replica_share()
+        if count > 1 and self.store == "sqlite":
+            raise ConfigError("replicas share their work through the store: replica i/N with N > 1 needs a "
+                              "ClickHouse store (--store clickhouse://...)")
+
+    def store_passwords(self) -> list[str]:
+        """Passwords inside the ClickHouse URLs (kept out of every log line)."""
+        from collector_processor.sql_executor import parse_target
+
+        return [parse_target(u).password for u in (self.store, self.source_url) if u and u != "sqlite"]
+
+    def replica_share(self) -> tuple[int, int]:
+        """(i, N) of ``replica``: ``i/N``, or ``pod/N`` for the ordinal at the end of the host name (a
+        StatefulSet pod ``whyslow-2`` is replica 2)."""
+        match = re.match(r"^(\d+|pod)/(\d+)$", str(self.replica).strip())
+        if not match:
+            raise ConfigError(f"replica must be i/N or pod/N, got {self.replica!r}")
+        count = int(match.group(2))
+        if match.group(1) == "pod":
+            host = os.environ.get("HOSTNAME") or os.uname().nodename
+            ordinal = re.search(r"-(\d+)$", host)
+            if not ordinal:
+                raise ConfigError(f"replica pod/N: the host name {host!r} does not end in a pod ordinal (-0, -1, ...)")
+            index = int(ordinal.group(1))
+        else:
+            index = int(match.group(1))
+        if not 0 <= index < count or count > 1024:
+            raise ConfigError(f"replica must be i/N with 0 <= i < N <= 1024, got {self.replica!r}")
+        return index, count
 
 
     @property

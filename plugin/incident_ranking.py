@@ -35,6 +35,7 @@ from scipy.stats import poisson
 
 import rca_engine
 from collector_processor import TraceStore
+from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument
 from plugin.incident import EDGE_KINDS, resolve_edge_ends, summarize
 from plugin.models import META_PREFIX, feature_matrix
@@ -202,7 +203,7 @@ def attribution_evidence(periods: Periods, entries: list[str]) -> tuple[dict[str
         if base is None or win is None or len(base) < ATTRIBUTION_MIN_ROWS or len(win) < ATTRIBUTION_MIN_ROWS:
             continue
         call_graph = periods.graphs[entry]
-        causal = call_graph.causal_graph()
+        causal = causal_graph(call_graph)
         columns = [str(n) for n in causal.nodes]
         if entry not in columns:
             continue

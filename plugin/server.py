@@ -25,6 +25,7 @@ from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
 from plugin.payloads import HubPayload
+from plugin.replicas import OutlierFollower, ReplicaModelManager, ReplicaShare
 from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
 from plugin.sqlite_results import open_results_store
@@ -79,6 +80,52 @@ class _TlsHttpServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+def open_configured_stores(cfg: ServeConfig) -> tuple[collector_processor.TraceStore, ResultsStore]:
+    """The trace store and results store ``cfg.store`` names: SQLite in the data directory (default) or
+    ClickHouse; the results follow the traces' retention."""
+    if cfg.store == "sqlite":
+        try:
+            store = collector_processor.open_store(cfg.data_dir)
+            results = open_results_store(cfg.data_dir)
+        except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
+        follow_retention(store, results)
+        return store, results
+    from collector_processor.sql_executor import SqlError
+    from plugin.clickhouse_results import open_clickhouse_stores
+
+    index, _count = cfg.replica_share()
+    try:
+        return open_clickhouse_stores(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s)
+    except SqlError as exc:
+        raise OSError(f"cannot open the ClickHouse store: {exc}") from None
+
+
+def open_configured_source(cfg: ServeConfig, pipeline: Any, store: Any) -> Any:
+    """Pull mode (``source: clickhouse``): a reader of ``otel_traces`` feeding ``pipeline``; None for OTLP."""
+    if cfg.source != "clickhouse":
+        return None
+    from pathlib import Path
+
+    from collector_processor.clickhouse_source import ClickHouseSource, FileCursor, SourceConfig, TableCursor
+    from collector_processor.sql_executor import SqlError, connect
+
+    index, count = cfg.replica_share()
+    try:
+        executor = connect(cfg.source_url or cfg.store)
+        if cfg.store == "sqlite":
+            Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+            cursor: Any = FileCursor(Path(cfg.data_dir) / f"source-cursor-{index}-of-{count}.json")
+        else:
+            cursor = TableCursor(store.ex, cfg.source_table, index, count)
+    except SqlError as exc:
+        raise OSError(f"cannot reach the span source: {exc}") from None
+    return ClickHouseSource(pipeline, executor, cursor, SourceConfig(
+        table=cfg.source_table, lag_s=cfg.source_lag_s, window_s=cfg.source_window_s,
+        backfill_s=cfg.source_backfill_s, poll_s=min(1.0, cfg.source_window_s), replica=index, replicas=count))
 
 
 class _HttpServer:
@@ -145,14 +192,13 @@ class WhySlowServer:
         from plugin.rest import create_app
 
         self.metrics = ServerMetrics()
-        try:
-            store = self.store = collector_processor.open_store(cfg.data_dir)
-            results = self.results = open_results_store(cfg.data_dir)
-        except (OSError, sqlite3.Error) as exc:  # sqlite: a read-only or corrupt store file
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise OSError(f"cannot open the data directory {cfg.data_dir} ({reason})") from None
-        follow_retention(store, results)
-        self.models = ModelManager(store, results, cfg, self.metrics)
+        store, results = self.store, self.results = open_configured_stores(cfg)
+        self.share = ReplicaShare(*cfg.replica_share())
+        self.follower: OutlierFollower | None = None
+        if cfg.store == "sqlite":
+            self.models = ModelManager(store, results, cfg, self.metrics)
+        else:  # a shared store: the owner replica fits each entry point, the others adopt its model
+            self.models = ReplicaModelManager(store, results, cfg, self.metrics, self.share)
         loaded = self.models.load()
         if loaded:
             log.info("loaded %d persisted model(s) from %s", loaded, cfg.data_dir)
@@ -169,9 +215,10 @@ class WhySlowServer:
             callbacks.append(self.annotations.submit)
         self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
-        self.pipeline.add_listener(self.detector.on_trace)
+        self.pipeline.add_listener(self.detector.on_trace if self.share.count == 1 else self._on_own_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
+        self.source = open_configured_source(cfg, self.pipeline, store)
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         self.watch = RegressionWatch(self.store, self.service.entries, self.detector.publish,
@@ -183,6 +230,8 @@ class WhySlowServer:
         self.detector.start()
         self.models.start()
         self.watch.start()
+        if self.share.count > 1:  # WatchOutliers streams here also get the outliers other replicas explained
+            self.follower = OutlierFollower(results, str(self.share.index), self.hub.publish).start()
         self.app = create_app(self.service, self.metrics, cfg, self._ready.is_set)
         tls = tls_files(cfg)
         self.http = _TlsHttpServer(self.app, cfg.http, tls) if tls else _HttpServer(self.app, cfg.http)
@@ -201,6 +250,8 @@ class WhySlowServer:
             self._receivers.append(receiver)
         self.http.start()
         self.grpc_api.start()
+        if self.source is not None:
+            self.source.start()
         self.ports = {
             "otlp_grpc": int(otlp_grpc.port),
             "otlp_http": int(otlp_http.port),
@@ -215,6 +266,12 @@ class WhySlowServer:
               (("otlp_grpc", cfg.otlp_grpc), ("otlp_http", cfg.otlp_http), ("http", cfg.http), ("grpc", cfg.grpc))),
             cfg.data_dir, "on" if cfg.auth_token else "off", "on" if ingest else "off", "on" if tls else "off",
         )
+
+    def _on_own_trace(self, trace: Any) -> None:
+        """Replicas: a trace found split across replicas (a fragment) is not scored nor explained."""
+        if trace.trace_id in getattr(self.store, "fragments", ()):
+            return
+        self.detector.on_trace(trace)
 
     @property
     def ready(self) -> bool:
@@ -241,6 +298,8 @@ class WhySlowServer:
         t0 = time.monotonic()
         for receiver in self._receivers:
             _quietly(receiver.stop, 2.0)
+        if getattr(self, "source", None) is not None:
+            _quietly(self.source.stop)
         if self.pipeline is not None:
             _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
         if getattr(self, "watch", None) is not None:
@@ -251,6 +310,9 @@ class WhySlowServer:
             _quietly(self.detector.stop, 5.0)
         if getattr(self, "models", None) is not None:
             _quietly(self.models.stop, timeout)
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            _quietly(follower.stop)
         annotations = getattr(self, "annotations", None)
         if annotations is not None:
             _quietly(annotations.stop, 10.0)

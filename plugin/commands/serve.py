@@ -57,6 +57,17 @@ HELP = {
                                  "seconds; 0: one per outlier [60]",
     "ui_dir": "directory of the panel's standalone page [grafana_panel/harness-dist]",
     "log_level": "debug, info, warning or error [info]",
+    "store": "where traces and results live: sqlite (in data_dir) or clickhouse://user[:password]@host:8123/db "
+             "(prefer WHYSLOW_STORE for a password) [sqlite]",
+    "source": "where spans come from: otlp (the receivers) or clickhouse (pull otel_traces written by an "
+              "OpenTelemetry Collector's ClickHouse exporter; the receivers stay open) [otlp]",
+    "source_url": "ClickHouse holding otel_traces in pull mode (default: the store's ClickHouse)",
+    "source_table": "the exporter's trace table: table or database.table [otel_traces]",
+    "source_lag_s": "pull mode reads spans that started at least this long ago (the exporter batches) [30]",
+    "source_window_s": "pull mode reads at most this many seconds of spans per query [10]",
+    "source_backfill_s": "on a first start without a cursor, pull mode also reads this far back [0]",
+    "replica": "this replica's share i/N (pod/N: i from a StatefulSet pod's ordinal); N > 1 needs a "
+               "ClickHouse store [0/1]",
 }
 
 
@@ -111,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"whyslow serve: error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, [config.auth_token or "", config.grafana_token or "",
-                                     config.ingest_token or ""])
+                                     config.ingest_token or "", *config.store_passwords()])
     from plugin.server import WhySlowServer
 
     with stop_on_signals("whyslow serve") as stop:  # from before start: a SIGTERM while starting also stops it

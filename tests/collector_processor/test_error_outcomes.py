@@ -8,14 +8,15 @@ import pytest
 
 from collector_processor import Pipeline, PipelineConfig, open_store
 from collector_processor.otlp_decode import SpanDecoder, parse_request
-from tests.support.otlp_build import CLIENT, INTERNAL, SERVER, request
+from tests.support.otlp_build import CLIENT, INTERNAL, SERVER
+from tests.support.otlp_build import request as otlp_request
 from tests.support.pipeline import complete_all
 
 OK, ERROR = 1, 2
 
 
 def _decode(spans: list[dict]) -> tuple[list[bool], object]:
-    out = SpanDecoder().decode(parse_request(request(spans).SerializeToString()))
+    out = SpanDecoder().decode(parse_request(otlp_request(spans).SerializeToString()))
     return [bool(s[8]) for s in out.spans], out
 
 
@@ -72,15 +73,22 @@ def _trace(t: int, fail_leaf: bool, fail_mid: bool, fail_root: bool, retries: in
     return spans
 
 
-@pytest.fixture()
-def stored(tmp_path):
-    store = open_store(tmp_path)
+@pytest.fixture(params=["sqlite", "clickhouse"])
+def stored(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_store(tmp_path)
+    else:  # the ClickHouse trace store (in-process chdb) reads the same error table
+        from collector_processor.clickhouse_store import ClickHouseTraceStore
+        from collector_processor.sql_executor import connect
+        from tests.support.chdb import fresh_url
+
+        store = ClickHouseTraceStore(connect(fresh_url()))
     pipe = Pipeline(store, PipelineConfig(background=False))
     completed = []
     pipe.add_listener(completed.append)
     spans = (_trace(1, False, False, False) + _trace(2, True, True, True) + _trace(3, True, False, False, retries=2)
              + _trace(4, False, True, False))
-    pipe.accept(request(spans).SerializeToString())
+    pipe.accept(otlp_request(spans).SerializeToString())
     complete_all(pipe)
     yield store, pipe, {c.trace_id[-1]: c for c in completed}
     pipe.close()

@@ -1,6 +1,8 @@
-"""SQLite trace store: features pivot and filters, retention and its delete listeners, concurrent readers, and the
-recursion guard of the call graph. (The backend's results -- outlier marks, explanations, models -- are in
-tests/plugin/test_results_store.py.)"""
+"""Trace store conformance: the same tests run against the SQLite store and the ClickHouse store (the real
+ClickHouse engine in-process via chdb, and through clickhouse-connect, the production client, over the test
+HTTP front): features pivot and filters, retention and its delete listeners, concurrent readers, incomplete
+traces and the recursion guard of the call graph. (The backend's results -- outlier marks, explanations,
+models -- are in tests/plugin/test_results_store.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +13,24 @@ import networkx as nx
 import pytest
 
 from collector_processor import open_store
+from collector_processor.clickhouse_store import ClickHouseTraceStore
+from collector_processor.sql_executor import connect
+from tests.support.chdb import fresh_url, http_front_url
 from tests.support.otlp_build import CLIENT, SERVER, T0, chain, request
 from tests.support.pipeline import complete_all
 
 ENTRY = "svc:GET /r"
+
+
+@pytest.fixture(params=["sqlite", "clickhouse", "clickhouse-http"])
+def store(request, tmp_path):
+    """Every test of this module runs on each backend (the pipeline fixtures write into this store too)."""
+    if request.param == "sqlite":
+        st = open_store(tmp_path / "data")
+    else:
+        st = ClickHouseTraceStore(connect(fresh_url() if request.param == "clickhouse" else http_front_url()))
+    yield st
+    st.close()
 
 
 @pytest.fixture
@@ -112,6 +128,20 @@ def test_store_reopens_with_its_data(tmp_path):
     assert list(st.spool_pending()) == [(sid, b"request")]
     with pytest.raises(ValueError):
         open_store(tmp_path, synchronous="sometimes")
+    st.close()
+    with pytest.raises(RuntimeError):
+        st.entry_points()
+
+
+def test_clickhouse_store_reopens_with_its_data():
+    url = fresh_url()
+    st = ClickHouseTraceStore(connect(url), replica="1")
+    sid = st.spool_append(b"\x00request\xff")
+    st.close()
+    st = ClickHouseTraceStore(connect(url), replica="1")  # CREATE ... IF NOT EXISTS: tables and rows kept
+    assert list(st.spool_pending()) == [(sid, b"\x00request\xff")]
+    assert list(ClickHouseTraceStore(connect(url), replica="0").spool_pending()) == []  # each replica its own
+    assert st.spool_append(b"next") > sid  # ids keep growing after a restart
     st.close()
     with pytest.raises(RuntimeError):
         st.entry_points()

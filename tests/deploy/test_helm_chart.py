@@ -182,6 +182,8 @@ def test_sidecar_render_gives_the_container_and_the_exporter_to_add():
     {"persistence": {"enabled": True}, "auth": {"existingSecret": "t", "grafanaTokenSecret": "g"},
      "config": {"grafana_url": "http://grafana:3000"}},
     {"sidecar": {"enabled": True}},
+    {"replicaCount": 3, "clickhouse": {"store": "clickhouse://whyslow@clickhouse:8123/whyslow",
+                                       "passwordSecret": "ch", "pull": True}},
 ])
 def test_rendered_manifests_are_valid_kubernetes_objects(overrides):
     kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (Kubernetes schemas) is missing")
@@ -199,6 +201,38 @@ def test_rendered_manifests_are_valid_kubernetes_objects(overrides):
                                        yaml.safe_load(snippet["container.yaml"])],
                         "volumes": yaml.safe_load(snippet["volumes.yaml"])}}
         kv.validate(pod, version, strict=True)
+
+
+def test_clickhouse_store_renders_a_statefulset_of_replicas(monkeypatch):
+    store = "clickhouse://whyslow@clickhouse:8123/whyslow"
+    kinds, _ = render({"replicaCount": 3, "clickhouse": {"store": store, "passwordSecret": "ch"}})
+    assert "Deployment" not in kinds
+    (sts,) = kinds["StatefulSet"]
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "shop-whyslow-headless"
+    headless = {s["metadata"]["name"]: s for s in kinds["Service"]}["shop-whyslow-headless"]
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"] == sts["spec"]["selector"][
+        "matchLabels"]
+    configmaps = {c["metadata"]["name"]: c["data"] for c in kinds["ConfigMap"]}
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    env = _container_env(container, configmaps)
+    secret = {e["name"]: e for e in container["env"]}["CLICKHOUSE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "ch", "key": "password"}
+    # the server reads the settings as the pod ordinal gives them: pod shop-whyslow-2 is replica 2 of 3
+    monkeypatch.setenv("HOSTNAME", "shop-whyslow-2")
+    cfg = build_config(env=env)
+    assert cfg.store == store and cfg.replica_share() == (2, 3) and cfg.source == "otlp"
+    # push mode: the collector's loadbalancing exporter routes each trace to one replica through the headless DNS
+    lb = yaml.safe_load(configmaps["shop-whyslow-loadbalancing"]["exporter.yaml"])["exporters"]["loadbalancing/whyslow"]
+    assert lb["routing_key"] == "traceID"
+    assert lb["resolver"]["dns"] == {"hostname": "shop-whyslow-headless.observability.svc.cluster.local", "port": 4317}
+    # pull mode: the replicas read otel_traces themselves; no exporter to add
+    kinds, _ = render({"replicaCount": 2, "clickhouse": {"store": store, "pull": True, "sourceLagS": 45}})
+    configmaps = {c["metadata"]["name"]: c["data"] for c in kinds["ConfigMap"]}
+    assert "shop-whyslow-loadbalancing" not in configmaps
+    monkeypatch.setenv("HOSTNAME", "shop-whyslow-1")
+    cfg = build_config(env=_container_env(kinds["StatefulSet"][0]["spec"]["template"]["spec"]["containers"][0],
+                                          configmaps))
+    assert (cfg.source, cfg.source_table, cfg.source_lag_s) == ("clickhouse", "otel_traces", 45.0)
 
 
 def test_schema_validation_catches_a_misspelt_field():
@@ -227,7 +261,8 @@ def test_values_schema_matches_the_server_settings():
     ({"config": {"min_trace": 50}}, "additional properties 'min_trace' not allowed"),
     ({"config": {"log_level": "verbose"}}, "/config/log_level"),
     ({"ports": {"http": 70000}}, "/ports/http"),
-    ({"replicaCount": 3}, "/replicaCount"),
+    ({"replicaCount": 3}, "/replicaCount"),  # several replicas need the ClickHouse store
+    ({"clickhouse": {"store": "clickhouse://u:secret@h:8123/db"}}, "/clickhouse/store"),  # no password in values
     ({"securityContext": {"readOnlyRootFilesystem": False}}, "/securityContext/readOnlyRootFilesystem"),
 ])
 def test_mistaken_values_are_refused(overrides, message):

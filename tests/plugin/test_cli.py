@@ -10,10 +10,11 @@ from plugin import cli
 def test_every_command_module_is_registered() -> None:
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == set(cli.COMMANDS) == {"rca", "serve", "demo"}
+    assert set(sub.choices) == set(cli.COMMANDS) == {"rca", "regression", "serve", "demo", "mcp"}
+    required = {"rca": ["--graph", "g.json", "--train", "t.csv", "--sample", "s.csv", "--target", "t"],
+                "regression": ["--graph", "g.json", "--baseline", "b.csv", "--comparison", "c.csv", "--target", "t"]}
     for name in cli.COMMANDS:
-        required = ["--graph", "g.json", "--train", "t.csv", "--sample", "s.csv", "--target", "t"]
-        args = parser.parse_args([name] + (required if name == "rca" else []))
+        args = parser.parse_args([name] + required.get(name, []))
         assert args.command == name and callable(args.func)
         assert args.func.__module__ == f"plugin.commands.{name}"
 

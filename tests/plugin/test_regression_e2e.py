@@ -30,7 +30,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # no model is needed for a regression query: min_traces above the traffic keeps the detector idle
     srv = ServeProcess(tmp_path_factory.mktemp("regression") / "data", auth_token=TOKEN, min_traces=5000,
                        window=5000, trace_timeout_s=0.3).start()
-    traffic = ShopTraffic(srv.otlp_grpc, seed=23)
+    traffic = ShopTraffic(srv.otlp_grpc, seed=23, headers={"authorization": f"Bearer {TOKEN}"})
     try:
         now = time.time_ns()
         traffic.send(DAY_BEFORE, start=now - (24 * 60 + 12) * 60 * 10**9, spacing_ms=100)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rca_engine.errors import DataError, MechanismError, UnknownNodeError
+from rca_engine.errors import DataError, MechanismError, RCAError, UnknownNodeError
 from rca_engine.mechanisms import LinearMechanism, SumMechanism
 from rca_engine.model import CausalModel, fit
 
@@ -123,7 +123,7 @@ def test_mechanism_specs_per_node_default_to_auto_and_instances_are_copied() -> 
     with pytest.raises(MechanismError, match="unknown mechanism 'quadratic'"):
         fit(GRAPH, latencies(150), "quadratic")
     for bad in (-0.01, 0.26):
-        with pytest.raises(DataError, match="tail_fraction"):
+        with pytest.raises(RCAError, match="tail_fraction"):
             fit(GRAPH, latencies(150), "linear", tail_fraction=bad)
 
 

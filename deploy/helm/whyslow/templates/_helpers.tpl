@@ -70,6 +70,31 @@ env:
         name: {{ .Values.auth.existingSecret }}
         key: {{ .Values.auth.secretKey }}
   {{- end }}
+  {{- if .Values.clickhouse.store }}
+  - name: WHYSLOW_STORE
+    value: {{ .Values.clickhouse.store | quote }}
+  - name: WHYSLOW_REPLICA
+    value: {{ printf "pod/%v" .Values.replicaCount | quote }}
+  {{- if .Values.clickhouse.passwordSecret }}
+  - name: CLICKHOUSE_PASSWORD
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.clickhouse.passwordSecret }}
+        key: {{ .Values.clickhouse.passwordKey }}
+  {{- end }}
+  {{- end }}
+  {{- if .Values.clickhouse.pull }}
+  - name: WHYSLOW_SOURCE
+    value: clickhouse
+  - name: WHYSLOW_SOURCE_TABLE
+    value: {{ .Values.clickhouse.sourceTable | quote }}
+  - name: WHYSLOW_SOURCE_LAG_S
+    value: {{ .Values.clickhouse.sourceLagS | quote }}
+  {{- if .Values.clickhouse.sourceUrl }}
+  - name: WHYSLOW_SOURCE_URL
+    value: {{ .Values.clickhouse.sourceUrl | quote }}
+  {{- end }}
+  {{- end }}
   {{- if .Values.auth.grafanaTokenSecret }}
   - name: WHYSLOW_GRAFANA_TOKEN
     valueFrom:
