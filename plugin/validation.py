@@ -6,6 +6,7 @@ import math
 import re
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 from plugin.errors import InvalidArgument
 
@@ -109,8 +110,10 @@ def time_ns(value: object, name: str) -> int | None:
     if isinstance(value, bool):
         raise InvalidArgument(f"{name} must be unix milliseconds or an ISO 8601 time")
     ns: int | None = None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        ns = int(value * 1_000_000)
+    if isinstance(value, int):
+        ns = value * 1_000_000
+    elif isinstance(value, float) and math.isfinite(value):
+        ns = int(Decimal(repr(value)) * 1_000_000)  # exact: float products can floor 1 ms low
     elif isinstance(value, str):
         text = value.strip()
         relative = _RELATIVE.fullmatch(text)
@@ -118,7 +121,7 @@ def time_ns(value: object, name: str) -> int | None:
             amount = int(relative.group(1) or 0) * _UNITS[relative.group(2) or "s"]
             return max(0, time.time_ns() - amount * 10**9)
         if re.fullmatch(r"-?\d{1,16}(\.\d+)?", text):
-            ns = int(float(text) * 1_000_000)
+            ns = int(Decimal(text) * 1_000_000)
         else:
             try:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -81,7 +81,7 @@ def test_partial_fault_is_named_though_no_trace_is_an_outlier(drifting):
     assert status == 200 and outliers["outliers"] == [], outliers  # no single trace crossed the threshold
     status, body = srv.get("/api/v1/incident?" + urlencode({"from": lo, "to": hi}))
     assert status == 200, body
-    from tests.plugin.test_openapi import check
+    from tests.support.openapi import check
 
     _, doc = srv.get("/openapi.json", auth=False)
     check(doc, "GET", "/api/v1/incident", status, body)
@@ -135,7 +135,7 @@ def test_continuous_detection_lists_annotates_and_streams_the_regression(driftin
     assert top["kind"] == "regression" and top["entry"] == ENTRY and top["lead_service"] == "frontend", top
     assert top["outlier_score"] >= np.log(1000) and top["services"][0]["service"] == "frontend"
     assert top["to_ms"] - top["time_ms"] == 5 * 60_000 and top["to_ms"] * 1_000_000 >= start
-    from tests.plugin.test_openapi import check
+    from tests.support.openapi import check
 
     _, doc = srv.get("/openapi.json", auth=False)
     check(doc, "GET", "/api/v1/incidents", 200, {"incidents": found})

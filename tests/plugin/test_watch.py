@@ -10,7 +10,7 @@ from plugin.annotations import annotation_body
 from plugin.grpc_api import explanation_message
 from plugin.incident_ranking import MINUTE_NS, rank_window
 from plugin.watch import ALERT_SCORE, regression_payload
-from tests.plugin.test_shift_scores import ENTRY, periods, traffic
+from tests.support.shift_traffic import ENTRY, periods, traffic
 
 
 def detected() -> dict:
