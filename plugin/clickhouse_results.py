@@ -39,8 +39,10 @@ def results_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
     """CREATE statements of the results tables in database ``db``."""
     d = ident(db)
     ttl = int(ttl_s)
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {d}.outliers (
+    # latency and error results share one layout: '' and 'error_' prefixed tables
+    def kinds(prefix: str) -> list[str]:
+        return [
+        f"""CREATE TABLE IF NOT EXISTS {d}.{prefix}outliers (
     trace_id String,
     score Float64,
     marked_unix_nano Int64,
@@ -48,7 +50,7 @@ def results_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
 ) ENGINE = ReplacingMergeTree(marked_unix_nano)
 ORDER BY trace_id
 TTL toDateTime(marked_time) + INTERVAL {ttl} SECOND""",
-        f"""CREATE TABLE IF NOT EXISTS {d}.explanations (
+        f"""CREATE TABLE IF NOT EXISTS {d}.{prefix}explanations (
     trace_id String,
     entry LowCardinality(String),
     start_unix_nano Int64,
@@ -66,32 +68,9 @@ TTL toDateTime(marked_time) + INTERVAL {ttl} SECOND""",
 ) ENGINE = ReplacingMergeTree(created_unix_nano)
 ORDER BY trace_id
 TTL toDateTime(fromUnixTimestamp64Nano(created_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
-        f"""CREATE TABLE IF NOT EXISTS {d}.error_outliers (
-    trace_id String,
-    score Float64,
-    marked_unix_nano Int64,
-    marked_time DateTime64(9, 'UTC') MATERIALIZED fromUnixTimestamp64Nano(marked_unix_nano, 'UTC')
-) ENGINE = ReplacingMergeTree(marked_unix_nano)
-ORDER BY trace_id
-TTL toDateTime(marked_time) + INTERVAL {ttl} SECOND""",
-        f"""CREATE TABLE IF NOT EXISTS {d}.error_explanations (
-    trace_id String,
-    entry LowCardinality(String),
-    start_unix_nano Int64,
-    start_time DateTime64(9, 'UTC') MATERIALIZED fromUnixTimestamp64Nano(start_unix_nano, 'UTC'),
-    target_latency_ms Float64,
-    outlier_score Float64,
-    is_outlier UInt8,
-    top_service LowCardinality(String),
-    top_operation String,
-    top_share Float64,
-    summary String,
-    payload String,
-    replica LowCardinality(String),
-    created_unix_nano Int64
-) ENGINE = ReplacingMergeTree(created_unix_nano)
-ORDER BY trace_id
-TTL toDateTime(fromUnixTimestamp64Nano(created_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
+        ]
+
+    return kinds("") + kinds("error_") + [
         f"""CREATE TABLE IF NOT EXISTS {d}.models (
     entry String,
     blob String,
