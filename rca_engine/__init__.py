@@ -12,6 +12,7 @@ from .attribution import (
     bootstrap_intervals,
     outlier_scores,
 )
+from .call_structure import CallEdge
 from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
 from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
@@ -38,6 +39,7 @@ __all__ = [
     "MECHANISM_NAMES",
     "AdditiveMechanism",
     "Attributor",
+    "CallEdge",
     "CausalModel",
     "DataError",
     "EmpiricalMechanism",

@@ -10,9 +10,13 @@ per-node Shapley values sum exactly to the modelled change v(all players) - v(no
 
 With structural mechanisms (sum / max of callees) a node's noise is its own time and the simulation of the
 empty coalition reproduces the baseline exactly, so the modelled change differs from the observed one only by
-the changes of nodes that were not significant. A node that exists in one period only (a new call: 0 ms in
-the baseline) or whose call count changed (its total own time per request moved) changes its own-time
-distribution and is a player like any other.
+the changes of nodes that were not significant.
+
+The call structure is a player too (structural mechanisms): a node's own time per request is its number of calls
+times its own time per call, and a changed call count -- a call made in one period only, or made more or less
+often per request (``call_counts``) -- is a player of its own, the :class:`CallEdge` caller -> callee, whose
+coalition value switches the node's calls per request to the comparison period while the own time per call stays
+where the node player puts it. The node itself is then a player only if its own time *per call* changed.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from scipy import special
 from scipy import stats as sps
 
 from . import shapley
+from .call_structure import CallEdge, CallSplit, call_edge, count_matrices, split_calls
 from .data import DEFAULT_MIN_ROWS
 from .errors import RCAError
 from .model import MechanismSpec
@@ -55,7 +60,7 @@ class RegressionResult:
     comparison_value: float  # ... and on the comparison table
     observed_change: float  # comparison_value - baseline_value
     modelled_change: float  # v(all changed nodes) - v(none): what the contributions sum to
-    contributions: dict[Hashable, float]  # changed node -> Shapley value, ranked (largest share of the change first)
+    contributions: dict[Hashable, float]  # changed node or CallEdge -> Shapley value, ranked (largest share first)
     intervals: dict[Hashable, tuple[float, float]] = field(default_factory=dict)  # bootstrap, per contribution
     change_interval: tuple[float, float] | None = None  # bootstrap interval of the modelled change
     counterfactuals: dict[Hashable, float] = field(default_factory=dict)  # statistic had only this node not changed
@@ -78,8 +83,13 @@ class RegressionResult:
 
     @property
     def root_causes(self) -> list[Hashable]:
-        """Changed nodes, largest contribution in the direction of the change first."""
+        """Changed nodes and call edges, largest contribution in the direction of the change first."""
         return list(self.contributions)
+
+    @property
+    def edges(self) -> list[CallEdge]:
+        """The call edges among the players (a new, removed or more / less often made call)."""
+        return [k for k in self.contributions if isinstance(k, CallEdge)]
 
     @property
     def significant(self) -> bool:
@@ -105,6 +115,7 @@ class RegressionResult:
             "kinds": {str(k): v for k, v in self.kinds.items()},
             "p_values": {str(k): v for k, v in self.p_values.items()},
             "root_causes": [str(n) for n in self.root_causes],
+            "edges": {str(e): {"callers": [str(c) for c in e.callers], "callee": str(e.callee)} for e in self.edges},
             "baseline_rows": self.baseline_rows,
             "comparison_rows": self.comparison_rows,
             "num_samples": self.num_samples,
@@ -159,17 +170,35 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 
 
 class _Game:
-    """The coalition game of a two-period change: v(S) = statistic of the target with S from the comparison."""
+    """The coalition game of a two-period change: v(S) = statistic of the target with S from the comparison.
 
-    def __init__(self, periods: PeriodModels, players: list[int], statistic: TargetStatistic,
-                 idx0: np.ndarray, idx1: np.ndarray) -> None:
+    A player is a node (its own time, or with a split call structure its own time per call) or the call edge of a
+    node (its calls per request): ``players`` holds (is_edge, node index) pairs."""
+
+    def __init__(self, periods: PeriodModels, players: list[tuple[bool, int]], statistic: TargetStatistic,
+                 idx0: np.ndarray, idx1: np.ndarray, split: CallSplit | None = None) -> None:
         self.periods = periods
         self.players = players
         self.statistic = statistic
         e0, e1 = periods.noise
         joint = idx0.ndim == 1
-        self.cols0 = [e0[idx0, j] if joint else e0[idx0[:, j], j] for j in range(len(periods.nodes))]
-        self.cols1 = {j: (e1[idx1, j] if joint else e1[idx1[:, j], j]) for j in players}
+
+        def take(arr: np.ndarray, idx: np.ndarray, col: int, j: int) -> np.ndarray:
+            return arr[idx, col] if joint else arr[idx[:, j], col]
+
+        self.node_player = {j: k for k, (edge, j) in enumerate(players) if not edge}
+        self.edge_player = {j: k for k, (edge, j) in enumerate(players) if edge}
+        self.cols0 = [take(e0, idx0, j, j) for j in range(len(periods.nodes))]
+        self.cols1 = {j: take(e1, idx1, j, j) for _, j in players}
+        self.split: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.only_new: set[int] = set()  # never called in the baseline: its own time per call is the comparison's
+        for j in self.edge_player:
+            assert split is not None
+            s = split.columns.index(j)
+            if not split.called[0][:, s].any():
+                self.only_new.add(j)
+            self.split[j] = (take(split.counts[0], idx0, s, j), take(split.counts[1], idx1, s, j),
+                             take(split.per_call[0], idx0, s, j), take(split.per_call[1], idx1, s, j))
         self.num_samples = idx0.shape[0]
 
     def value(self, coal: np.ndarray) -> np.ndarray:
@@ -181,13 +210,25 @@ class _Game:
     def _value(self, coal: np.ndarray) -> np.ndarray:
         noise: list[np.ndarray] = list(self.cols0)
         f_period: list[np.ndarray | None] = [None] * len(noise)
-        for k, j in enumerate(self.players):
+        for j, k in self.node_player.items():
             mask = coal[:, k]
+            f_period[j] = mask.astype(int)
+            if j in self.edge_player:
+                continue
             if mask.all():
                 noise[j] = self.cols1[j]
             elif mask.any():
                 noise[j] = np.where(mask[:, None], self.cols1[j][None, :], self.cols0[j][None, :])
-            f_period[j] = mask.astype(int)
+        for j, k in self.edge_player.items():
+            c0, c1, u0, u1 = self.split[j]
+            em = coal[:, k][:, None]
+            if j in self.node_player:
+                nm = coal[:, self.node_player[j]][:, None]
+            else:
+                nm = np.full_like(em, j in self.only_new)
+            mixed = np.where(em, c1[None, :], c0[None, :]) * np.where(nm, u1[None, :], u0[None, :])
+            # a node whose calls and per-call time come from the same period keeps that period's own time exactly
+            noise[j] = np.where(~em & ~nm, self.cols0[j][None, :], np.where(em & nm, self.cols1[j][None, :], mixed))
         target = self.periods.simulate(noise, f_period)
         if target.ndim == 1:
             target = np.broadcast_to(target, (coal.shape[0], target.shape[0]))
@@ -214,7 +255,8 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
                         alpha: float = 0.05, players: list[Hashable] | None = None, intervals: int = 50,
                         confidence: float = 0.95, num_samples: int | None = None, joint: bool = True,
                         method: str = "auto", max_permutations: int = 256, dropna: bool = False,
-                        min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0) -> RegressionResult:
+                        min_rows: int = DEFAULT_MIN_ROWS, seed: int = 0,
+                        call_counts: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> RegressionResult:
     """Attribute the change of ``stat`` of ``target`` from ``baseline`` to ``comparison`` to the changed nodes.
 
     ``graph``: cause -> effect DAG (callee -> caller for latencies); both tables have one column per upstream node
@@ -229,6 +271,10 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
     ``joint``: resample whole rows of each period (keeps the correlation of nodes within a request, e.g. shared
     load) instead of each node's noise independently (the method's independence assumption).
     ``method``: "exact" (all coalitions; "auto" up to 10 players) or "permutation" (antithetic sampling).
+    ``call_counts``: (baseline, comparison) tables of calls per request of each node, row for row with the two
+    tables (structural mechanisms): a changed count is the player :class:`CallEdge` (caller -> callee) and the
+    node a player only if its own time per call changed. Without them a node absent throughout one period is a
+    call of the other period only: its edge is the player (``kinds`` "new" / "gone").
     """
     started = time.perf_counter()
     statistic = target_statistic(stat, threshold)
@@ -248,27 +294,26 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
     size = _sample_size(num_samples, n0, n1)
     rng = np.random.default_rng([seed, 41])
 
-    raw = changed_nodes_test(periods.noise[0], periods.residuals(1, under=0))
-    adjusted = benjamini_hochberg(raw)
+    if call_counts is not None and (dropna or not periods.structural):
+        raise RCAError("call_counts need structural mechanisms ('sum' / 'max' / the collector's) and dropna=False")
+    tests = _change_tests(graph, periods, call_counts, seed)
+    adjusted = benjamini_hochberg(tests.raw)
     if players is None:
-        chosen = [j for j in range(len(nodes)) if adjusted[j] <= alpha]
+        chosen = [tests.players[i] for i in range(len(tests.players)) if adjusted[i] <= alpha]
     else:
-        unknown = [p for p in players if p not in periods.nodes]
-        if unknown:
-            raise RCAError(f"players {unknown[:5]!r} are not upstream of {target!r}")
-        chosen = sorted(nodes.index(p) for p in players)
+        chosen = tests.fixed(players, periods.nodes, target)
+    names: list[Hashable] = [tests.name_of(p) for p in chosen]
     use_exact = method == "exact" or (method == "auto" and len(chosen) <= MAX_EXACT_PLAYERS)
     if use_exact and len(chosen) > 20:
         raise RCAError(f"exact Shapley values for {len(chosen)} players need 2^{len(chosen)} coalitions; "
                        "use method='permutation'")
 
     idx0, idx1 = _indices(n0, size, len(nodes), joint, rng), _indices(n1, size, len(nodes), joint, rng)
-    game = _Game(periods, chosen, statistic, idx0, idx1)
+    game = _Game(periods, chosen, statistic, idx0, idx1, tests.split)
     phi, v0, v1, used = game.shapley("exact" if use_exact else "permutation", rng, max_permutations)
 
     y0, y1 = periods.values[0][:, -1], periods.values[1][:, -1]
     base_value, comp_value = float(statistic.of(y0)), float(statistic.of(y1))
-    names = [nodes[j] for j in chosen]
     cf = _counterfactuals(game, v1, comp_value) if chosen else np.empty(0)
 
     lo_hi: dict[Hashable, tuple[float, float]] = {}
@@ -276,7 +321,8 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
     if intervals and chosen:
         per_run = (2 ** len(chosen) if use_exact else max(used, 32) * len(chosen)) * size
         reps = int(min(intervals, max(2, _INTERVAL_BUDGET // max(per_run, 1))))
-        draws, totals = _bootstrap(periods, chosen, statistic, idx0, idx1, reps, use_exact, seed, max_permutations)
+        draws, totals = _bootstrap(periods, chosen, statistic, idx0, idx1, reps, use_exact, seed, max_permutations,
+                                   tests.split)
         tail = (1.0 - confidence) / 2.0
         lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0)
         lo_hi = {nm: (float(lo[i]), float(hi[i])) for i, nm in enumerate(names)}
@@ -285,7 +331,7 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
 
     sign = 1.0 if v1 - v0 >= 0 else -1.0
     order = np.argsort(-sign * phi, kind="stable") if chosen else np.empty(0, dtype=int)
-    kinds = {nodes[j]: _kind(periods.values[0][:, j], periods.values[1][:, j]) for j in chosen}
+    kinds = {names[i]: tests.kind(p, periods) for i, p in enumerate(chosen)}
     return RegressionResult(
         target=target, stat=statistic.name, baseline_value=base_value, comparison_value=comp_value,
         observed_change=comp_value - base_value, modelled_change=v1 - v0,
@@ -293,7 +339,7 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
         intervals={names[i]: lo_hi[names[i]] for i in order if names[i] in lo_hi},
         change_interval=change_interval,
         counterfactuals={names[i]: float(cf[i]) for i in order},
-        p_values={nodes[j]: float(adjusted[j]) for j in range(len(nodes))},
+        p_values={tests.name_of(p): float(adjusted[i]) for i, p in enumerate(tests.players)},
         kinds={names[i]: kinds[names[i]] for i in order},
         noise_floor=noise_floor(y0, statistic, n0, n1, seed=seed, confidence=confidence),
         baseline_rows=n0, comparison_rows=n1, num_samples=size,
@@ -344,9 +390,9 @@ def _counterfactuals(game: _Game, v1: float, comparison_value: float) -> np.ndar
     return comparison_value + (game.value(coal) - v1)
 
 
-def _bootstrap(periods: PeriodModels, chosen: list[int], statistic: TargetStatistic, idx0: np.ndarray,
-               idx1: np.ndarray, reps: int, exact: bool, seed: int, max_permutations: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _bootstrap(periods: PeriodModels, chosen: list[tuple[bool, int]], statistic: TargetStatistic, idx0: np.ndarray,
+               idx1: np.ndarray, reps: int, exact: bool, seed: int, max_permutations: int,
+               split: CallSplit | None) -> tuple[np.ndarray, np.ndarray]:
     """Contributions and modelled change over ``reps`` replicates with both tables' rows resampled."""
     n0, n1 = periods.values[0].shape[0], periods.values[1].shape[0]
     draws, totals = [], []
@@ -354,7 +400,7 @@ def _bootstrap(periods: PeriodModels, chosen: list[int], statistic: TargetStatis
         rng = np.random.default_rng([seed, 47, b])
         rows0: np.ndarray = rng.integers(0, n0, size=(n0,))
         rows1: np.ndarray = rng.integers(0, n1, size=(n1,))
-        game = _Game(periods, chosen, statistic, rows0[idx0], rows1[idx1])
+        game = _Game(periods, chosen, statistic, rows0[idx0], rows1[idx1], split)
         phi, v0, v1, _ = game.shapley("exact" if exact else "permutation", rng, max_permutations)
         draws.append(phi)
         totals.append(v1 - v0)
@@ -383,3 +429,75 @@ def _kind(before: np.ndarray, after: np.ndarray) -> str:
     if absent1 and not absent0:
         return "gone"
     return "changed"
+
+
+@dataclass
+class _ChangeTests:
+    """The candidate players (node and call-edge tests), their raw p-values and the call-structure split."""
+
+    players: list[tuple[bool, int]]  # (is_edge, node index)
+    raw: np.ndarray
+    nodes: list[Hashable]
+    edges: dict[int, CallEdge]
+    counts: list[np.ndarray] | None
+    split: CallSplit | None
+
+    def name_of(self, player: tuple[bool, int]) -> Hashable:
+        edge, j = player
+        return self.edges[j] if edge else self.nodes[j]
+
+    def kind(self, player: tuple[bool, int], periods: PeriodModels) -> str:
+        edge, j = player
+        if edge and self.counts is not None:
+            return _kind(self.counts[0][:, j], self.counts[1][:, j])
+        return _kind(periods.values[0][:, j], periods.values[1][:, j])
+
+    def fixed(self, players: list[Hashable], nodes: list[Hashable], target: Hashable) -> list[tuple[bool, int]]:
+        """A user's fixed list of players: nodes, and CallEdges of the tested call structure."""
+        out: list[tuple[bool, int]] = []
+        for p in players:
+            if isinstance(p, CallEdge):
+                j = next((j for j, e in self.edges.items() if e.callee == p.callee), None)
+                if j is None:
+                    raise RCAError(f"{p} is not a call edge whose count changed upstream of {target!r}")
+                out.append((True, j))
+            elif p in nodes:
+                out.append((False, nodes.index(p)))
+            else:
+                raise RCAError(f"players {[p]!r} are not upstream of {target!r}")
+        return sorted(set(out), key=lambda t: (t[0], t[1]))
+
+
+def _change_tests(graph: nx.DiGraph, periods: PeriodModels, call_counts: tuple[pd.DataFrame, pd.DataFrame] | None,
+                  seed: int) -> _ChangeTests:
+    """Raw p-values that each node's own time (per call, where the call structure is split) and each node's calls
+    per request changed. Nodes whose calls per request are one constant in both periods keep the plain own-time
+    test (the only test without call structure: nothing else changes for them)."""
+    nodes = periods.nodes
+    own0, own1 = periods.noise[0], periods.residuals(1, under=0)
+    if not periods.structural:  # learned mechanisms: the node tests only (a new call changes its own time)
+        return _ChangeTests([(False, j) for j in range(len(nodes))], changed_nodes_test(own0, own1), nodes, {},
+                            None, None)
+    counts = count_matrices(call_counts, nodes, periods.noise, periods.values)
+    c0, c1 = counts
+    fixed = (c0.min(axis=0) == c0.max(axis=0)) & (c1.min(axis=0) == c1.max(axis=0)) & (c0[0] == c1[0])
+    raw_nodes = changed_nodes_test(own0, own1)
+    varying = [j for j in range(len(nodes)) if not fixed[j]]
+    players: list[tuple[bool, int]] = [(False, j) for j in range(len(nodes))]
+    raw = list(raw_nodes)
+    edges: dict[int, CallEdge] = {}
+    split = None
+    if varying:
+        edges = {j: call_edge(graph, nodes[j], nodes) for j in varying}
+        split = split_calls(varying, [edges[j] for j in varying], periods.noise, counts,
+                            np.random.default_rng([seed, 61]))
+        for s, j in enumerate(varying):
+            a, b = split.called[0][:, s], split.called[1][:, s]
+            if a.sum() < 2 or b.sum() < 2:  # a call of one period only: no own time per call to compare
+                raw[j] = 1.0
+            else:
+                raw[j] = float(changed_nodes_test(split.per_call[0][a, s][:, None], split.per_call[1][b, s][:, None])[0])
+        raw_edges = changed_nodes_test(c0[:, varying], c1[:, varying])
+        players += [(True, j) for j in varying]
+        raw += list(raw_edges)
+    return _ChangeTests(players, np.array(raw, dtype=float), nodes, edges, counts, split)

@@ -91,7 +91,7 @@ def test_missing_column_and_file(files, capsys):
     args = common(files, "--intervals", "0", "--json")
     args[args.index(str(files["after"]))] = str(files["short"])
     assert main(["regression", *args]) == 0  # a column of one table only: a call of that period only
-    assert json.loads(capsys.readouterr().out)["kinds"]["db"] == "gone"
+    assert json.loads(capsys.readouterr().out)["kinds"]["b→db"] == "gone"  # the call b -> db
     args[args.index(str(files["before"]))] = str(files["short_before"])
     assert main(["regression", *args]) == 2
     assert "baseline data lacks columns for graph nodes 'db'" in capsys.readouterr().err

@@ -64,26 +64,32 @@ def test_two_shifted_services_p99_against_brute_force():
     assert abs(r.unexplained) < 2 * r.noise_floor
 
 
+NEW_EDGE = rca_engine.CallEdge(callers=("front",), callee="new")
+
+
 def test_new_call_is_a_player_of_kind_new():
     base, comp, _, own1 = periods(3, new=True)
     r = rca_engine.distribution_change(GRAPH, base, comp, "front", stat="mean", mechanisms=SUM)
-    assert r.root_causes[0] == "new" and r.kinds["new"] == "new"
-    assert r.contributions["new"] == pytest.approx(own1["new"].mean(), rel=1e-9)
-    assert r.counterfactuals["new"] == pytest.approx(r.comparison_value - r.contributions["new"], rel=1e-6)
+    assert r.root_causes[0] == NEW_EDGE and r.kinds[NEW_EDGE] == "new"
+    assert r.contributions[NEW_EDGE] == pytest.approx(own1["new"].mean(), rel=1e-9)
+    assert r.counterfactuals[NEW_EDGE] == pytest.approx(r.comparison_value - r.contributions[NEW_EDGE], rel=1e-6)
 
 
 def test_a_column_in_one_table_only_is_a_call_of_that_period():
     base, comp, _, own1 = periods(3, new=True)
     r = rca_engine.distribution_change(GRAPH, base.drop(columns=["new"]), comp, "front", stat="mean", mechanisms=SUM,
                                        intervals=0)
-    assert r.root_causes[0] == "new" and r.kinds["new"] == "new"
-    assert r.contributions["new"] == pytest.approx(own1["new"].mean(), rel=1e-9)
+    assert r.root_causes[0] == NEW_EDGE and r.kinds[NEW_EDGE] == "new"
+    assert r.contributions[NEW_EDGE] == pytest.approx(own1["new"].mean(), rel=1e-9)
     gone = rca_engine.distribution_change(GRAPH, comp, base.drop(columns=["new"]), "front", stat="mean",
                                           mechanisms=SUM, intervals=0)
-    assert gone.kinds["new"] == "gone" and gone.contributions["new"] == pytest.approx(-own1["new"].mean(), rel=1e-9)
+    assert gone.kinds[NEW_EDGE] == "gone"
+    assert gone.contributions[NEW_EDGE] == pytest.approx(-own1["new"].mean(), rel=1e-9)
 
 
-def test_changed_call_count_names_the_repeated_callee():
+def test_without_call_counts_a_repeated_call_moves_the_callee():
+    """Without counts the engine cannot tell a second call from a slower one: the callee's own time moved (with
+    counts the edge b->db is the player: tests/rca_engine/test_call_structure.py)."""
     base, comp, own0, own1 = periods(4, db_calls=2)
     r = rca_engine.distribution_change(GRAPH, base, comp, "front", stat="p95", mechanisms=SUM)
     assert r.root_causes[0] == "db" and r.kinds["db"] == "changed"
