@@ -282,10 +282,11 @@ class ClickHouseTraceStore:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
         ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest
         of the traces not in ``exclude``. ClickHouse pivots: each row's latencies come back in the graph's
-        column order. ``value="error"``: each node's count of failed spans instead of its latency."""
-        array = {"latency": "latency_ms", "error": "error"}.get(value)
+        column order. ``value="error"``: each node's count of failed spans instead of its latency;
+        ``value="count"``: its number of spans (calls per request)."""
+        array = {"latency": "latency_ms", "error": "error", "count": "calls"}.get(value)
         if array is None:
-            raise ValueError(f"value must be one of latency, error, not {value!r}")
+            raise ValueError(f"value must be one of latency, error, count, not {value!r}")
         cg = self.graph(entry)
         columns = list(cg.nodes)
         empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)

@@ -108,7 +108,7 @@ def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection
     return con
 
 
-_VALUE_COLUMNS = {"latency": LAT, "error": ERR}  # features(value=...)
+_VALUE_COLUMNS = {"latency": LAT, "error": ERR, "count": COUNT}  # features(value=...)
 
 
 class SqliteStore:
@@ -384,7 +384,8 @@ class SqliteStore:
         """Wide per-trace latencies (ms) of the entry point's nodes (0 where a node was not called), index
         ``trace_id``, plus ``__start_unix_nano`` and ``__duration_ms``; oldest first; ``limit`` keeps the newest
         of the traces not in ``exclude`` (trace ids). ``value="error"``: each node's count of failed spans
-        instead of its latency (> 0: the node failed; the failure model's table)."""
+        instead of its latency (> 0: the node failed; the failure model's table); ``value="count"``: its number of
+        spans (calls per request; the regression's call structure)."""
         column = _VALUE_COLUMNS.get(value)
         if column is None:
             raise ValueError(f"value must be one of {', '.join(_VALUE_COLUMNS)}, not {value!r}")

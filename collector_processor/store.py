@@ -50,7 +50,8 @@ class TraceStore(Protocol):
         """Wide latencies (ms) per trace of the entry point (index ``trace_id``, one column per node, plus
         ``__start_unix_nano`` and ``__duration_ms``), oldest first; ``limit`` keeps the newest of the traces
         whose ids are not in ``exclude``; ``complete_only`` leaves out incomplete traces. ``value="error"``:
-        each node's count of failed spans instead of its latency (0 where it did not fail or was not called)."""
+        each node's count of failed spans instead of its latency (0 where it did not fail or was not called);
+        ``value="count"``: each node's number of spans, i.e. calls per request (0 where it was not called)."""
         ...
 
     def trace_features(self, trace_id: str) -> TraceFeatures | None:

@@ -49,7 +49,7 @@ REGRESSION_SUMMARY_COLUMNS = [
 REGRESSION_COLUMNS = [
     ("rank", "number"), ("service", "string"), ("node", "string"), ("kind", "string"), ("change_kind", "string"),
     ("contribution", "number"), ("contribution_lo", "number"), ("contribution_hi", "number"),
-    ("counterfactual", "number"), ("p_value", "number"),
+    ("counterfactual", "number"), ("p_value", "number"), ("player", "string"),
 ]
 ANNOTATION_COLUMNS = [("time", "time"), ("timeEnd", "time"), ("title", "string"), ("text", "string"),
                       ("tags", "string")]
@@ -320,7 +320,8 @@ class DataSource:
             r["baseline"]["from_ms"], r["baseline"]["to_ms"], r["baseline"]["source"], r["baseline"]["traces"],
             r["window"]["traces"],
         ]]
-        rows = [[c[name] for name, _ in REGRESSION_COLUMNS] for c in r["contributions"]]
+        rows = [[c.get(name, "node" if name == "player" else None) for name, _ in REGRESSION_COLUMNS]
+                for c in r["contributions"]]
         return [table(REGRESSION_SUMMARY_COLUMNS, summary, ref_id), table(REGRESSION_COLUMNS, rows, ref_id)]
 
     def outlier_table(self, rows: list[dict[str, Any]], ref_id: str | None) -> dict[str, Any]:

@@ -181,10 +181,17 @@ def regression_message(r: dict[str, Any]) -> pb.Regression:
         comparison_value=r["comparison_value"], observed_change=r["observed_change"],
         modelled_change=r["modelled_change"], unexplained=r["unexplained"], noise_floor=r["noise_floor"],
         significant=r["significant"], change_interval=r["change_interval"] or [],
-        contributions=[pb.RegressionContribution(**{k: v for k, v in c.items() if v is not None})
-                       for c in r["contributions"]],
+        contributions=[_contribution(c) for c in r["contributions"]],
         services=[pb.RegressionService(**s) for s in r["services"]],
         window=_window(r["window"]), baseline=_window(r["baseline"]), summary=r["summary"], seconds=r["seconds"])
+
+
+def _contribution(c: dict[str, Any]) -> pb.RegressionContribution:
+    fields = {k: v for k, v in c.items() if v is not None and k != "edge"}
+    edge = c.get("edge")
+    if edge:
+        fields["edge"] = pb.RegressionEdge(**edge)
+    return pb.RegressionContribution(**fields)
 
 
 def _window(w: dict[str, Any]) -> pb.TimeWindow:

@@ -281,8 +281,15 @@ SCHEMAS.update({
             "contribution_hi": NUM_OR_NULL,
             "counterfactual": NUM_OR_NULL,  # the statistic had only this node not changed
             "p_value": NUM_OR_NULL,
-        }
+            # node: its own time (per call); edge: its calls per request (a new, removed or more often made call)
+            "player": {"type": "string", "enum": ["node", "edge"]},
+            "edge": {"oneOf": [{"type": "null"}, ref("RegressionEdge")]},
+        },
+        required=["rank", "node", "service", "operation", "kind", "change_kind", "contribution", "contribution_lo",
+                  "contribution_hi", "counterfactual", "p_value"],
     ),
+    "RegressionEdge": obj({"callers": {"type": "array", "items": STR}, "callee": STR,
+                           "caller_services": {"type": "array", "items": STR}, "callee_service": STR}),
     "RegressionService": obj({"rank": INT, "service": STR, "contribution": NUM,
                               "nodes": {"type": "array", "items": STR}}),
     "Regression": obj(

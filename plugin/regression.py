@@ -3,8 +3,9 @@
 Reads the stored per-trace features of both windows (`store.features`) and the entry's call graph, and runs
 `rca_engine.distribution_change` / `rca_engine.what_if` with the collector's structure (sum / max: a node's noise
 is its own time, exact and fast). Default windows: the last 15 minutes against the same window a day earlier, or
-the hour before it when that window holds too few traces. Results are cached in memory for a short while (a
-results store is planned; until then a restart forgets them).
+the hour before it when that window holds too few traces. With the collector's structure the calls per request
+(`store.features(value="count")`) are players too: a new call or a changed call count is the edge caller→callee.
+Results are cached in memory for a short while.
 """
 
 from __future__ import annotations
@@ -76,9 +77,13 @@ class RegressionAnalyser:
         graph, columns, mechanisms, meta = self._graph(entry_id)
         base = self._rows(entry_id, windows.base_lo, windows.base_hi, columns, "baseline")
         comp = self._rows(entry_id, windows.lo, windows.hi, columns, "comparison")
+        counts = None
+        if self._structural():  # the call structure (calls per request) is a player too
+            counts = (self._counts(entry_id, windows.base_lo, windows.base_hi, base),
+                      self._counts(entry_id, windows.lo, windows.hi, comp))
         try:
             result = rca_engine.distribution_change(graph, base, comp, entry_id, stat=statistic,
-                                                    mechanisms=mechanisms, intervals=reps)
+                                                    mechanisms=mechanisms, intervals=reps, call_counts=counts)
         except rca_engine.RCAError as exc:
             raise InvalidArgument(str(exc)) from None
         payload = regression_payload(result, meta, windows, statistic)
@@ -143,13 +148,24 @@ class RegressionAnalyser:
                                   f"{entry}; at least {MIN_ROWS} are needed (choose a wider or another window)")
         return feature_matrix(frame, columns)
 
+    def _counts(self, entry: str, lo: int, hi: int, rows: pd.DataFrame) -> pd.DataFrame:
+        """Calls per request of each node, row for row with ``rows`` (the same newest traces of the window)."""
+        frame = self.store.features(entry, since_unix_nano=max(lo, 0), until_unix_nano=max(hi, 0), limit=MAX_ROWS,
+                                    complete_only=True, value="count")
+        counts = feature_matrix(frame, list(rows.columns)).reindex(index=rows.index, fill_value=0.0)
+        # a trace whose rows differ between the two reads (stored in between) counts one call where it has time
+        return counts.where((counts > 0) | (rows == 0), 1.0)
+
+    def _structural(self) -> bool:
+        return getattr(self.config, "mechanisms", "structural") == "structural"
+
     def _graph(self, entry: str) -> tuple[Any, list[str], Any, dict[str, Any]]:
         call_graph = self.store.graph(entry)
         causal = causal_graph(call_graph)
         columns = [str(n) for n in causal.nodes]
         if entry not in columns:
             raise NotFound(f"entry point {entry!r} has no call graph yet")
-        if getattr(self.config, "mechanisms", "structural") == "structural":
+        if self._structural():
             structure = dict(call_graph.mechanisms())
             # a non-leaf without an inferred structure adds its callees (the span identity's default)
             mechanisms: Any = {n: structure.get(n, "sum") for n in columns if causal.in_degree(n)}
@@ -180,12 +196,17 @@ def regression_payload(result: rca_engine.RegressionResult, meta: dict[str, Any]
     contributions = []
     per_service: dict[str, dict[str, Any]] = {}
     for rank, (node, value) in enumerate(result.contributions.items(), 1):
-        m = meta.get(str(node))
-        service = m.service if m else str(node)
+        edge = node if isinstance(node, rca_engine.CallEdge) else None
+        # a call edge belongs to its caller's service (the caller's code makes the calls)
+        owner = str(edge.callers[0]) if edge is not None and edge.callers else str(node if edge is None else edge.callee)
+        m = meta.get(owner)
+        service = m.service if m else owner
         lo_hi = result.intervals.get(node)
         contributions.append({
             "rank": rank, "node": str(node), "service": service, "operation": m.operation if m else "",
             "kind": m.kind if m else "span", "change_kind": result.kinds.get(node, "changed"),
+            "player": "edge" if edge is not None else "node",
+            "edge": _edge_fields(edge, meta) if edge is not None else None,
             "contribution": value, "contribution_lo": lo_hi[0] if lo_hi else None,
             "contribution_hi": lo_hi[1] if lo_hi else None,
             "counterfactual": result.counterfactuals.get(node), "p_value": result.p_values.get(node),
@@ -208,6 +229,16 @@ def regression_payload(result: rca_engine.RegressionResult, meta: dict[str, Any]
         **_window_fields(windows, result.comparison_rows, result.baseline_rows),
     }
     return _finite(payload)
+
+
+def _edge_fields(edge: rca_engine.CallEdge, meta: dict[str, Any]) -> dict[str, Any]:
+    """The caller(s) and callee of a call-edge player with their services."""
+    def service(node: Any) -> str:
+        m = meta.get(str(node))
+        return m.service if m else str(node)
+
+    return {"callers": [str(c) for c in edge.callers], "callee": str(edge.callee),
+            "caller_services": [service(c) for c in edge.callers], "callee_service": service(edge.callee)}
 
 
 def summary_line(result: rca_engine.RegressionResult, services: list[dict[str, Any]],

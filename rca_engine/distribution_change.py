@@ -176,7 +176,8 @@ class _Game:
     node (its calls per request): ``players`` holds (is_edge, node index) pairs."""
 
     def __init__(self, periods: PeriodModels, players: list[tuple[bool, int]], statistic: TargetStatistic,
-                 idx0: np.ndarray, idx1: np.ndarray, split: CallSplit | None = None) -> None:
+                 idx0: np.ndarray, idx1: np.ndarray, split: CallSplit | None = None,
+                 groups: Mapping[int, list[int]] | None = None) -> None:
         self.periods = periods
         self.players = players
         self.statistic = statistic
@@ -189,10 +190,12 @@ class _Game:
         self.node_player = {j: k for k, (edge, j) in enumerate(players) if not edge}
         self.edge_player = {j: k for k, (edge, j) in enumerate(players) if edge}
         self.cols0 = [take(e0, idx0, j, j) for j in range(len(periods.nodes))]
-        self.cols1 = {j: take(e1, idx1, j, j) for _, j in players}
+        self.cols1 = {j: take(e1, idx1, j, j) for j in range(len(periods.nodes))}
+        # an edge player switches the calls of its callee and of the callee's own new (or removed) callees
+        self.members = {j: list((groups or {}).get(j, [j])) for j in self.edge_player}
         self.split: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.only_new: set[int] = set()  # never called in the baseline: its own time per call is the comparison's
-        for j in self.edge_player:
+        for j in (m for ms in self.members.values() for m in ms):
             assert split is not None
             s = split.columns.index(j)
             if not split.called[0][:, s].any():
@@ -213,13 +216,13 @@ class _Game:
         for j, k in self.node_player.items():
             mask = coal[:, k]
             f_period[j] = mask.astype(int)
-            if j in self.edge_player:
+            if j in self.split:
                 continue
             if mask.all():
                 noise[j] = self.cols1[j]
             elif mask.any():
                 noise[j] = np.where(mask[:, None], self.cols1[j][None, :], self.cols0[j][None, :])
-        for j, k in self.edge_player.items():
+        for j, k in ((m, k) for root, k in self.edge_player.items() for m in self.members[root]):
             c0, c1, u0, u1 = self.split[j]
             em = coal[:, k][:, None]
             if j in self.node_player:
@@ -309,7 +312,7 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
                        "use method='permutation'")
 
     idx0, idx1 = _indices(n0, size, len(nodes), joint, rng), _indices(n1, size, len(nodes), joint, rng)
-    game = _Game(periods, chosen, statistic, idx0, idx1, tests.split)
+    game = _Game(periods, chosen, statistic, idx0, idx1, tests.split, tests.groups)
     phi, v0, v1, used = game.shapley("exact" if use_exact else "permutation", rng, max_permutations)
 
     y0, y1 = periods.values[0][:, -1], periods.values[1][:, -1]
@@ -322,7 +325,7 @@ def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: p
         per_run = (2 ** len(chosen) if use_exact else max(used, 32) * len(chosen)) * size
         reps = int(min(intervals, max(2, _INTERVAL_BUDGET // max(per_run, 1))))
         draws, totals = _bootstrap(periods, chosen, statistic, idx0, idx1, reps, use_exact, seed, max_permutations,
-                                   tests.split)
+                                   tests.split, tests.groups)
         tail = (1.0 - confidence) / 2.0
         lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0)
         lo_hi = {nm: (float(lo[i]), float(hi[i])) for i, nm in enumerate(names)}
@@ -392,7 +395,7 @@ def _counterfactuals(game: _Game, v1: float, comparison_value: float) -> np.ndar
 
 def _bootstrap(periods: PeriodModels, chosen: list[tuple[bool, int]], statistic: TargetStatistic, idx0: np.ndarray,
                idx1: np.ndarray, reps: int, exact: bool, seed: int, max_permutations: int,
-               split: CallSplit | None) -> tuple[np.ndarray, np.ndarray]:
+               split: CallSplit | None, groups: Mapping[int, list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Contributions and modelled change over ``reps`` replicates with both tables' rows resampled."""
     n0, n1 = periods.values[0].shape[0], periods.values[1].shape[0]
     draws, totals = [], []
@@ -400,7 +403,7 @@ def _bootstrap(periods: PeriodModels, chosen: list[tuple[bool, int]], statistic:
         rng = np.random.default_rng([seed, 47, b])
         rows0: np.ndarray = rng.integers(0, n0, size=(n0,))
         rows1: np.ndarray = rng.integers(0, n1, size=(n1,))
-        game = _Game(periods, chosen, statistic, rows0[idx0], rows1[idx1], split)
+        game = _Game(periods, chosen, statistic, rows0[idx0], rows1[idx1], split, groups)
         phi, v0, v1, _ = game.shapley("exact" if exact else "permutation", rng, max_permutations)
         draws.append(phi)
         totals.append(v1 - v0)
@@ -441,6 +444,7 @@ class _ChangeTests:
     edges: dict[int, CallEdge]
     counts: list[np.ndarray] | None
     split: CallSplit | None
+    groups: dict[int, list[int]] = field(default_factory=dict)  # edge player -> the nodes whose calls it switches
 
     def name_of(self, player: tuple[bool, int]) -> Hashable:
         edge, j = player
@@ -457,7 +461,7 @@ class _ChangeTests:
         out: list[tuple[bool, int]] = []
         for p in players:
             if isinstance(p, CallEdge):
-                j = next((j for j, e in self.edges.items() if e.callee == p.callee), None)
+                j = next((j for j, e in self.edges.items() if e.callee == p.callee and j in self.groups), None)
                 if j is None:
                     raise RCAError(f"{p} is not a call edge whose count changed upstream of {target!r}")
                 out.append((True, j))
@@ -497,7 +501,34 @@ def _change_tests(graph: nx.DiGraph, periods: PeriodModels, call_counts: tuple[p
                 raw[j] = 1.0
             else:
                 raw[j] = float(changed_nodes_test(split.per_call[0][a, s][:, None], split.per_call[1][b, s][:, None])[0])
-        raw_edges = changed_nodes_test(c0[:, varying], c1[:, varying])
-        players += [(True, j) for j in varying]
+        groups = _new_subtrees(graph, nodes, varying, counts)
+        raw_edges = changed_nodes_test(c0[:, list(groups)], c1[:, list(groups)])
+        players += [(True, j) for j in groups]
         raw += list(raw_edges)
+        return _ChangeTests(players, np.array(raw, dtype=float), nodes, edges, counts, split, groups)
     return _ChangeTests(players, np.array(raw, dtype=float), nodes, edges, counts, split)
+
+
+def _new_subtrees(graph: nx.DiGraph, nodes: list[Hashable], varying: list[int], counts: list[np.ndarray]
+                  ) -> dict[int, list[int]]:
+    """Edge players and the nodes each switches: a node called in one period only whose callers are all called in
+    that period only as well belongs to its callers' player (a new call brings its callee's whole new subtree: its
+    network hop, its own calls); every other node with varying calls is a player of its own."""
+    index = {n: j for j, n in enumerate(nodes)}
+    absent = [np.all(c == 0, axis=0) for c in counts]
+    one_sided = {j: (bool(absent[0][j]), bool(absent[1][j])) for j in varying if absent[0][j] != absent[1][j]}
+    root: dict[int, int] = {}
+    for j in reversed(range(len(nodes))):  # nodes are in topological order (callees first): callers come later
+        if j not in set(varying):
+            continue
+        callers = [index[c] for c in graph.successors(nodes[j]) if c in index]
+        if j in one_sided and callers and all(one_sided.get(c) == one_sided[j] for c in callers):
+            tops = {root[c] for c in callers}
+            if len(tops) == 1:
+                root[j] = tops.pop()
+                continue
+        root[j] = j
+    groups: dict[int, list[int]] = {}
+    for j in varying:
+        groups.setdefault(root[j], []).append(j)
+    return dict(sorted(groups.items()))

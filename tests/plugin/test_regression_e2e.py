@@ -1,10 +1,12 @@
 """GET /api/v1/regression, POST /api/v1/whatif, their gRPC methods and the data source's 'regression' target,
 end to end: real OTLP from the OpenTelemetry SDK into `whyslow serve`, normal traffic 40 minutes ago, then a
 sustained slowdown of cart (+25 ms own time on every request) in the last few minutes; a little normal traffic a
-day earlier (12 minutes before this time of day) decides which default baseline a window gets."""
+day earlier (12 minutes before this time of day) decides which default baseline a window gets. Two more windows
+a day and two hours ago: before and after payments started calling a new service (fraud), a new call edge."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +25,8 @@ TRACES = 300
 DAY_BEFORE = 60
 LAST_10_MIN = {"from": "now-10m", "to": "now"}  # a day earlier holds nothing: the baseline is the hour before
 TOKEN = "regression-test-token-41"
+NEW_CALL = 120  # traces per window before / after payments calls fraud
+NEW_CALL_AGO_MIN = 24 * 60 + 130
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
         traffic.send(DAY_BEFORE, start=now - (24 * 60 + 12) * 60 * 10**9, spacing_ms=100)
         base = traffic.send(TRACES, start=now - 40 * 60 * 10**9, spacing_ms=100)
         slow = traffic.send(TRACES, slow="cart", slow_ms=SLOW_MS, start=now - 5 * 60 * 10**9, spacing_ms=100)
-        srv.wait_for(lambda: _stored(srv) >= 2 * TRACES + DAY_BEFORE, timeout=90)
+        before = traffic.send(NEW_CALL, start=now - NEW_CALL_AGO_MIN * 60 * 10**9, spacing_ms=100)
+        after = traffic.send(NEW_CALL, start=now - (NEW_CALL_AGO_MIN - 20) * 60 * 10**9, spacing_ms=100, fraud=True)
+        srv.wait_for(lambda: _stored(srv) >= 2 * TRACES + DAY_BEFORE + 2 * NEW_CALL, timeout=90)
+        srv.new_call = (before, after)  # type: ignore[attr-defined]
         yield srv, base, slow
     finally:
         traffic.close()
@@ -147,6 +154,50 @@ def test_data_source_regression_frames(live):
            "targets": [{"target": "regression", "payload": {"entry": ENTRY}}]}
     frames = srv.post("/query", bad)[1]
     assert frames[0]["rows"][0][0] == "error" and "holds 0 complete traces" in frames[0]["rows"][0][1]
+
+
+def _new_call_query(srv: ServeProcess) -> dict[str, Any]:
+    before, after = srv.new_call  # type: ignore[attr-defined]
+    return {"entry": ENTRY, "stat": "mean", "baseline_from": before[0].start_unix_nano // MS,
+            "baseline_to": before[-1].start_unix_nano // MS + 1, "from": after[0].start_unix_nano // MS,
+            "to": after[-1].start_unix_nano // MS + 1}
+
+
+def test_a_new_call_is_an_edge_player_in_rest_grpc_and_the_data_source(live):
+    srv, _, _ = live
+    query = _new_call_query(srv)
+    status, r = srv.get("/api/v1/regression?" + urlencode(query))
+    assert status == 200, r
+    top = r["contributions"][0]
+    assert top["player"] == "edge" and top["change_kind"] == "new" and "→" in top["node"]
+    edges = [c for c in r["contributions"] if c["player"] == "edge"]
+    assert any(c["edge"]["callee_service"] == "fraud" for c in edges)
+    assert all(c["service"] == "payments" for c in edges), json.dumps(r["contributions"], indent=1)  # the caller's code makes the new call
+    assert r["services"][0]["service"] == "payments"
+    # independent truth: the new call adds fraud's own time plus its call gap to every request (means of the
+    # traffic generator: 6 ms + 2 x 0.5 ms); the observed change of the mean is measured from the sent traces
+    before, after = srv.new_call  # type: ignore[attr-defined]
+    observed = sum(s.latency_ms for s in after) / NEW_CALL - sum(s.latency_ms for s in before) / NEW_CALL
+    assert r["observed_change"] == pytest.approx(observed, abs=0.01)
+    assert sum(c["contribution"] for c in edges) == pytest.approx(observed, abs=2.0)
+    assert sum(c["contribution"] for c in r["contributions"]) == pytest.approx(r["modelled_change"], abs=1e-6)
+    meta = [("authorization", f"Bearer {TOKEN}")]
+    with grpc.insecure_channel(srv.grpc_target) as channel:
+        g = pb_grpc.WhySlowStub(channel).GetRegression(pb.GetRegressionRequest(
+            entry=ENTRY, stat="mean", baseline_from_unix_ms=query["baseline_from"],
+            baseline_to_unix_ms=query["baseline_to"], from_unix_ms=query["from"], to_unix_ms=query["to"]),
+            metadata=meta, timeout=60)
+    assert g.contributions[0].player == "edge" and g.contributions[0].node == top["node"]
+    assert list(g.contributions[0].edge.callers) == top["edge"]["callers"]
+    assert g.contributions[0].contribution == pytest.approx(top["contribution"], abs=1e-9)
+    body = {"range": {"from": _iso(query["from"] * MS), "to": _iso(query["to"] * MS)},
+            "targets": [{"refId": "A", "target": "regression",
+                         "payload": {k: query[k] for k in ("entry", "stat", "baseline_from", "baseline_to")}}]}
+    status, frames = srv.post("/query", body)
+    assert status == 200
+    rows = frames[1]
+    table = [dict(zip([c["text"] for c in rows["columns"]], x, strict=True)) for x in rows["rows"]]
+    assert table[0]["player"] == "edge" and table[0]["node"] == top["node"]
 
 
 @pytest.mark.parametrize("query, status, message", [

@@ -173,3 +173,21 @@ def test_call_counts_are_validated():
         rca_engine.distribution_change(GRAPH, base, comp, "front", mechanisms="linear", call_counts=(bc, cc))
     with pytest.raises(rca_engine.RCAError, match="pair"):
         rca_engine.distribution_change(GRAPH, base, comp, "front", mechanisms="sum", call_counts=bc)  # type: ignore[arg-type]
+
+
+def test_a_new_call_brings_its_new_subtree_as_one_player():
+    """front starts calling `new`, which calls `newdb`: one player, the edge front→new, worth the mean of new's
+    whole latency (its own time and its database's); the database's own edge new→newdb is part of it."""
+    graph = rca_engine.invert_call_graph([("front", "a"), ("front", "new"), ("new", "newdb")])
+    rng = np.random.default_rng(21)
+
+    def period(new: bool) -> pd.DataFrame:
+        a, f = rng.gamma(3.0, 4.0, N), rng.gamma(2.0, 2.0, N)
+        own_new, own_db = (rng.gamma(2.0, 3.0, N), rng.gamma(2.0, 5.0, N)) if new else (np.zeros(N), np.zeros(N))
+        lat_new = own_new + own_db
+        return pd.DataFrame({"a": a, "newdb": own_db, "new": lat_new, "front": f + a + lat_new})
+
+    base, comp = period(False), period(True)
+    r = rca_engine.distribution_change(graph, base, comp, "front", stat="mean", mechanisms="sum", intervals=0)
+    assert list(r.contributions) == [NEW_EDGE]
+    assert r.contributions[NEW_EDGE] == pytest.approx(comp["new"].mean(), rel=1e-9)
