@@ -20,7 +20,7 @@ from typing import Any, cast
 from collector_processor.clickhouse_store import DEFAULT_TTL_S, ClickHouseTraceStore
 from collector_processor.sql_executor import SqlExecutor, connect, ident, parse_target, quote
 from plugin.payloads import ExplanationPayload
-from plugin.results_store import OutlierMark, follow_retention
+from plugin.results_store import OutlierMark, RegressionRecord, follow_retention
 from plugin.sqlite_results import _json_default
 
 # kind -> (marks table, explanations table), as in the SQLite results store
@@ -70,7 +70,7 @@ ORDER BY trace_id
 TTL toDateTime(fromUnixTimestamp64Nano(created_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
         ]
 
-    return kinds("") + kinds("error_") + [
+    return kinds("") + kinds("error_") + [regressions_schema(d, ttl)] + [
         f"""CREATE TABLE IF NOT EXISTS {d}.models (
     entry String,
     blob String,
@@ -80,6 +80,29 @@ TTL toDateTime(fromUnixTimestamp64Nano(created_unix_nano, 'UTC')) + INTERVAL {tt
 ) ENGINE = ReplacingMergeTree(saved_unix_nano)
 ORDER BY entry""",
     ]
+
+
+def regressions_schema(d: str, ttl: int) -> str:
+    """The ``regressions`` table (``d`` quoted): one row per stored regression, the JSON answer plus flat columns
+    for Grafana; kept like the traces (a TTL from the time it was written; retention's deletions in ``forget``)."""
+    return f"""CREATE TABLE IF NOT EXISTS {d}.regressions (
+    key String,
+    source LowCardinality(String),
+    entry LowCardinality(String),
+    from_unix_nano Int64,
+    to_unix_nano Int64,
+    window_end DateTime64(9, 'UTC') MATERIALIZED fromUnixTimestamp64Nano(to_unix_nano, 'UTC'),
+    stat LowCardinality(String),
+    observed_change Float64,
+    significant UInt8,
+    top_service LowCardinality(String),
+    summary String,
+    payload String,
+    replica LowCardinality(String),
+    created_unix_nano Int64
+) ENGINE = ReplacingMergeTree(created_unix_nano)
+ORDER BY key
+TTL toDateTime(fromUnixTimestamp64Nano(created_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND"""
 
 
 class ClickHouseResultsStore:
@@ -195,7 +218,48 @@ class ClickHouseResultsStore:
                 gone += int(self.ex.query(f"SELECT uniqExact(trace_id) FROM {self.t(table)} "
                                           f"WHERE trace_id IN ({quoted})")[0][0])
                 self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({quoted})")
+        return gone + self._forget_regressions()
+
+    def _forget_regressions(self) -> int:
+        """Delete the regressions whose window's traces are all gone (ended before the oldest stored trace)."""
+        cut = (f"ifNull((SELECT minOrNull(start_unix_nano) FROM {self.t('traces')}), "
+               "toInt64(9223372036854775807))")
+        gone = int(self.ex.query(f"SELECT uniqExact(key) FROM {self.t('regressions')} "
+                                 f"WHERE to_unix_nano <= {cut}")[0][0])
+        if gone:
+            self.ex.command(f"DELETE FROM {self.t('regressions')} WHERE to_unix_nano <= {cut}")
         return gone
+
+    # ---------------------------------------------------------------- regressions
+    def save_regression(self, record: RegressionRecord) -> None:
+        p = record.payload
+        change = p.get("observed_change")
+        self.ex.insert(
+            self.t("regressions"),
+            ("key", "source", "entry", "from_unix_nano", "to_unix_nano", "stat", "observed_change", "significant",
+             "top_service", "summary", "payload", "replica", "created_unix_nano"),
+            [(record.key, record.source, record.entry, int(record.from_unix_nano), int(record.to_unix_nano),
+              str(p.get("stat", "")), float(change) if isinstance(change, (int, float)) else 0.0,
+              int(bool(p.get("significant", record.source == "watch"))), record.top_service, record.summary,
+              json.dumps(p, allow_nan=False, default=_json_default), self.replica, _version())])
+
+    def regressions(self, entry: str | None = None, source: str | None = None, from_unix_nano: int | None = None,
+                    to_unix_nano: int | None = None, limit: int | None = None) -> list[RegressionRecord]:
+        where = ["1"]
+        for column, value in (("entry", entry), ("source", source)):
+            if value is not None:
+                where.append(f"{column} = {quote(str(value))}")
+        if from_unix_nano is not None:
+            where.append(f"to_unix_nano > {int(from_unix_nano)}")
+        if to_unix_nano is not None:
+            where.append(f"from_unix_nano < {int(to_unix_nano)}")
+        sql = (f"SELECT key, source, entry, from_unix_nano, to_unix_nano, payload, created_unix_nano "
+               f"FROM {self.t('regressions')} FINAL WHERE {' AND '.join(where)} "
+               "ORDER BY to_unix_nano DESC, created_unix_nano DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RegressionRecord(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), json.loads(r[5]), int(r[6]))
+                for r in self.ex.query(sql)]
 
     # ---------------------------------------------------------------- models
     def save_model(self, entry: str, blob: bytes, meta: Mapping[str, Any] | None = None) -> None:
@@ -216,7 +280,7 @@ class ClickHouseResultsStore:
     def counts(self) -> dict[str, int]:
         """Rows (distinct keys) of ``outliers``, ``explanations`` and ``models``."""
         return {table: int(self.ex.query(f"SELECT uniqExact({key}) FROM {self.t(table)}")[0][0])
-                for table, key in (*((t, "trace_id") for t in _BY_TRACE), ("models", "entry"))}
+                for table, key in (*((t, "trace_id") for t in _BY_TRACE), ("models", "entry"), ("regressions", "key"))}
 
     def close(self) -> None:
         """Idempotent; the executor is the trace store's to close."""

@@ -1,11 +1,12 @@
 """The results store: what the backend concludes about the collector's traces -- outlier marks, explanations,
-fitted models (and, later, regressions). A Protocol, so that the ClickHouse backend can implement it beside
+fitted models and regressions (answers of ``GET /api/v1/regression`` and the continuous detection's findings). A Protocol, so that the ClickHouse backend can implement it beside
 :class:`plugin.sqlite_results.SqliteResultsStore`.
 
 It sits beside the collector's trace store (``collector_processor.store.TraceStore``) in the same database, so
 results join with their traces (:meth:`ResultsStore.outliers` reports each mark with its trace's entry point,
 start and duration). It follows the trace store's retention: :meth:`ResultsStore.forget` is registered with
-``TraceStore.on_delete`` (see :func:`follow_retention`), so deleting a trace deletes its results.
+``TraceStore.on_delete`` (see :func:`follow_retention`), so deleting a trace deletes its results, and a regression
+goes when the traces of its window are gone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,39 @@ class OutlierMark:
     start_unix_nano: int
     duration_ms: float
     kind: str = "latency"  # "latency" (slow) | "error" (failed); a trace may be marked as both
+
+
+REGRESSION_SOURCES = ("query", "watch")  # GET /api/v1/regression | continuous detection (plugin.watch)
+
+
+@dataclass
+class RegressionRecord:
+    """A stored regression: the JSON answer (``payload``) about ``entry``'s window [from, to) and where it came
+    from; ``key`` identifies it (saving the same key again replaces it)."""
+
+    key: str
+    source: str  # "query" | "watch"
+    entry: str
+    from_unix_nano: int
+    to_unix_nano: int
+    payload: dict[str, Any]
+    created_unix_nano: int = 0  # set by the store
+
+    def __post_init__(self) -> None:
+        if self.source not in REGRESSION_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(REGRESSION_SOURCES)}, not {self.source!r}")
+
+    @property
+    def summary(self) -> str:
+        return str(self.payload.get("summary", ""))
+
+    @property
+    def top_service(self) -> str:
+        """The service that moved the statistic most (a query's first service, the watch's lead service)."""
+        services = self.payload.get("services") or []
+        if services and isinstance(services[0], dict):
+            return str(services[0].get("service", ""))
+        return str(self.payload.get("lead_service") or "")
 
 
 class ResultsStore(Protocol):
@@ -73,9 +107,20 @@ class ResultsStore(Protocol):
         """(blob, metadata) of an entry point's persisted model; None when there is none."""
         ...
 
+    # --- regressions (keyed by RegressionRecord.key, deleted when the traces of their window are gone)
+    def save_regression(self, record: RegressionRecord) -> None:
+        """Keep a regression (replacing one saved under the same key)."""
+        ...
+
+    def regressions(self, entry: str | None = None, source: str | None = None, from_unix_nano: int | None = None,
+                    to_unix_nano: int | None = None, limit: int | None = None) -> list[RegressionRecord]:
+        """Stored regressions whose window overlaps [from, to), optionally of one entry point and source, newest
+        window first."""
+        ...
+
     # --- housekeeping
     def counts(self) -> dict[str, int]:
-        """Row counts (``outliers``, ``explanations``, ``models``) for stats and tests."""
+        """Row counts (``outliers``, ``explanations``, ``models``, ``regressions``, ...) for stats and tests."""
         ...
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from collector_processor.sqlite_store import DB_FILE, SYNCHRONOUS, connect
 from plugin.payloads import ExplanationPayload
-from plugin.results_store import OutlierMark
+from plugin.results_store import OutlierMark, RegressionRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outliers (
@@ -41,6 +41,15 @@ CREATE TABLE IF NOT EXISTS error_explanations (
     trace_id TEXT PRIMARY KEY,
     payload TEXT NOT NULL,
     created_unix_nano INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS regressions (
+    key TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    from_unix_nano INTEGER NOT NULL,
+    to_unix_nano INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    created_unix_nano INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS regressions_by_window ON regressions (to_unix_nano);
 CREATE TABLE IF NOT EXISTS models (
     entry TEXT PRIMARY KEY,
     blob BLOB NOT NULL,
@@ -50,6 +59,28 @@ CREATE TABLE IF NOT EXISTS models (
 _BY_TRACE = ("outliers", "explanations", "error_outliers", "error_explanations")  # rows die with their trace
 # kind -> (marks table, explanations table): slow traces keep the tables earlier versions used
 _TABLES = {"latency": ("outliers", "explanations"), "error": ("error_outliers", "error_explanations")}
+
+
+# a regression goes when every trace of its window is gone (older than the oldest stored trace, or none left)
+_FORGET_REGRESSIONS = ("DELETE FROM regressions WHERE to_unix_nano <= "
+                       "COALESCE((SELECT MIN(start_unix_nano) FROM traces), 9223372036854775807)")
+
+
+def _regression_filter(entry: str | None, source: str | None, from_unix_nano: int | None,
+                       to_unix_nano: int | None) -> tuple[list[str], list[object]]:
+    where: list[str] = ["1=1"]
+    args: list[object] = []
+    for column, value in (("entry", entry), ("source", source)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(str(value))
+    if from_unix_nano is not None:
+        where.append("to_unix_nano > ?")
+        args.append(int(from_unix_nano))
+    if to_unix_nano is not None:
+        where.append("from_unix_nano < ?")
+        args.append(int(to_unix_nano))
+    return where, args
 
 
 def _tables(kind: str) -> tuple[str, str]:
@@ -96,13 +127,18 @@ class SqliteResultsStore:
                 raise RuntimeError("results store is closed")
             self._w.execute(sql, args)
 
+    def _has_traces(self) -> bool:
+        return self._w.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'traces'").fetchone() \
+            is not None
+
     def _forget_orphans(self) -> None:
         """Delete the results of traces that are no longer stored (when the trace tables exist)."""
-        if self._w.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'traces'").fetchone() is None:
+        if not self._has_traces():
             return
         with self._lock:
             for table in _BY_TRACE:
                 self._w.execute(f"DELETE FROM {table} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
+            self._w.execute(_FORGET_REGRESSIONS)
 
     # --- outliers and explanations ----------------------------------------------------------------
     def mark_outlier(self, trace_id: str, score: float, kind: str = "latency") -> None:
@@ -174,11 +210,33 @@ class SqliteResultsStore:
             w.execute("BEGIN IMMEDIATE")
             try:
                 gone = sum(w.executemany(f"DELETE FROM {t} WHERE trace_id = ?", ids).rowcount for t in _BY_TRACE)
+                if self._has_traces():
+                    gone += w.execute(_FORGET_REGRESSIONS).rowcount
                 w.execute("COMMIT")
             except BaseException:
                 w.execute("ROLLBACK")
                 raise
         return int(gone)
+
+    # --- regressions ------------------------------------------------------------------------------
+    def save_regression(self, record: RegressionRecord) -> None:
+        text = json.dumps(record.payload, allow_nan=False, default=_json_default)
+        self._write("INSERT INTO regressions VALUES (?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                    "source = excluded.source, entry = excluded.entry, from_unix_nano = excluded.from_unix_nano, "
+                    "to_unix_nano = excluded.to_unix_nano, payload = excluded.payload, "
+                    "created_unix_nano = excluded.created_unix_nano",
+                    (record.key, record.source, record.entry, int(record.from_unix_nano), int(record.to_unix_nano),
+                     text, time.time_ns()))
+
+    def regressions(self, entry: str | None = None, source: str | None = None, from_unix_nano: int | None = None,
+                    to_unix_nano: int | None = None, limit: int | None = None) -> list[RegressionRecord]:
+        where, args = _regression_filter(entry, source, from_unix_nano, to_unix_nano)
+        sql = ("SELECT key, source, entry, from_unix_nano, to_unix_nano, payload, created_unix_nano FROM regressions "
+               f"WHERE {' AND '.join(where)} ORDER BY to_unix_nano DESC, created_unix_nano DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RegressionRecord(r[0], r[1], r[2], int(r[3]), int(r[4]), json.loads(r[5]), int(r[6]))
+                for r in self._reader().execute(sql, args)]
 
     # --- models -----------------------------------------------------------------------------------
     def save_model(self, entry: str, blob: bytes, meta: Mapping[str, Any] | None = None) -> None:
@@ -193,7 +251,8 @@ class SqliteResultsStore:
     # --- housekeeping -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         con = self._reader()
-        return {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in (*_BY_TRACE, "models")}
+        return {t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in (*_BY_TRACE, "models", "regressions")}
 
     def close(self) -> None:
         """Close every connection (idempotent)."""

@@ -13,7 +13,7 @@ import pytest
 from collector_processor import open_store
 from collector_processor.records import AnalysedBatch
 from plugin.clickhouse_results import open_clickhouse_stores
-from plugin.results_store import follow_retention
+from plugin.results_store import RegressionRecord, follow_retention
 from plugin.sqlite_results import open_results_store
 from tests.support.chdb import fresh_url, http_front_url
 
@@ -95,7 +95,7 @@ def test_explanations_and_models(stores):
     results.save_model(ENTRY, b"\x00blob2", {"n": 6})
     assert results.load_model(ENTRY) == (b"\x00blob2", {"n": 6}) and results.load_model("x") is None
     assert results.counts() == {"outliers": 0, "explanations": 1, "models": 1,
-                                "error_outliers": 0, "error_explanations": 0}
+                                "error_outliers": 0, "error_explanations": 0, "regressions": 0}
 
 
 def test_trace_retention_deletes_the_results_of_its_traces(stores):
@@ -108,8 +108,40 @@ def test_trace_retention_deletes_the_results_of_its_traces(stores):
     assert results.outlier_ids() == {tid(5)} and results.explanation(tid(1)) is None
     assert results.explanation(tid(5)) == {"version": 1}
     assert results.counts() == {"outliers": 1, "explanations": 1, "models": 1, "error_outliers": 0,
-                                "error_explanations": 0}  # models are per entry point
+                                "error_explanations": 0, "regressions": 0}  # models are per entry point
     assert results.forget([]) == 0 and results.forget([tid(5)]) == 2
+
+
+def _regression(key: str, lo_s: int, hi_s: int, source: str = "query", entry: str = ENTRY,
+                change: float = 5.0) -> RegressionRecord:
+    payload = {"entry": entry, "stat": "p99", "observed_change": change, "significant": True,
+               "services": [{"service": "svc", "contribution": change}], "summary": f"p99 {change:+g} ms"}
+    if source == "watch":
+        payload = {"entry": entry, "kind": "regression", "lead_service": "db", "summary": "db shifted"}
+    return RegressionRecord(key, source, entry, T0 + lo_s * 1_000_000_000, T0 + hi_s * 1_000_000_000, payload)
+
+
+def test_regressions_are_kept_listed_and_follow_retention(stores):
+    traces, results = stores
+    results.save_regression(_regression("a", 1, 3))
+    results.save_regression(_regression("b", 3, 6, source="watch"))
+    results.save_regression(_regression("a", 1, 3, change=7.0))  # the same key again replaces it
+    results.save_regression(_regression("c", 5, 7, entry=OTHER))
+    listed = results.regressions()
+    assert [r.key for r in listed] == ["c", "b", "a"]  # newest window first
+    assert listed[2].payload["observed_change"] == 7.0 and listed[2].top_service == "svc"
+    assert listed[2].from_unix_nano == T0 + 1_000_000_000 and listed[2].created_unix_nano > 0
+    assert listed[1].source == "watch" and listed[1].top_service == "db" and listed[1].summary == "db shifted"
+    assert [r.key for r in results.regressions(entry=ENTRY)] == ["b", "a"]
+    assert [r.key for r in results.regressions(source="watch")] == ["b"]
+    assert [r.key for r in results.regressions(from_unix_nano=T0 + 4_000_000_000)] == ["c", "b"]
+    assert [r.key for r in results.regressions(to_unix_nano=T0 + 3_000_000_000)] == ["a"]
+    assert len(results.regressions(limit=1)) == 1 and results.counts()["regressions"] == 3
+    # retention deletes traces 1..3: regression a's window (1 s .. 3 s) has no trace left, so it goes too
+    assert traces.retention(max_rows=3) == 3
+    assert [r.key for r in results.regressions()] == ["c", "b"]
+    with pytest.raises(ValueError, match="source"):
+        RegressionRecord("x", "guess", ENTRY, 0, 1, {})
 
 
 def test_data_dir_keeps_its_results_and_forgets_orphans_on_open(tmp_path):
