@@ -288,6 +288,11 @@ SCHEMAS.update({
         required=["rank", "node", "service", "operation", "kind", "change_kind", "contribution", "contribution_lo",
                   "contribution_hi", "counterfactual", "p_value"],
     ),
+    "StoredRegression": obj({"key": STR, "source": {"type": "string", "enum": ["query", "watch"]}, "entry": STR,
+                             "from_ms": INT, "to_ms": INT, "saved_ms": INT, "top_service": STR, "summary": STR,
+                             # the answer as given: a Regression (query) or a DetectedIncident (watch)
+                             "regression": {"type": "object"}}),
+    "StoredRegressionList": obj({"regressions": {"type": "array", "items": ref("StoredRegression")}}),
     "RegressionEdge": obj({"callers": {"type": "array", "items": STR}, "callee": STR,
                            "caller_services": {"type": "array", "items": STR}, "callee_service": STR}),
     "RegressionService": obj({"rank": INT, "service": STR, "contribution": NUM,

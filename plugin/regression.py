@@ -5,7 +5,9 @@ Reads the stored per-trace features of both windows (`store.features`) and the e
 is its own time, exact and fast). Default windows: the last 15 minutes against the same window a day earlier, or
 the hour before it when that window holds too few traces. With the collector's structure the calls per request
 (`store.features(value="count")`) are players too: a new call or a changed call count is the edge caller→callee.
-Results are cached in memory for a short while.
+Every answer is kept in the results store (table ``regressions``, source "query"; it outlives a restart and goes
+with its window's traces) and listed by :meth:`RegressionAnalyser.stored` (``GET /api/v1/regressions``, with the
+continuous detection's findings, source "watch"); an identical query within a short while is answered from memory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from plugin import validation
 from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument, NotFound
 from plugin.models import feature_matrix, node_meta
+from plugin.results_store import REGRESSION_SOURCES, RegressionRecord, ResultsStore
 
 if TYPE_CHECKING:
     from plugin.config import ServeConfig
@@ -55,10 +58,12 @@ class Windows:
 class RegressionAnalyser:
     """`GET /api/v1/regression` and `POST /api/v1/whatif` over the store (thread-safe, cached)."""
 
-    def __init__(self, store: TraceStore, config: ServeConfig, resolve_entry: Callable[[Any], str]) -> None:
+    def __init__(self, store: TraceStore, config: ServeConfig, resolve_entry: Callable[[Any], str],
+                 results: ResultsStore | None = None) -> None:
         self.store = store
         self.config = config
         self.resolve_entry = resolve_entry
+        self.results = results
         self._cache: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -88,7 +93,24 @@ class RegressionAnalyser:
             raise InvalidArgument(str(exc)) from None
         payload = regression_payload(result, meta, windows, statistic)
         self._store(key, payload)
+        if self.results is not None:
+            self.results.save_regression(RegressionRecord(
+                key=f"query:{entry_id}:{statistic.name}:{windows.lo}:{windows.hi}:{windows.base_lo}:{windows.base_hi}",
+                source="query", entry=entry_id, from_unix_nano=windows.lo, to_unix_nano=windows.hi, payload=payload))
         return {**payload, "cached": False}
+
+    def stored(self, entry: Any = None, source: Any = None, start: Any = None, end: Any = None,
+               limit: Any = None) -> dict[str, Any]:
+        """Stored regressions (answers of ``regression`` and the continuous detection's findings) whose window
+        overlaps [from, to), newest window first."""
+        entry_id = validation.entry(entry)
+        if source not in (None, "") and source not in REGRESSION_SOURCES:
+            raise InvalidArgument(f"source must be one of {', '.join(REGRESSION_SOURCES)}")
+        lo, hi = validation.time_range(start, end)
+        count = validation.limit(limit)
+        records = [] if self.results is None else self.results.regressions(
+            entry=entry_id, source=source or None, from_unix_nano=lo, to_unix_nano=hi, limit=count)
+        return {"regressions": [stored_row(r) for r in records]}
 
     def whatif(self, body: Any) -> dict[str, Any]:
         """The statistic of an entry point in a window had some nodes' (or services') own time been different."""
@@ -239,6 +261,15 @@ def _edge_fields(edge: rca_engine.CallEdge, meta: dict[str, Any]) -> dict[str, A
 
     return {"callers": [str(c) for c in edge.callers], "callee": str(edge.callee),
             "caller_services": [service(c) for c in edge.callers], "callee_service": service(edge.callee)}
+
+
+def stored_row(record: RegressionRecord) -> dict[str, Any]:
+    """A stored regression as listed: where it came from, its window, summary and the answer as it was given."""
+    return {"key": record.key, "source": record.source, "entry": record.entry,
+            "from_ms": record.from_unix_nano // 1_000_000, "to_ms": record.to_unix_nano // 1_000_000,
+            "saved_ms": record.created_unix_nano // 1_000_000, "top_service": record.top_service,
+            "summary": record.summary,
+            "regression": {k: v for k, v in record.payload.items() if k not in ("graph", "cached")}}
 
 
 def summary_line(result: rca_engine.RegressionResult, services: list[dict[str, Any]],

@@ -108,6 +108,16 @@ ROUTES: list[Route] = [
                  "or tail>THRESHOLD_MS"),
            Param("intervals", "query", {"type": "integer", "minimum": 0, "maximum": 200},
                  "Bootstrap replicates for intervals (default 50, 0: none)")]),
+    Route("GET", "/api/v1/regressions", "stored_regressions",
+          "Regressions kept in the results store: answers of /api/v1/regression (source query) and the continuous "
+          "detection's findings (source watch), newest window first; they outlive a restart and go with their "
+          "window's traces",
+          {200: "StoredRegressionList", 400: ERR, 401: ERR},
+          [Param("entry", "query", {"type": "string"}, "Entry point node id (default: all)"),
+           Param("source", "query", {"type": "string", "enum": ["query", "watch"]}, "Only this source"),
+           Param("from", "query", TIME_SCHEMA, "Windows ending after this time"),
+           Param("to", "query", TIME_SCHEMA, "Windows starting before this time"),
+           Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
     Route("POST", "/api/v1/whatif", "whatif",
           "A latency statistic of an entry point in a window had some nodes' or services' own time been scaled "
           "(0.7 = 30 % faster) or at its baseline distribution",
@@ -256,6 +266,11 @@ class RestApi:
         a = request.args
         return self.service.regression(a.get("entry"), a.get("baseline_from"), a.get("baseline_to"), a.get("from"),
                                        a.get("to"), a.get("stat"), a.get("intervals"))
+
+    def stored_regressions(self) -> Any:
+        a = request.args
+        return self.service.stored_regressions(a.get("entry"), a.get("source"), a.get("from"), a.get("to"),
+                                               a.get("limit"))
 
     def whatif(self) -> Any:
         return self.service.whatif(_body())

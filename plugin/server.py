@@ -222,7 +222,7 @@ class WhySlowServer:
         self.service = WhySlowService(store, results, self.models, self.explainer, cfg, self.pipeline,
                                       self.detector, self.annotations)
         self.watch = RegressionWatch(self.store, self.service.entries, self.detector.publish,
-                                     self.service.incident_minutes)
+                                     self.service.incident_minutes, results=results)
         self.service.watch = self.watch
         # workers first, then the doors
         if self.annotations is not None:

@@ -73,7 +73,7 @@ class WhySlowService:
         self.started_at = time.time()
         self.incident_minutes = incident_ranking.MinuteVerdicts()  # earlier incidents, left out of baselines
         self.watch: Any = None  # plugin.watch.RegressionWatch, set by the server
-        self.regressions = RegressionAnalyser(traces, config, self.resolve_entry)
+        self.regressions = RegressionAnalyser(traces, config, self.resolve_entry, results)
 
     # --- explanations ----------------------------------------------------------------------------
     def explain(self, trace_id: object, intervals: object = 0, kind: object = None) -> ExplanationPayload:
@@ -141,6 +141,11 @@ class WhySlowService:
                    end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:
         """Which services moved a latency statistic between a baseline and a window (plugin.regression)."""
         return self.regressions.regression(entry, baseline_from, baseline_to, start, end, stat, intervals)
+
+    def stored_regressions(self, entry: Any = None, source: Any = None, start: Any = None, end: Any = None,
+                           limit: Any = None) -> dict[str, Any]:
+        """Regressions kept in the results store, newest window first (plugin.regression)."""
+        return self.regressions.stored(entry, source, start, end, limit)
 
     def whatif(self, body: Any) -> dict[str, Any]:
         """A latency statistic under an intervention on some nodes' or services' own time (plugin.regression)."""

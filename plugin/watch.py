@@ -22,6 +22,7 @@ from typing import Any
 from collector_processor import TraceStore
 from collector_processor.worker import BackgroundWorker
 from plugin import incident_ranking
+from plugin.results_store import RegressionRecord, ResultsStore
 
 log = logging.getLogger("whyslow.watch")
 
@@ -83,7 +84,7 @@ class RegressionWatch:
 
     def __init__(self, store: TraceStore, entries: Callable[[], list[str]], publish: Callable[[dict[str, Any]], None],
                  verdicts: incident_ranking.MinuteVerdicts, min_score: float = ALERT_SCORE, window_ns: int = WINDOW_NS,
-                 interval_s: float = INTERVAL_S):
+                 interval_s: float = INTERVAL_S, results: ResultsStore | None = None):
         self.store = store
         self.entries = entries
         self.publish = publish
@@ -92,6 +93,9 @@ class RegressionWatch:
         self.window_ns = window_ns
         self.interval_s = interval_s
         self._found: deque[dict[str, Any]] = deque(maxlen=MAX_KEPT)
+        self.results = results  # keeps each finding (table regressions, source "watch"): listed after a restart
+        if results is not None:
+            self._found.extend(r.payload for r in results.regressions(source="watch", limit=MAX_KEPT))
         self._open: dict[tuple[str, str | None], int] = {}  # (entry, lead service) -> last window end seen
         self._lock = threading.Lock()
         self.counters = {"checks": 0, "regressions": 0, "published": 0, "errors": 0}
@@ -125,6 +129,9 @@ class RegressionWatch:
             payload = regression_payload(entry, ranking, lo, hi, self.min_score)
             found.append(payload)
             key = (entry, payload["lead_service"])
+            if self.results is not None:
+                self.results.save_regression(RegressionRecord(f"watch:{entry}:{payload['lead_service']}:{lo}", "watch",
+                                                              entry, lo, hi, payload))
             with self._lock:
                 self._found.appendleft(payload)
                 fresh = key not in self._open or self._open[key] < lo  # quiet for a window: a new regression

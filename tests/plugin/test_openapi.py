@@ -55,6 +55,10 @@ def test_every_documented_operation_answers_as_documented(shop, doc):
             ("GET", "/api/v1/incidents?" + urlencode({"entry": ENTRY}), None, 200),
             ("GET", "/api/v1/incidents?limit=0", None, 400),
         ],
+        ("GET", "/api/v1/regressions"): [
+            ("GET", "/api/v1/regressions?" + urlencode({"entry": ENTRY, "source": "query"}), None, 200),
+            ("GET", "/api/v1/regressions?source=nope", None, 400),
+        ],
         ("GET", "/api/v1/regression"): [
             ("GET", "/api/v1/regression?" + urlencode({
                 "entry": ENTRY, "baseline_from": shop.normal[0].start_unix_nano // 10**6,

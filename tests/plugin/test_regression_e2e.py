@@ -223,3 +223,22 @@ def test_bad_what_if_bodies(live):
         status, answer = srv.post("/api/v1/whatif", body)
         assert status == 400 and message in answer["error"], (body, answer)
     assert srv.post("/api/v1/whatif", {"interventions": {"cart": 0.5}}, auth=False)[0] == 401
+
+
+def test_answers_are_stored_and_listed_after_a_restart(live):
+    """Last in this module: it restarts the server over the same data directory."""
+    srv, _, _ = live
+    query = _new_call_query(srv)
+    answer = srv.get("/api/v1/regression?" + urlencode({**query, "intervals": 0}))[1]
+    status, listed = srv.get("/api/v1/regressions?" + urlencode({"entry": ENTRY, "source": "query"}))
+    assert status == 200 and listed["regressions"], listed
+    srv.stop()
+    srv.start()
+    status, after = srv.get("/api/v1/regressions?" + urlencode({"entry": ENTRY, "source": "query",
+                                                                 "from": query["from"], "to": query["to"]}))
+    assert status == 200
+    rows = [r for r in after["regressions"] if r["from_ms"] == query["from"] and r["to_ms"] == query["to"]]
+    assert rows and rows[0]["top_service"] == "payments" and rows[0]["summary"] == answer["summary"]
+    assert rows[0]["regression"]["contributions"] == answer["contributions"]
+    assert len(after["regressions"]) < len(listed["regressions"])  # the window filter left the other answers out
+    assert srv.get("/api/v1/regressions?source=nope")[0] == 400
