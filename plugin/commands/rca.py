@@ -42,11 +42,9 @@ def register(subparsers: Any) -> None:
         description="Fit a causal model of the training CSV on the given graph and attribute the target's value "
         "in every row of the sample CSV to the nodes upstream of it.",
     )
-    p.add_argument("--graph", required=True, help="edge list: JSON or 2-column CSV (cause -> effect unless --call-graph)")
-    p.add_argument("--train", required=True, help="CSV of normal operation, one column per node")
-    p.add_argument("--sample", required=True, help="CSV with the outlier row(s) to explain")
-    p.add_argument("--target", required=True, help="node whose value is explained (e.g. the entry service)")
-    p.add_argument("--call-graph", action="store_true", help="edges are caller -> callee (inverted to cause -> effect)")
+    add_input_arguments(p, {"train": "CSV of normal operation, one column per node",
+                            "sample": "CSV with the outlier row(s) to explain"},
+                        target="node whose value is explained (e.g. the entry service)")
     p.add_argument("--mechanisms", default=None,
                    help="auto | linear | additive | maxlinear | nonlinear | sum | max, or a JSON object / JSON file "
                         "node -> name (default: the preset's, auto)")
@@ -83,11 +81,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``whyslow rca``; returns the exit status."""
     try:
-        graph = read_graph(Path(args.graph), call_graph=args.call_graph)
-        train = read_csv(Path(args.train), "training data")
-        sample = read_csv(Path(args.sample), "sample")
-        if args.target not in graph:
-            raise CliError(f"target {args.target!r} is not a node of the graph ({graph.number_of_nodes()} nodes)")
+        graph, (train, sample) = load_inputs(args, {"train": "training data", "sample": "sample"})
         mechanisms = parse_mechanisms(args.mechanisms) if args.mechanisms is not None else None
         num_samples = args.num_samples
         if not 0 <= args.intervals <= MAX_INTERVALS or not 100 <= (num_samples or 100) <= MAX_NUM_SAMPLES:
@@ -128,6 +122,26 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def add_input_arguments(p: argparse.ArgumentParser, tables: dict[str, str], target: str) -> None:
+    """The offline commands' inputs: ``--graph``, one required CSV option per ``tables`` item (option name without
+    dashes -> help), ``--target`` and ``--call-graph``."""
+    p.add_argument("--graph", required=True, help="edge list: JSON or 2-column CSV (cause -> effect unless --call-graph)")
+    for name, help_text in tables.items():
+        p.add_argument(f"--{name}", required=True, help=help_text)
+    p.add_argument("--target", required=True, help=target)
+    p.add_argument("--call-graph", action="store_true", help="edges are caller -> callee (inverted to cause -> effect)")
+
+
+def load_inputs(args: argparse.Namespace, tables: dict[str, str]) -> tuple[Any, list[pd.DataFrame]]:
+    """The graph and the CSVs named by ``tables`` (option name without dashes -> what it is, for errors), with
+    the target checked to be a node of the graph; :class:`CliError` otherwise."""
+    graph = read_graph(Path(args.graph), call_graph=args.call_graph)
+    frames = [read_csv(Path(getattr(args, name.replace("-", "_"))), what) for name, what in tables.items()]
+    if args.target not in graph:
+        raise CliError(f"target {args.target!r} is not a node of the graph ({graph.number_of_nodes()} nodes)")
+    return graph, frames
 
 
 def read_csv(path: Path, what: str) -> pd.DataFrame:

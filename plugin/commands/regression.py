@@ -4,7 +4,9 @@
         --target frontend --stat p99 --mechanisms sum [--what-if caching=0.7] [--json]
 
 Both CSVs have one column per node (latency in ms; 0 where a call did not happen). The graph file is read as by
-``whyslow rca``. Errors exit with status 2 and a one-line message.
+``whyslow rca``. ``--baseline-calls`` / ``--comparison-calls``: CSVs of the calls per request of each node, row
+for row with the latency CSVs: a changed call count is then the player caller→callee. Errors exit with status 2
+and a one-line message.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import rca_engine
-from plugin.commands.rca import MAX_INTERVALS, CliError, _finite, parse_mechanisms, read_csv, read_graph
+from plugin.commands.rca import (
+    MAX_INTERVALS,
+    CliError,
+    _finite,
+    add_input_arguments,
+    load_inputs,
+    parse_mechanisms,
+    read_csv,
+)
 
 MAX_NUM_SAMPLES = 200_000
 
@@ -29,13 +39,14 @@ def register(subparsers: Any) -> None:
         description="Find the nodes whose own time (or mechanism) changed between the baseline and the comparison "
         "CSV and split the change of the target's statistic among them (Shapley values, in the target's unit).",
     )
-    p.add_argument("--graph", required=True, help="edge list: JSON or 2-column CSV (cause -> effect unless --call-graph)")
-    p.add_argument("--baseline", required=True, help="CSV of the period before (one column per node)")
-    p.add_argument("--comparison", required=True, help="CSV of the period after")
-    p.add_argument("--target", required=True, help="node whose statistic changed (e.g. the entry service)")
+    add_input_arguments(p, {"baseline": "CSV of the period before (one column per node)",
+                            "comparison": "CSV of the period after"},
+                        target="node whose statistic changed (e.g. the entry service)")
     p.add_argument("--stat", default="p99", help="mean | median | p50 | p90 | p95 | p99 | any pNN | tail>THRESHOLD "
                    "(default p99)")
-    p.add_argument("--call-graph", action="store_true", help="edges are caller -> callee (inverted to cause -> effect)")
+    p.add_argument("--baseline-calls", default=None, help="CSV of calls per request of each node in the baseline "
+                   "(row for row with --baseline; with --comparison-calls: a changed call count is its own player)")
+    p.add_argument("--comparison-calls", default=None, help="the same for --comparison")
     p.add_argument("--mechanisms", default="auto",
                    help="auto | linear | nonlinear | sum | max, or a JSON object / JSON file node -> name; sum / max "
                         "(latency = own time + callees) are exact and fast")
@@ -59,11 +70,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``whyslow regression``; returns the exit status."""
     try:
-        graph = read_graph(Path(args.graph), call_graph=args.call_graph)
-        baseline = read_csv(Path(args.baseline), "baseline")
-        comparison = read_csv(Path(args.comparison), "comparison")
-        if args.target not in graph:
-            raise CliError(f"target {args.target!r} is not a node of the graph ({graph.number_of_nodes()} nodes)")
+        graph, (baseline, comparison) = load_inputs(args, {"baseline": "baseline", "comparison": "comparison"})
+        if (args.baseline_calls is None) != (args.comparison_calls is None):
+            raise CliError("--baseline-calls and --comparison-calls go together")
+        counts = None if args.baseline_calls is None else (
+            read_csv(Path(args.baseline_calls), "baseline calls"), read_csv(Path(args.comparison_calls),
+                                                                            "comparison calls"))
         mechanisms = parse_mechanisms(args.mechanisms)
         if not 0 <= args.intervals <= MAX_INTERVALS or args.intervals == 1:
             raise CliError(f"--intervals must be 0 or 2..{MAX_INTERVALS}")
@@ -73,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         result = rca_engine.distribution_change(
             graph, baseline, comparison, args.target, stat=args.stat, mechanisms=mechanisms, alpha=args.alpha,
             intervals=args.intervals, num_samples=args.num_samples, joint=not args.independent, method=args.method,
-            dropna=args.dropna, seed=args.seed)
+            dropna=args.dropna, seed=args.seed, call_counts=counts)
         whatif = None
         if interventions:
             whatif = rca_engine.what_if(graph, comparison, args.target, interventions, stat=args.stat,

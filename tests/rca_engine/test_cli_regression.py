@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.support.datasets import ROOT
@@ -98,3 +99,38 @@ def test_missing_column_and_file(files, capsys):
     out = whyslow(*["--graph", str(files["calls"]), "--baseline", "/nonexistent.csv", "--comparison",
                     str(files["after"]), "--target", "front"])
     assert out.returncode == 2 and "baseline file not found" in out.stderr
+
+
+def test_call_count_csvs_make_the_repeated_call_its_own_player(tmp_path):
+    """db called twice per request instead of once, each call as slow as before: with the calls CSVs the player is
+    the edge b→db and its mean contribution is the added database time (an independent sum over the rows)."""
+    rng = np.random.default_rng(31)
+    n = 2000
+
+    def period(calls: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        per_call = rng.gamma(2.0, 5.0, n)
+        own = {"a": rng.gamma(3.0, 4.0, n), "b": rng.gamma(2.0, 3.0, n), "front": rng.gamma(2.0, 2.0, n)}
+        db = calls * per_call
+        lat = {"a": own["a"], "db": db, "b": own["b"] + db, "new": np.zeros(n),
+               "front": own["front"] + own["a"] + own["b"] + db}
+        counts = {"a": np.ones(n), "db": np.full(n, float(calls)), "b": np.ones(n), "new": np.zeros(n),
+                  "front": np.ones(n)}
+        return lat, counts
+
+    for name, calls in (("before", 1), ("after", 2)):
+        lat, counts = period(calls)
+        pd.DataFrame(lat).to_csv(tmp_path / f"{name}.csv", index=False)
+        pd.DataFrame(counts).to_csv(tmp_path / f"{name}_calls.csv", index=False)
+    (tmp_path / "calls.json").write_text(json.dumps({"edges": [["front", "a"], ["front", "b"], ["b", "db"]]}))
+    args = ["--graph", str(tmp_path / "calls.json"), "--call-graph", "--baseline", str(tmp_path / "before.csv"),
+            "--comparison", str(tmp_path / "after.csv"), "--target", "front", "--mechanisms", "sum",
+            "--stat", "mean", "--intervals", "0", "--json"]
+    out = whyslow(*args, "--baseline-calls", str(tmp_path / "before_calls.csv"),
+                  "--comparison-calls", str(tmp_path / "after_calls.csv"))
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    assert payload["root_causes"][0] == "b→db" and "db" not in payload["contributions"]
+    before = pd.read_csv(tmp_path / "before.csv")["db"]
+    assert payload["contributions"]["b→db"] == pytest.approx(before.mean(), rel=0.05)  # one more call per request
+    half = whyslow(*args, "--baseline-calls", str(tmp_path / "before_calls.csv"))
+    assert half.returncode == 2 and "go together" in half.stderr
