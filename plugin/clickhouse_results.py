@@ -245,14 +245,10 @@ class ClickHouseResultsStore:
 
     def regressions(self, entry: str | None = None, source: str | None = None, from_unix_nano: int | None = None,
                     to_unix_nano: int | None = None, limit: int | None = None) -> list[RegressionRecord]:
-        where = ["1"]
-        for column, value in (("entry", entry), ("source", source)):
-            if value is not None:
-                where.append(f"{column} = {quote(str(value))}")
-        if from_unix_nano is not None:
-            where.append(f"to_unix_nano > {int(from_unix_nano)}")
-        if to_unix_nano is not None:
-            where.append(f"from_unix_nano < {int(to_unix_nano)}")
+        given = ((f"entry = {quote(str(entry))}", entry), (f"source = {quote(str(source))}", source),
+                 (f"to_unix_nano > {int(from_unix_nano or 0)}", from_unix_nano),  # the window overlaps [from, to)
+                 (f"from_unix_nano < {int(to_unix_nano or 0)}", to_unix_nano))
+        where = ["1", *(clause for clause, value in given if value is not None)]
         sql = (f"SELECT key, source, entry, from_unix_nano, to_unix_nano, payload, created_unix_nano "
                f"FROM {self.t('regressions')} FINAL WHERE {' AND '.join(where)} "
                "ORDER BY to_unix_nano DESC, created_unix_nano DESC")

@@ -68,19 +68,11 @@ _FORGET_REGRESSIONS = ("DELETE FROM regressions WHERE to_unix_nano <= "
 
 def _regression_filter(entry: str | None, source: str | None, from_unix_nano: int | None,
                        to_unix_nano: int | None) -> tuple[list[str], list[object]]:
-    where: list[str] = ["1=1"]
-    args: list[object] = []
-    for column, value in (("entry", entry), ("source", source)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            args.append(str(value))
-    if from_unix_nano is not None:
-        where.append("to_unix_nano > ?")
-        args.append(int(from_unix_nano))
-    if to_unix_nano is not None:
-        where.append("from_unix_nano < ?")
-        args.append(int(to_unix_nano))
-    return where, args
+    """WHERE clauses and their arguments: a window overlaps [from, to) when it ends after from and starts before to."""
+    given = [(clause, value) for clause, value in (
+        ("entry = ?", entry), ("source = ?", source), ("to_unix_nano > ?", from_unix_nano),
+        ("from_unix_nano < ?", to_unix_nano)) if value is not None]
+    return ["1=1", *(c for c, _ in given)], [v if isinstance(v, str) else int(v) for _, v in given]
 
 
 def _tables(kind: str) -> tuple[str, str]:
