@@ -221,9 +221,10 @@ def attribution_evidence(periods: Periods, entries: list[str]) -> tuple[dict[str
         if not result.significant or result.observed_change <= 0:
             continue
         callers = _callers(call_graph)
-        for node, value in result.contributions.items():
+        for player, value in result.contributions.items():
             if value <= 0:
                 continue
+            node = player.callee if isinstance(player, rca_engine.CallEdge) else player  # a new call: its callee
             info = call_graph.nodes[node]
             ms = float(value) * len(win)
             caller = callers.get(str(node))
