@@ -192,11 +192,15 @@ class _Game:
         self.cols0 = [take(e0, idx0, j, j) for j in range(len(periods.nodes))]
         self.cols1 = {j: take(e1, idx1, j, j) for j in range(len(periods.nodes))}
         # an edge player switches the calls of its callee and of the callee's own new (or removed) callees
-        self.members = {j: list((groups or {}).get(j, [j])) for j in self.edge_player}
+        self.edge_of = {m: k for root, k in self.edge_player.items() for m in (groups or {}).get(root, [root])}
+        # nodes whose own time is (calls) x (per-call time): the edges' nodes, and node players with varying calls
+        # (switching such a node switches its per-call time only, its calls stay the baseline's)
+        split_nodes = set(self.edge_of) | ({j for j in self.node_player if j in split.columns} if split else set())
         self.split: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.only_new: set[int] = set()  # never called in the baseline: its own time per call is the comparison's
-        for j in (m for ms in self.members.values() for m in ms):
-            assert split is not None
+        for j in sorted(split_nodes):
+            if split is None:
+                raise RCAError("call-edge players need the split call structure")
             s = split.columns.index(j)
             if not split.called[0][:, s].any():
                 self.only_new.add(j)
@@ -222,9 +226,8 @@ class _Game:
                 noise[j] = self.cols1[j]
             elif mask.any():
                 noise[j] = np.where(mask[:, None], self.cols1[j][None, :], self.cols0[j][None, :])
-        for j, k in ((m, k) for root, k in self.edge_player.items() for m in self.members[root]):
-            c0, c1, u0, u1 = self.split[j]
-            em = coal[:, k][:, None]
+        for j, (c0, c1, u0, u1) in self.split.items():
+            em = coal[:, self.edge_of[j]][:, None] if j in self.edge_of else np.zeros((coal.shape[0], 1), bool)
             if j in self.node_player:
                 nm = coal[:, self.node_player[j]][:, None]
             else:

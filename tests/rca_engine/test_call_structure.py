@@ -191,3 +191,17 @@ def test_a_new_call_brings_its_new_subtree_as_one_player():
     r = rca_engine.distribution_change(graph, base, comp, "front", stat="mean", mechanisms="sum", intervals=0)
     assert list(r.contributions) == [NEW_EDGE]
     assert r.contributions[NEW_EDGE] == pytest.approx(comp["new"].mean(), rel=1e-9)
+
+
+def test_per_call_slowdown_with_varying_but_unchanged_counts_against_brute_force():
+    """db is called once or twice per request in both periods (same mix) and each call got 1.8x slower: the node
+    is the player, its calls per request stay the baseline's, and its value matches the brute force."""
+    rng = np.random.default_rng(18)
+    b, bc = tables(draw(N, rng, db_calls=2))
+    c, cc = tables(draw(N, rng, db_calls=2, db_slow=1.8))
+    r = rca_engine.distribution_change(GRAPH, b, c, "front", stat="p95", mechanisms="sum", call_counts=(bc, cc))
+    assert list(r.contributions) == ["db"] and DB_EDGE in r.p_values and r.p_values[DB_EDGE] > 0.05
+    old = draw(1_000_000, np.random.default_rng(7), db_calls=2)
+    new = draw(1_000_000, np.random.default_rng(8), db_calls=2, db_slow=1.8)
+    truth = brute_force(old, new, {"db": ["db_per_call"]}, p95)
+    assert r.contributions["db"] == pytest.approx(truth["db"], rel=0.12)
