@@ -14,6 +14,7 @@ from .attribution import (
 )
 from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
+from .failure_change import ErrorRateChange, error_rate_change
 from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
@@ -40,6 +41,7 @@ __all__ = [
     "Attributor",
     "CausalModel",
     "DataError",
+    "ErrorRateChange",
     "EmpiricalMechanism",
     "Explanation",
     "FailureExplanation",
@@ -66,6 +68,7 @@ __all__ = [
     "attribute_many",
     "bootstrap_intervals",
     "distribution_change",
+    "error_rate_change",
     "failure_scores",
     "fit",
     "fit_failures",

@@ -72,14 +72,30 @@ class FailureModel:
         return float(self._marginals()[node])
 
     def _marginals(self) -> dict[Hashable, float]:
-        prob: dict[Hashable, float] = {}
-        for v in nx.topological_sort(self.graph):
-            m = self.mechanisms[v]
-            keep = 1.0 - m.own_rate
-            for u, p in zip(m.parents, m.propagation, strict=True):
-                keep *= 1.0 - p * prob[u]
-            prob[v] = 1.0 - keep
-        return prob
+        order = list(nx.topological_sort(self.graph))
+        index = {n: i for i, n in enumerate(order)}
+        mech = [self.mechanisms[v] for v in order]
+        prob = noisy_or_marginals([[index[u] for u in m.parents] for m in mech],
+                                  np.array([m.own_rate for m in mech]), [np.array(m.propagation) for m in mech])
+        return {v: float(prob[i]) for i, v in enumerate(order)}
+
+
+def noisy_or_marginals(parents: list[list[int]], own: np.ndarray, propagation: list[np.ndarray]) -> np.ndarray:
+    """P(F_v = 1) of every node of a noisy-OR model, vectorised over leading axes (e.g. coalitions).
+
+    Nodes are in topological order: ``parents[j]`` are indices of earlier nodes, ``own[..., j]`` node j's own
+    failure rate and ``propagation[j][..., i]`` the probability that a failure of ``parents[j][i]`` reaches j.
+    Exact when every node reaches the last one by a single path (a tree of calls); otherwise the standard
+    independence approximation of noisy-OR networks (parents' failures treated as independent).
+    """
+    own = np.asarray(own, dtype=float)
+    prob = np.empty_like(own)
+    for j, ps in enumerate(parents):
+        keep = 1.0 - own[..., j]
+        for i, u in enumerate(ps):
+            keep = keep * (1.0 - propagation[j][..., i] * prob[..., u])
+        prob[..., j] = 1.0 - keep
+    return prob
 
 
 @dataclass
