@@ -137,6 +137,16 @@ SCHEMAS: dict[str, Any] = {
             "baseline": obj({"from_ms": INT, "to_ms": INT, "traces": INT,
                              "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT})}}),
             "window_traces": INT,
+            "error_rate": ref("IncidentErrorRate"),
+        }
+    ),
+    "IncidentErrorRate": obj(
+        {
+            "method": STR,
+            "significant": {"type": "boolean"},
+            "services": {"type": "array", "items": obj({"rank": INT, "service": STR, "extra_failed_requests": NUM,
+                                                        "share": NUM})},
+            "entries": {"type": "array", "items": ref("ErrorRateChange")},
         }
     ),
     "NodeStats": {
@@ -275,13 +285,22 @@ SCHEMAS.update({
             "service": STR,
             "operation": STR,
             "kind": STR,
-            "change_kind": {"type": "string", "enum": ["changed", "new", "gone"]},
-            "contribution": NUM,  # in the statistic's unit (ms, or probability for tail>T)
+            "change_kind": {"type": "string", "enum": ["changed", "new", "gone", "own_rate", "propagation"]},
+            "contribution": NUM,  # in the statistic's unit (ms, probability for tail>T, pp for error_rate)
             "contribution_lo": NUM_OR_NULL,
             "contribution_hi": NUM_OR_NULL,
             "counterfactual": NUM_OR_NULL,  # the statistic had only this node not changed
             "p_value": NUM_OR_NULL,
-        }
+            # stat=error_rate only (percent): own-failure rate, observed failure rate, per-callee propagation
+            "own_rate_before": NUM_OR_NULL,
+            "own_rate_after": NUM_OR_NULL,
+            "failure_rate_before": NUM_OR_NULL,
+            "failure_rate_after": NUM_OR_NULL,
+            "propagation_before": {"type": "object", "additionalProperties": NUM},
+            "propagation_after": {"type": "object", "additionalProperties": NUM},
+        },
+        required=["rank", "node", "service", "operation", "kind", "change_kind", "contribution", "contribution_lo",
+                  "contribution_hi", "counterfactual", "p_value"],
     ),
     "RegressionService": obj({"rank": INT, "service": STR, "contribution": NUM,
                               "nodes": {"type": "array", "items": STR}}),
@@ -289,7 +308,7 @@ SCHEMAS.update({
         {
             "entry": STR,
             "stat": STR,
-            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "unit": {"type": "string", "enum": ["ms", "probability", "percentage_points"]},
             "baseline_value": NUM,
             "comparison_value": NUM,
             "observed_change": NUM,
@@ -306,6 +325,29 @@ SCHEMAS.update({
             "window": ref("RegressionWindow"),
             "baseline": ref("RegressionBaseline"),
             "cached": {"type": "boolean"},
+        }
+    ),
+    "ErrorRateChange": obj(  # an entry point's error-rate attribution in an incident summary (percent, pp)
+        {
+            "entry": STR,
+            "stat": {"type": "string", "enum": ["error_rate"]},
+            "unit": {"type": "string", "enum": ["percentage_points"]},
+            "baseline_value": NUM,
+            "comparison_value": NUM,
+            "observed_change": NUM,
+            "modelled_change": NUM,
+            "unexplained": NUM,
+            "noise_floor": NUM,
+            "significant": {"type": "boolean"},
+            "change_interval": {"type": ["array", "null"], "items": NUM},
+            "contributions": {"type": "array", "items": ref("RegressionContribution")},
+            "services": {"type": "array", "items": ref("RegressionService")},
+            "method": STR,
+            "computation": {"type": "string", "enum": ["closed_form", "simulated"]},
+            "seconds": NUM,
+            "summary": STR,
+            "baseline_rows": INT,
+            "comparison_rows": INT,
         }
     ),
     "WhatIfRequest": obj(

@@ -23,6 +23,7 @@ import rca_engine
 from collector_processor import TraceStore
 from plugin import validation
 from plugin.causal_graph import causal_graph
+from plugin.error_rate import ERROR_RATE, error_rate_regression, is_error_rate
 from plugin.errors import InvalidArgument, NotFound
 from plugin.models import feature_matrix, node_meta
 
@@ -66,6 +67,8 @@ class RegressionAnalyser:
                    end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:
         """Attribution of the change of ``stat`` of an entry point's latency between the baseline and the window."""
         entry_id = self.resolve_entry(entry)
+        if is_error_rate(stat):
+            return self.error_rate(entry_id, baseline_from, baseline_to, start, end, intervals)
         statistic = _statistic(stat)
         reps = _intervals(intervals)
         windows = self.windows(entry_id, baseline_from, baseline_to, start, end)
@@ -82,6 +85,22 @@ class RegressionAnalyser:
         except rca_engine.RCAError as exc:
             raise InvalidArgument(str(exc)) from None
         payload = regression_payload(result, meta, windows, statistic)
+        self._store(key, payload)
+        return {**payload, "cached": False}
+
+    def error_rate(self, entry_id: str, baseline_from: Any, baseline_to: Any, start: Any, end: Any,
+                   intervals: Any) -> dict[str, Any]:
+        """``stat=error_rate``: the change of the entry's error rate over the same windows (plugin.error_rate)."""
+        reps = _intervals(intervals)
+        windows = self.windows(entry_id, baseline_from, baseline_to, start, end)
+        key = (entry_id, windows, ERROR_RATE, reps)
+        cached = self._cached(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        payload = error_rate_regression(self.store, entry_id, windows.lo, windows.hi, windows.base_lo,
+                                        windows.base_hi, intervals=reps, min_rows=MIN_ROWS, max_rows=MAX_ROWS)
+        payload.update(_window_fields(windows, payload.pop("comparison_rows"), payload.pop("baseline_rows")))
+        payload = _finite(payload)
         self._store(key, payload)
         return {**payload, "cached": False}
 
