@@ -15,8 +15,9 @@ parameters and every other node its baseline ones. It is computed in closed form
 reaches the target by one path, a tree of calls), otherwise simulated with common random numbers (the same uniform
 draws of every node's own failure and every edge's propagation for all coalitions). The Shapley values, in
 percentage points, sum exactly to the modelled change v(all players) - v(none); the result also reports the
-observed change, the unexplained remainder, bootstrap intervals (rows of both tables resampled, both models refitted)
-and the noise floor of the observed rate (:func:`rca_engine.distribution_change.noise_floor`).
+observed change, the unexplained remainder, bootstrap intervals (rows of both tables resampled, both models
+refitted; a simulated game uses its first 20,000 requests per replicate) and the noise floor of the observed rate
+(:func:`rca_engine.distribution_change.noise_floor`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ DEFAULT_SIMULATION_SAMPLES = 100_000
 _PP = 100.0  # probabilities -> percentage points
 _INTERVAL_BUDGET = 60_000_000  # bootstrap replicates x coalitions x simulated requests
 _CHUNK_ELEMENTS = 8_000_000  # coalitions x simulated requests per pass
+_BOOTSTRAP_SAMPLES = 20_000  # simulated requests per bootstrap replicate (common random numbers: the first ones)
 
 
 @dataclass
@@ -89,6 +91,13 @@ class _Game:
         self.players = players
         self.p0, self.p1 = p0, p1
         self.uniforms = uniforms  # None: closed form; else (own draws (N, n), per-node edge draws (N, k))
+        # simulated: nodes downstream of no player fail alike in every coalition (simulated once, on first use)
+        affected = np.zeros(len(parents), bool)
+        affected[players] = True
+        for j, ps in enumerate(parents):
+            affected[j] |= any(affected[u] for u in ps)
+        self.affected = affected
+        self._fixed: dict[int, np.ndarray] = {}
 
     def value(self, coal: np.ndarray) -> np.ndarray:
         coal = np.atleast_2d(np.asarray(coal, dtype=bool))
@@ -101,17 +110,22 @@ class _Game:
             return noisy_or_marginals(self.parents, own, prop)[:, -1]
         u_own, u_edge = self.uniforms
         size = u_own.shape[0]
-        step = max(1, _CHUNK_ELEMENTS // (size * max(n, 1)))
+        step = max(1, _CHUNK_ELEMENTS // (size * max(int(self.affected.sum()), 1)))
         out = []
         for lo in range(0, coal.shape[0], step):
             hi = lo + step
             failed: list[np.ndarray] = []
             for j, ps in enumerate(self.parents):
+                if not self.affected[j] and j in self._fixed:
+                    failed.append(self._fixed[j])
+                    continue
                 f = u_own[None, :, j] < own[lo:hi, j, None]
                 for i, u in enumerate(ps):
                     f = f | (failed[u] & (u_edge[j][None, :, i] < prop[j][lo:hi, i, None]))
+                if not self.affected[j]:  # the same in every coalition: keep one row
+                    f = self._fixed.setdefault(j, f[:1])
                 failed.append(f)
-            out.append(failed[-1].mean(axis=1))
+            out.append(np.broadcast_to(failed[-1], (min(hi, coal.shape[0]) - lo, size)).mean(axis=1))
         return np.concatenate(out)
 
     def shapley(self, method: str, rng: np.random.Generator, max_permutations: int
@@ -238,10 +252,11 @@ def error_rate_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: pd.
     lo_hi: dict[Hashable, tuple[float, float]] = {}
     change_interval = None
     if intervals and chosen:
-        per_run = (2 ** len(chosen) if use_exact else max(used, 32) * len(chosen)) * (1 if closed else num_samples)
+        per_run = (2 ** len(chosen) if use_exact else max(used, 32) * len(chosen)) * \
+            (1 if closed else min(num_samples, _BOOTSTRAP_SAMPLES))
         reps = int(min(intervals, max(2, _INTERVAL_BUDGET // max(per_run, 1))))
-        draws, totals = _bootstrap(sub, nodes, parents, chosen, before, after, uniforms, reps, shapley_method,
-                                   seed, max_permutations, prior_strength)
+        draws, totals = _bootstrap(sub, nodes, parents, chosen, before, after, _head(uniforms, _BOOTSTRAP_SAMPLES),
+                                   reps, shapley_method, seed, max_permutations, prior_strength)
         tail = (1.0 - confidence) / 2.0
         lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0) * _PP
         lo_hi = {nm: (float(lo[i]), float(hi[i])) for i, nm in enumerate(names)}
@@ -278,6 +293,14 @@ def error_rate_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: pd.
                     for i in order},
         computation="closed_form" if closed else "simulated",
     )
+
+
+def _head(uniforms: tuple[np.ndarray, list[np.ndarray]] | None, size: int
+          ) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """The first ``size`` simulated requests (the bootstrap's replicates need the spread, not the last digit)."""
+    if uniforms is None:
+        return None
+    return uniforms[0][:size], [e[:size] for e in uniforms[1]]
 
 
 def _kind(own_p: float, prop_p: np.ndarray) -> str:
