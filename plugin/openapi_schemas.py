@@ -327,29 +327,6 @@ SCHEMAS.update({
             "cached": {"type": "boolean"},
         }
     ),
-    "ErrorRateChange": obj(  # an entry point's error-rate attribution in an incident summary (percent, pp)
-        {
-            "entry": STR,
-            "stat": {"type": "string", "enum": ["error_rate"]},
-            "unit": {"type": "string", "enum": ["percentage_points"]},
-            "baseline_value": NUM,
-            "comparison_value": NUM,
-            "observed_change": NUM,
-            "modelled_change": NUM,
-            "unexplained": NUM,
-            "noise_floor": NUM,
-            "significant": {"type": "boolean"},
-            "change_interval": {"type": ["array", "null"], "items": NUM},
-            "contributions": {"type": "array", "items": ref("RegressionContribution")},
-            "services": {"type": "array", "items": ref("RegressionService")},
-            "method": STR,
-            "computation": {"type": "string", "enum": ["closed_form", "simulated"]},
-            "seconds": NUM,
-            "summary": STR,
-            "baseline_rows": INT,
-            "comparison_rows": INT,
-        }
-    ),
     "WhatIfRequest": obj(
         {
             "entry": STR,
@@ -382,4 +359,13 @@ SCHEMAS.update({
             "baseline": ref("RegressionBaseline"),
         }
     ),
+})
+# an entry point's error-rate attribution in an incident summary: a Regression answer without its windows
+SCHEMAS["ErrorRateChange"] = obj({
+    **{k: v for k, v in SCHEMAS["Regression"]["properties"].items() if k not in ("window", "baseline", "cached")},
+    "stat": {"type": "string", "enum": ["error_rate"]},
+    "unit": {"type": "string", "enum": ["percentage_points"]},
+    "computation": {"type": "string", "enum": ["closed_form", "simulated"]},
+    "baseline_rows": INT,
+    "comparison_rows": INT,
 })

@@ -15,7 +15,14 @@ from .attribution import (
 from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
 from .failure_change import ErrorRateChange, error_rate_change
-from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
+from .failures import (
+    FailureExplanation,
+    FailureModel,
+    attribute_failure,
+    failure_model,
+    failure_scores,
+    fit_failures,
+)
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
     MECHANISM_NAMES,
@@ -69,6 +76,7 @@ __all__ = [
     "bootstrap_intervals",
     "distribution_change",
     "error_rate_change",
+    "failure_model",
     "failure_scores",
     "fit",
     "fit_failures",

@@ -41,16 +41,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
         _period(traffic, periods["base"], 3)
         _period(traffic, periods["null"], 3)
         _period(traffic, periods["spike"], 30)
-        srv.wait_for(lambda: _stored(srv) >= 3 * TRACES, timeout=120)
+        srv.wait_for(lambda: srv.stored_traces(ENTRY) >= 3 * TRACES, timeout=120)
         yield srv, {k: v // 10**6 for k, v in periods.items()}
     finally:
         traffic.close()
         srv.stop()
-
-
-def _stored(srv: ServeProcess) -> int:
-    status, body = srv.get("/api/v1/graph?" + urlencode({"entry": ENTRY}))
-    return int(body["traces"]) if status == 200 else 0
 
 
 def _query(periods: dict[str, int], baseline: str, window: str, **extra: Any) -> dict[str, Any]:

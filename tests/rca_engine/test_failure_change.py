@@ -11,11 +11,10 @@ import itertools
 import math
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 import pytest
 
-from rca_engine import RCAError, error_rate_change, fit_failures
+from rca_engine import RCAError, error_rate_change, failure_model, fit_failures
 from rca_engine.failure_change import is_tree
 
 # callee -> caller: the database behind payments, payments behind its call from the frontend (a call-gap node), and
@@ -28,14 +27,7 @@ N = 4000
 
 def simulate(graph: nx.DiGraph, own: dict[str, float], prop: dict[tuple[str, str], float], n: int,
              seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for v in nx.topological_sort(graph):
-        f = rng.random(n) < own[v]
-        for u in graph.predecessors(v):
-            f |= out[u] & (rng.random(n) < prop.get((u, v), 1.0))
-        out[v] = f
-    return pd.DataFrame({k: v.astype(int) for k, v in out.items()})
+    return failure_model(graph, own, prop).sample(n, seed)
 
 
 def brute_force(graph: nx.DiGraph, m0, m1, players: list[str], target: str) -> tuple[dict[str, float], float]:
