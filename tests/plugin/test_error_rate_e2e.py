@@ -1,6 +1,6 @@
 """Error-rate spikes end to end: real OTLP from the OpenTelemetry SDK into `whyslow serve`; payments fails on its own
 on 1 % of the requests (the frontend propagates: the request fails) 40 and 25 minutes ago, then on 10 % in the last
-few minutes. GET /api/v1/regression?stat=error_rate, its gRPC method, the data source's regression target and the
+few minutes; in every period 2 % of the requests have a failed cart call that the frontend retries (handled). GET /api/v1/regression?stat=error_rate, its gRPC method, the data source's regression target and the
 error_rate section of GET /api/v1/incident name payments with the change in percentage points; the frontend and
 the call between them, which only propagate, get nothing; the two 1 % periods compared show no change."""
 
@@ -23,10 +23,15 @@ TRACES = 300
 MIN_NS = 60 * 10**9
 
 
+HANDLED = 6  # requests per period whose cart call fails and is retried successfully (the same in every period)
+
+
 def _period(traffic: ShopTraffic, start: int, failures: int) -> None:
-    """TRACES requests over 30 s from ``start``, ``failures`` of them failing in payments (spread over the period)."""
-    traffic.send(TRACES - failures, start=start, spacing_ms=100)
+    """TRACES requests over 30 s from ``start``: ``failures`` of them failing in payments, HANDLED with a failed
+    cart call that the frontend retries (the request succeeds), spread over the period."""
+    traffic.send(TRACES - failures - HANDLED, start=start, spacing_ms=100)
     traffic.send(failures, fail="payments", start=start + 500 * 10**6, spacing_ms=29_000 / failures)
+    traffic.send(HANDLED, fail="cart", handled=True, start=start + 700 * 10**6, spacing_ms=29_000 / HANDLED)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +76,11 @@ def test_regression_names_the_service_whose_own_failures_rose(live):
     assert top["contribution_lo"] < top["contribution"] < top["contribution_hi"]
     assert sum(c["contribution"] for c in r["contributions"]) == pytest.approx(r["modelled_change"], abs=1e-9)
     assert abs(r["unexplained"]) < 1.0
-    # the frontend and its call to payments only propagate: no player, or nothing to speak of
+    # the frontend and its call to payments only propagate, cart's handled errors did not change: no player, or
+    # nothing to speak of
     for c in r["contributions"][1:]:
         assert abs(c["contribution"]) < 0.5, c
+    assert not any(c["service"] == "cart" for c in r["contributions"])
     assert r["services"][0]["service"] == "payments" and "payments" in r["summary"]
     again = srv.get("/api/v1/regression?" + urlencode(_query(periods, "base", "spike")))[1]
     assert again["cached"] and again["contributions"] == r["contributions"]
