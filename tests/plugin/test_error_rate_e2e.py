@@ -147,3 +147,20 @@ def test_bad_error_rate_queries_are_clear_errors(live):
     assert status == 400 and "holds 0 complete traces" in body["error"]
     status, body = srv.get("/api/v1/regression?" + urlencode(_query(periods, "base", "spike", intervals=1)))
     assert status == 400 and "intervals" in body["error"]
+
+
+def test_mcp_regression_tool_reads_the_error_rate(live):
+    from plugin.mcp_rest import WhySlowREST
+    from plugin.mcp_tools import TOOLS, Links, available, call
+
+    srv, periods = live
+    q = _query(periods, "base", "spike")
+    rest = WhySlowREST(srv.http_url)
+    tools = {t.name: t for t in available(rest, TOOLS)}
+    text = call(tools["regression"], rest, Links(rest.base_url), entry=ENTRY, stat="error_rate",
+                since=str(q["from"]), until=str(q["to"]), baseline_from=str(q["baseline_from"]),
+                baseline_to=str(q["baseline_to"]))
+    lines = text.splitlines()
+    assert lines[0].startswith(f"error_rate of {ENTRY} went from 1.00% (baseline, given) to 10.00%: "
+                               "+9.00 percentage points observed"), lines[0]
+    assert lines[2].startswith("1. payments: +") and "percentage points" in lines[2]
