@@ -57,6 +57,7 @@ class BatchAnalyser:
             trace_ids=[a.trace_id.hex() for a in done], entries=self.node_names.names(entry_code),
             start=cols.start[tree.root], duration_ms=cols.duration[tree.root] / 1e6, complete=tree.complete,
             n_spans=cols.sizes, f_trace=rows.trace, f_node_idx=rows.node, nodes=names, values=rows.values,
+            callee_error=rows.callee_error,
             node_info={name: self.node_names.meta(c) for name, c in zip(names, rows.node_codes.tolist(),
                                                                           strict=True)},
             graph_nodes=evidence.nodes, graph_edges=evidence.edges, orphan_spans=tree.orphan_spans,

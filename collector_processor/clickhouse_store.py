@@ -49,6 +49,9 @@ _EXCLUDE_IN_SQL = 2000
 DEFAULT_TTL_S = 7 * 24 * 3600
 
 TRACE_TABLES = ("traces", "graph_nodes", "graph_edges", "spool", "spool_released")
+# columns added since the first release: a database created before gets them on open (rows stored before read
+# them as their default, an empty array: callee_error is then derived from the call graph at read time)
+ADDED_COLUMNS = (("traces", "callee_error", "Array(UInt8)"),)
 
 
 def trace_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
@@ -73,6 +76,7 @@ def trace_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
     calls Array(UInt32),
     error Array(UInt8),
     start_offset_ms Array(Float64),
+    callee_error Array(UInt8),
     INDEX idx_entry entry TYPE set(1000) GRANULARITY 4,
     INDEX idx_start start_unix_nano TYPE minmax GRANULARITY 4
 ) ENGINE = ReplacingMergeTree(stored_unix_nano)
@@ -133,6 +137,8 @@ class ClickHouseTraceStore:
         self.fragment_count = 0
         for stmt in trace_schema(self.db, int(ttl_s)):
             self.ex.command(stmt)
+        for table, column, kind in ADDED_COLUMNS:
+            self.ex.command(f"ALTER TABLE {self.t(table)} ADD COLUMN IF NOT EXISTS {ident(column)} {kind}")
 
     def t(self, table: str) -> str:
         """A table of this store's database, qualified."""
@@ -210,6 +216,8 @@ class ClickHouseTraceStore:
         bounds = b.bounds()
         node_names = np.array(b.nodes, dtype=object)[b.f_node_idx]
         vals = b.values
+        # empty per trace when not computed: read time derives it from the call graph
+        callee = b.callee_error.astype(np.int64) if len(b.callee_error) == len(vals) else None
         start, dur, complete, nsp = b.start.tolist(), b.duration_ms.tolist(), b.complete.tolist(), b.n_spans.tolist()
         rows = []
         for k, tid in enumerate(ids):
@@ -220,10 +228,11 @@ class ClickHouseTraceStore:
             rows.append((tid, b.entries[k], int(start[k]), float(dur[k]), int(complete[k]), int(nsp[k]),
                          self.replica, now, node_names[lo:hi].tolist(), v[:, LAT].tolist(), v[:, OWN].tolist(),
                          v[:, GAP].tolist(), v[:, COUNT].astype(np.int64).tolist(),
-                         v[:, ERR].astype(np.int64).tolist(), v[:, FIRST].tolist()))
+                         v[:, ERR].astype(np.int64).tolist(), v[:, FIRST].tolist(),
+                         callee[lo:hi].tolist() if callee is not None else []))
         self.ex.insert(self.t("traces"), ("trace_id", "entry", "start_unix_nano", "duration_ms", "complete", "n_spans",
                                           "replica", "stored_unix_nano", "nodes", "latency_ms", "own_ms", "gap_ms",
-                                          "calls", "error", "start_offset_ms"), rows)
+                                          "calls", "error", "start_offset_ms", "callee_error"), rows)
         if b.graph_nodes:
             self.ex.insert(self.t("graph_nodes"), ("entry", "node", "service", "operation", "kind", "traces",
                                                    "overlapping", "sequential"),
@@ -326,17 +335,19 @@ class ClickHouseTraceStore:
         tid = str(trace_id).lower()
         rows = self.ex.query(
             f"SELECT entry, start_unix_nano, duration_ms, complete, n_spans, nodes, latency_ms, "
-            f"own_ms, gap_ms, calls, error, start_offset_ms FROM {self.t('traces')} FINAL "
+            f"own_ms, gap_ms, calls, error, start_offset_ms, callee_error FROM {self.t('traces')} FINAL "
             f"WHERE trace_id = {quote(tid)} LIMIT 1")
         if not rows:
             return None
-        entry, start, dur, complete, nsp, nodes, lat, own, gap, calls, err, first = rows[0]
+        entry, start, dur, complete, nsp, nodes, lat, own, gap, calls, err, first, callee = rows[0]
         tf = TraceFeatures(trace_id=tid, entry=str(entry), start_unix_nano=int(start), duration_ms=float(dur),
                            complete=bool(complete), n_spans=int(nsp))
+        stored = len(callee) == len(nodes) and len(nodes) > 0
         for k in sorted(range(len(nodes)), key=lambda i: nodes[i]):
             tf.nodes[str(nodes[k])] = NodeFeatures(float(lat[k]), float(own[k]), float(gap[k]), int(calls[k]),
-                                                   bool(err[k]), float(first[k]), int(err[k]))
-        if any(f.error for f in tf.nodes.values()):
+                                                   bool(err[k]), float(first[k]), int(err[k]),
+                                                   bool(callee[k]) if stored else False)
+        if not stored and any(f.error for f in tf.nodes.values()):  # stored before the column existed
             tf.mark_callee_errors(self.graph(tf.entry).call_edges)
         return tf
 

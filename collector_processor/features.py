@@ -4,6 +4,8 @@ latency = total duration of the node's spans in the trace, count = their number,
 of the child intervals clipped to the span, gap = own for call nodes (0 otherwise), error = how many of its spans failed (see otlp_decode's
 SpanDecoder._failed; > 0: the node failed),
 first = start of its first span after the root's start. Only spans reachable from the root count.
+callee_error (per row, beside the values): the node failed and one of its failed spans has a failed child span of
+another node -- its error may be a callee's, propagated (the failure model's evidence, stored with the features).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class FeatureRows:
     trace: np.ndarray       # trace ordinal per row
     node: np.ndarray        # index into ``node_codes`` per row
     values: np.ndarray      # (latency, own, gap, count, error, first) ms per row
+    callee_error: np.ndarray  # bool per row: a failed span of the node has a failed child span of another node
 
 
 def node_features(cols: SpanColumns, tree: SpanTree, code: np.ndarray, own: np.ndarray) -> FeatureRows:
@@ -52,4 +55,17 @@ def node_features(cols: SpanColumns, tree: SpanTree, code: np.ndarray, own: np.n
     first_start = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_start, row_of, cols.start[reached])
     values[:, FIRST] = (first_start - cols.start[tree.root][trace]) / _NS_PER_MS
-    return FeatureRows(node_codes=node_codes, trace=trace, node=keys % nu, values=values)
+    explained = callee_errors(cols, tree, code)
+    callee = np.bincount(row_of, weights=explained[reached], minlength=m) > 0
+    return FeatureRows(node_codes=node_codes, trace=trace, node=keys % nu, values=values, callee_error=callee)
+
+
+def callee_errors(cols: SpanColumns, tree: SpanTree, code: np.ndarray) -> np.ndarray:
+    """Per span: it failed and one of its children in the tree (another node's span) failed too."""
+    failed = cols.error.astype(bool)
+    child = np.flatnonzero(tree.child & failed)
+    parent = tree.parent[child]
+    hit = parent[failed[parent] & (code[parent] != code[child])]
+    out = np.zeros(len(failed), dtype=bool)
+    out[hit] = True
+    return out

@@ -26,6 +26,8 @@ class AnalysedBatch:
     f_node_idx: np.ndarray             # feature rows: index into ``nodes``
     nodes: list[str]                   # the distinct nodes of the batch
     values: np.ndarray                 # feature rows: (latency, own, gap, count, error, first offset) ms
+    # feature rows: the node failed and a failed span of it has a failed callee span (empty: not computed)
+    callee_error: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     node_info: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # node -> (service, op, kind)
     graph_nodes: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (entry, node) -> [traces, par, seq]
     graph_edges: dict[tuple[str, str, str], int] = field(default_factory=dict)   # (entry, caller, callee) -> traces
@@ -95,7 +97,7 @@ class NodeFeatures:
     error: bool
     start_offset_ms: float
     errors: int = 0  # how many of the node's spans failed (``error``: at least one)
-    callee_error: bool = False  # it failed and a node it calls failed too (its error may be a callee's)
+    callee_error: bool = False  # it failed and a span of it had a failed callee span (its error may be a callee's)
 
 
 @dataclass
@@ -115,8 +117,9 @@ class TraceFeatures:
         return {n: f.latency_ms for n, f in self.nodes.items()}
 
     def mark_callee_errors(self, call_edges: list[tuple[str, str]]) -> None:
-        """Set each failed node's ``callee_error`` from the call graph's caller -> callee edges (read time: a
-        store derives it from the stored counts, so it needs no column of its own)."""
+        """Set each failed node's ``callee_error`` from the call graph's caller -> callee edges: a failed node with
+        a failed callee node in the trace. The fallback for traces stored before the stores kept the flag computed
+        at analysis time from the spans (``AnalysedBatch.callee_error``)."""
         for caller, callee in call_edges:
             a, b = self.nodes.get(caller), self.nodes.get(callee)
             if a is not None and b is not None and a.error and b.error:

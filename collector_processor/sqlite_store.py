@@ -75,7 +75,8 @@ CREATE INDEX IF NOT EXISTS traces_start ON traces(start_unix_nano);
 CREATE TABLE IF NOT EXISTS trace_nodes (
     trace_row INTEGER PRIMARY KEY,
     node_ids BLOB NOT NULL,
-    feature_values BLOB NOT NULL);
+    feature_values BLOB NOT NULL,
+    callee_error BLOB);
 CREATE TABLE IF NOT EXISTS graph_nodes (
     entry_id INTEGER NOT NULL,
     node_id INTEGER NOT NULL,
@@ -109,6 +110,16 @@ def connect(path: str | Path, synchronous: str = "NORMAL") -> sqlite3.Connection
 
 
 _VALUE_COLUMNS = {"latency": LAT, "error": ERR, "count": COUNT}  # features(value=...)
+# columns added since the first release: (table, column, type); a database file written before gets them on open
+_ADDED_COLUMNS = (("trace_nodes", "callee_error", "BLOB"),)
+
+
+def _add_missing_columns(con: sqlite3.Connection) -> None:
+    """Migrate an older database file: add the columns its tables lack (NULL in the rows stored before)."""
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 class SqliteStore:
@@ -131,6 +142,7 @@ class SqliteStore:
         self._delete_listeners: list[Callable[[Sequence[str]], object]] = []
         self._w = self._connect()
         self._w.executescript(_SCHEMA)
+        _add_missing_columns(self._w)
         self._node_ids: dict[str, int] = dict(
             (n, i) for i, n in self._w.execute("SELECT id, node FROM nodes"))
         self._next_trace_row = (self._w.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1
@@ -316,6 +328,8 @@ class SqliteStore:
         nid = np.array([node_id(n) for n in b.nodes], dtype=np.int32)[b.f_node_idx]
         bounds = b.bounds()
         vals = b.values
+        # one byte per node beside node_ids (NULL: not computed; read time derives it from the call graph)
+        callee = b.callee_error.astype(np.uint8) if len(b.callee_error) == len(vals) else None
         trace_rows = []
         blob_rows = []
         start, dur, complete, nsp = b.start.tolist(), b.duration_ms.tolist(), b.complete.tolist(), b.n_spans.tolist()
@@ -324,10 +338,12 @@ class SqliteStore:
                 continue
             lo, hi = bounds[k], bounds[k + 1]
             trace_rows.append((row, t, node_id(b.entries[k]), start[k], dur[k], int(complete[k]), nsp[k], now))
-            blob_rows.append((row, nid[lo:hi].tobytes(), vals[lo:hi].tobytes()))
+            blob_rows.append((row, nid[lo:hi].tobytes(), vals[lo:hi].tobytes(),
+                              callee[lo:hi].tobytes() if callee is not None else None))
             row += 1
         w.executemany("INSERT INTO traces VALUES (?,?,?,?,?,?,?,?)", trace_rows)
-        w.executemany("INSERT INTO trace_nodes VALUES (?,?,?)", blob_rows)
+        w.executemany("INSERT INTO trace_nodes(trace_row, node_ids, feature_values, callee_error) VALUES (?,?,?,?)",
+                      blob_rows)
         w.executemany(
             "INSERT INTO graph_nodes VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(entry_id, node_id) DO UPDATE SET "
             "traces = traces + excluded.traces, overlapping = overlapping + excluded.overlapping, "
@@ -468,16 +484,18 @@ class SqliteStore:
             return None
         tf = TraceFeatures(trace_id=str(trace_id).lower(), entry=t[1], start_unix_nano=int(t[2]),
                            duration_ms=float(t[3]), complete=bool(t[4]), n_spans=int(t[5]))
-        blob = con.execute("SELECT node_ids, feature_values FROM trace_nodes WHERE trace_row = ?", (t[0],)).fetchone()
+        blob = con.execute("SELECT node_ids, feature_values, callee_error FROM trace_nodes WHERE trace_row = ?",
+                           (t[0],)).fetchone()
         if blob is not None:
             ids = np.frombuffer(blob[0], dtype=np.int32).tolist()
             vals = np.frombuffer(blob[1], dtype=np.float64).reshape(-1, 6).tolist()
+            callee = [False] * len(ids) if blob[2] is None else np.frombuffer(blob[2], dtype=np.uint8).astype(bool).tolist()
             names = dict(con.execute(f"SELECT id, node FROM nodes WHERE id IN ({','.join('?' * len(ids))})",
                                      ids).fetchall()) if ids else {}
-            for i, v in sorted(zip(ids, vals, strict=True), key=lambda x: names[x[0]]):
+            for i, v, c in sorted(zip(ids, vals, callee, strict=True), key=lambda x: names[x[0]]):
                 tf.nodes[names[i]] = NodeFeatures(v[LAT], v[OWN], v[GAP], int(v[COUNT]), bool(v[ERR]), v[FIRST],
-                                                      int(v[ERR]))
-            if any(f.error for f in tf.nodes.values()):
+                                                  int(v[ERR]), bool(c))
+            if blob[2] is None and any(f.error for f in tf.nodes.values()):  # stored before the column existed
                 tf.mark_callee_errors(self._graph(con, tf.entry).call_edges)
         return tf
 

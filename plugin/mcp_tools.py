@@ -131,13 +131,15 @@ def incident(rest: WhySlowREST, links: Links, since: str = "now-1h", until: str 
 
 
 def _signed(value: float, unit: str) -> str:
-    if unit == "probability":
-        return f"{100 * value:+.2f} percentage points"
+    if unit in ("probability", "percentage_points"):  # error_rate: already in percentage points
+        return f"{(100 if unit == 'probability' else 1) * value:+.2f} percentage points"
     return f"{value:+,.1f} ms"
 
 
 def _value(value: float, unit: str) -> str:
-    return f"{100 * value:.2f}%" if unit == "probability" else _ms(value)
+    if unit in ("probability", "percentage_points"):
+        return f"{(100 if unit == 'probability' else 1) * value:.2f}%"
+    return _ms(value)
 
 
 def regression(rest: WhySlowREST, links: Links, entry: str | None = None, since: str = "now-15m",
@@ -181,9 +183,10 @@ TOOLS: list[Tool] = [
          "unix ms): services ranked by their share of the explained outliers.",
          incident),
     Tool("regression",
-         "Why a latency statistic (p99 by default; mean, median, pNN or tail>T ms) of an entry point changed between "
-         "a baseline (default: a day earlier, else the hour before) and a window (default the last 15 minutes): "
-         "the services that moved it, in ms, and whether the change is beyond noise.",
+         "Why a latency statistic (p99 by default; mean, median, pNN or tail>T ms) -- or, with stat=error_rate, the "
+         "error rate -- of an entry point changed between a baseline (default: a day earlier, else the hour before) "
+         "and a window (default the last 15 minutes): the services that moved it, in ms (percentage points for the "
+         "error rate), and whether the change is beyond noise.",
          regression, requires="/api/v1/regression"),
 ]
 

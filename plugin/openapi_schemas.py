@@ -137,6 +137,16 @@ SCHEMAS: dict[str, Any] = {
             "baseline": obj({"from_ms": INT, "to_ms": INT, "traces": INT,
                              "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT})}}),
             "window_traces": INT,
+            "error_rate": ref("IncidentErrorRate"),
+        }
+    ),
+    "IncidentErrorRate": obj(
+        {
+            "method": STR,
+            "significant": {"type": "boolean"},
+            "services": {"type": "array", "items": obj({"rank": INT, "service": STR, "extra_failed_requests": NUM,
+                                                        "share": NUM})},
+            "entries": {"type": "array", "items": ref("ErrorRateChange")},
         }
     ),
     "NodeStats": {
@@ -275,8 +285,8 @@ SCHEMAS.update({
             "service": STR,
             "operation": STR,
             "kind": STR,
-            "change_kind": {"type": "string", "enum": ["changed", "new", "gone"]},
-            "contribution": NUM,  # in the statistic's unit (ms, or probability for tail>T)
+            "change_kind": {"type": "string", "enum": ["changed", "new", "gone", "own_rate", "propagation"]},
+            "contribution": NUM,  # in the statistic's unit (ms, probability for tail>T, pp for error_rate)
             "contribution_lo": NUM_OR_NULL,
             "contribution_hi": NUM_OR_NULL,
             "counterfactual": NUM_OR_NULL,  # the statistic had only this node not changed
@@ -284,6 +294,13 @@ SCHEMAS.update({
             # node: its own time (per call); edge: its calls per request (a new, removed or more often made call)
             "player": {"type": "string", "enum": ["node", "edge"]},
             "edge": {"oneOf": [{"type": "null"}, ref("RegressionEdge")]},
+            # stat=error_rate only (percent): own-failure rate, observed failure rate, per-callee propagation
+            "own_rate_before": NUM_OR_NULL,
+            "own_rate_after": NUM_OR_NULL,
+            "failure_rate_before": NUM_OR_NULL,
+            "failure_rate_after": NUM_OR_NULL,
+            "propagation_before": {"type": "object", "additionalProperties": NUM},
+            "propagation_after": {"type": "object", "additionalProperties": NUM},
         },
         required=["rank", "node", "service", "operation", "kind", "change_kind", "contribution", "contribution_lo",
                   "contribution_hi", "counterfactual", "p_value"],
@@ -301,7 +318,7 @@ SCHEMAS.update({
         {
             "entry": STR,
             "stat": STR,
-            "unit": {"type": "string", "enum": ["ms", "probability"]},
+            "unit": {"type": "string", "enum": ["ms", "probability", "percentage_points"]},
             "baseline_value": NUM,
             "comparison_value": NUM,
             "observed_change": NUM,
@@ -352,4 +369,13 @@ SCHEMAS.update({
             "baseline": ref("RegressionBaseline"),
         }
     ),
+})
+# an entry point's error-rate attribution in an incident summary: a Regression answer without its windows
+SCHEMAS["ErrorRateChange"] = obj({
+    **{k: v for k, v in SCHEMAS["Regression"]["properties"].items() if k not in ("window", "baseline", "cached")},
+    "stat": {"type": "string", "enum": ["error_rate"]},
+    "unit": {"type": "string", "enum": ["percentage_points"]},
+    "computation": {"type": "string", "enum": ["closed_form", "simulated"]},
+    "baseline_rows": INT,
+    "comparison_rows": INT,
 })

@@ -26,6 +26,7 @@ import rca_engine
 from collector_processor import TraceStore
 from plugin import validation
 from plugin.causal_graph import causal_graph
+from plugin.error_rate import ERROR_RATE, error_rate_regression, is_error_rate
 from plugin.errors import InvalidArgument, NotFound
 from plugin.models import feature_matrix, node_meta
 from plugin.results_store import REGRESSION_SOURCES, RegressionRecord, ResultsStore
@@ -72,6 +73,8 @@ class RegressionAnalyser:
                    end: Any = None, stat: Any = None, intervals: Any = None) -> dict[str, Any]:
         """Attribution of the change of ``stat`` of an entry point's latency between the baseline and the window."""
         entry_id = self.resolve_entry(entry)
+        if is_error_rate(stat):
+            return self.error_rate(entry_id, baseline_from, baseline_to, start, end, intervals)
         statistic = _statistic(stat)
         reps = _intervals(intervals)
         windows = self.windows(entry_id, baseline_from, baseline_to, start, end)
@@ -92,11 +95,7 @@ class RegressionAnalyser:
         except rca_engine.RCAError as exc:
             raise InvalidArgument(str(exc)) from None
         payload = regression_payload(result, meta, windows, statistic)
-        self._store(key, payload)
-        if self.results is not None:
-            self.results.save_regression(RegressionRecord(
-                key=f"query:{entry_id}:{statistic.name}:{windows.lo}:{windows.hi}:{windows.base_lo}:{windows.base_hi}",
-                source="query", entry=entry_id, from_unix_nano=windows.lo, to_unix_nano=windows.hi, payload=payload))
+        self._keep(key, entry_id, windows, statistic.name, payload)
         return {**payload, "cached": False}
 
     def stored(self, entry: Any = None, source: Any = None, start: Any = None, end: Any = None,
@@ -111,6 +110,31 @@ class RegressionAnalyser:
         records = [] if self.results is None else self.results.regressions(
             entry=entry_id, source=source or None, from_unix_nano=lo, to_unix_nano=hi, limit=count)
         return {"regressions": [stored_row(r) for r in records]}
+
+    def error_rate(self, entry_id: str, baseline_from: Any, baseline_to: Any, start: Any, end: Any,
+                   intervals: Any) -> dict[str, Any]:
+        """``stat=error_rate``: the change of the entry's error rate over the same windows (plugin.error_rate)."""
+        reps = _intervals(intervals)
+        windows = self.windows(entry_id, baseline_from, baseline_to, start, end)
+        key = (entry_id, windows, ERROR_RATE, reps)
+        cached = self._cached(key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        payload = error_rate_regression(self.store, entry_id, windows.lo, windows.hi, windows.base_lo,
+                                        windows.base_hi, intervals=reps, min_rows=MIN_ROWS, max_rows=MAX_ROWS)
+        payload.update(_window_fields(windows, payload.pop("comparison_rows"), payload.pop("baseline_rows")))
+        payload = _finite(payload)
+        self._keep(key, entry_id, windows, ERROR_RATE, payload)
+        return {**payload, "cached": False}
+
+    def _keep(self, key: tuple[Any, ...], entry_id: str, windows: Windows, stat_name: str,
+              payload: dict[str, Any]) -> None:
+        """Cache an answer for identical queries and save it in the results store (kept across restarts)."""
+        self._store(key, payload)
+        if self.results is not None:
+            self.results.save_regression(RegressionRecord(
+                key=f"query:{entry_id}:{stat_name}:{windows.lo}:{windows.hi}:{windows.base_lo}:{windows.base_hi}",
+                source="query", entry=entry_id, from_unix_nano=windows.lo, to_unix_nano=windows.hi, payload=payload))
 
     def whatif(self, body: Any) -> dict[str, Any]:
         """The statistic of an entry point in a window had some nodes' (or services') own time been different."""

@@ -78,7 +78,9 @@ ROUTES: list[Route] = [
           "Which services are behind a time window: its explained outliers (one vote each), per-node shift scores of"
           " own time and call gaps (nats, calibrated like the IT score, robust to drift) and the distribution-change"
           " attribution against the baseline before it (default: the preceding 30 minutes without earlier incident"
-          " minutes); edges (call gaps, database calls) resolved to the end whose edges are consistently slow",
+          " minutes); edges (call gaps, database calls) resolved to the end whose edges are consistently slow."
+          " Beside it, error_rate: each entry point's error-rate change against the same baseline attributed to the"
+          " nodes whose own failures or propagation changed (as GET /api/v1/regression?stat=error_rate)",
           {200: "IncidentSummary", 400: ERR, 401: ERR},
           [Param("from", "query", TIME_SCHEMA, "Start: unix ms, ISO 8601, or now-<n><s|m|h|d|w>"),
            Param("to", "query", TIME_SCHEMA, "End: unix ms, ISO 8601, or now[-<n><s|m|h|d|w>]"),
@@ -95,7 +97,9 @@ ROUTES: list[Route] = [
            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most (default 100)")]),
     Route("GET", "/api/v1/regression", "regression",
           "Why did a latency statistic of an entry point change between a baseline and a window: the change in ms "
-          "split among the nodes (and services) whose own time changed (Shapley values, bootstrap intervals)",
+          "split among the nodes (and services) whose own time changed (Shapley values, bootstrap intervals); "
+          "stat=error_rate: the change of the entry's error rate in percentage points split among the nodes whose "
+          "own-failure rate or propagation of a callee's failure changed",
           {200: "Regression", 400: ERR, 401: ERR, 404: ERR},
           [Param("entry", "query", {"type": "string"}, "Entry point (optional when there is only one)"),
            Param("from", "query", TIME_SCHEMA, "Window start (default: 15 minutes before its end)"),
@@ -104,8 +108,8 @@ ROUTES: list[Route] = [
                  "it holds traces, else the hour before the window)"),
            Param("baseline_to", "query", TIME_SCHEMA, "Baseline end (default: the window's start when only "
                  "baseline_from is given)"),
-           Param("stat", "query", {"type": "string"}, "mean, median, p50, p90, p95, p99 (any pNN; default p99) "
-                 "or tail>THRESHOLD_MS"),
+           Param("stat", "query", {"type": "string"}, "mean, median, p50, p90, p95, p99 (any pNN; default p99), "
+                 "tail>THRESHOLD_MS or error_rate"),
            Param("intervals", "query", {"type": "integer", "minimum": 0, "maximum": 200},
                  "Bootstrap replicates for intervals (default 50, 0: none)")]),
     Route("GET", "/api/v1/regressions", "stored_regressions",

@@ -12,6 +12,7 @@ import numpy as np
 from collector_processor import TraceStore
 from plugin import incident_ranking, validation
 from plugin.causal_graph import causal_graph
+from plugin.error_rate import incident_error_rates
 from plugin.errors import InvalidArgument, NotFound
 from plugin.explain import Explainer, rarer_than, summary_text, top_contributors
 from plugin.models import META_PREFIX, ModelManager, node_meta
@@ -124,6 +125,8 @@ class WhySlowService:
         periods.outlier_starts = np.array([int(m.start_unix_nano) for m in marks], dtype=np.int64)
         periods.outlier_rate = float(np.exp(-self.config.threshold))
         summary = incident_ranking.rank_window(payloads, periods, verdicts=self.incident_minutes)
+        summary["error_rate"] = incident_error_rates(self.traces, [entry_id] if entry_id else self.entries(),
+                                                     *bounds, excluded=periods.excluded)
         summary["entries"] = sorted({str(p["entry"]) for p in payloads}
                                     | {e for n in summary["shift"]["nodes"] for e in n["entries"]})
         summary["from_ms"] = None if lo is None else lo // 1_000_000

@@ -15,7 +15,15 @@ from .attribution import (
 from .call_structure import CallEdge
 from .distribution_change import RegressionResult, distribution_change
 from .errors import DataError, GraphError, MechanismError, NotEnoughDataError, RCAError, UnknownNodeError
-from .failures import FailureExplanation, FailureModel, attribute_failure, failure_scores, fit_failures
+from .failure_change import ErrorRateChange, error_rate_change
+from .failures import (
+    FailureExplanation,
+    FailureModel,
+    attribute_failure,
+    failure_model,
+    failure_scores,
+    fit_failures,
+)
 from .graph import graph_from_edges, invert_call_graph, upstream_order, validate_graph
 from .mechanisms import (
     MECHANISM_NAMES,
@@ -42,6 +50,7 @@ __all__ = [
     "CallEdge",
     "CausalModel",
     "DataError",
+    "ErrorRateChange",
     "EmpiricalMechanism",
     "Explanation",
     "FailureExplanation",
@@ -68,6 +77,8 @@ __all__ = [
     "attribute_many",
     "bootstrap_intervals",
     "distribution_change",
+    "error_rate_change",
+    "failure_model",
     "failure_scores",
     "fit",
     "fit_failures",

@@ -71,15 +71,43 @@ class FailureModel:
         require_node(self.graph, node)
         return float(self._marginals()[node])
 
-    def _marginals(self) -> dict[Hashable, float]:
-        prob: dict[Hashable, float] = {}
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> pd.DataFrame:
+        """``n`` requests drawn from the model: a 0/1 failure table, one column per node (synthetic traffic)."""
+        rng = np.random.default_rng(rng)
+        failed: dict[Hashable, np.ndarray] = {}
         for v in nx.topological_sort(self.graph):
             m = self.mechanisms[v]
-            keep = 1.0 - m.own_rate
+            f = rng.random(n) < m.own_rate
             for u, p in zip(m.parents, m.propagation, strict=True):
-                keep *= 1.0 - p * prob[u]
-            prob[v] = 1.0 - keep
-        return prob
+                f |= failed[u] & (rng.random(n) < p)
+            failed[v] = f
+        return pd.DataFrame({k: v.astype(int) for k, v in failed.items()})
+
+    def _marginals(self) -> dict[Hashable, float]:
+        order = list(nx.topological_sort(self.graph))
+        index = {n: i for i, n in enumerate(order)}
+        mech = [self.mechanisms[v] for v in order]
+        prob = noisy_or_marginals([[index[u] for u in m.parents] for m in mech],
+                                  np.array([m.own_rate for m in mech]), [np.array(m.propagation) for m in mech])
+        return {v: float(prob[i]) for i, v in enumerate(order)}
+
+
+def noisy_or_marginals(parents: list[list[int]], own: np.ndarray, propagation: list[np.ndarray]) -> np.ndarray:
+    """P(F_v = 1) of every node of a noisy-OR model, vectorised over leading axes (e.g. coalitions).
+
+    Nodes are in topological order: ``parents[j]`` are indices of earlier nodes, ``own[..., j]`` node j's own
+    failure rate and ``propagation[j][..., i]`` the probability that a failure of ``parents[j][i]`` reaches j.
+    Exact when every node reaches the last one by a single path (a tree of calls); otherwise the standard
+    independence approximation of noisy-OR networks (parents' failures treated as independent).
+    """
+    own = np.asarray(own, dtype=float)
+    prob = np.empty_like(own)
+    for j, ps in enumerate(parents):
+        keep = 1.0 - own[..., j]
+        for i, u in enumerate(ps):
+            keep = keep * (1.0 - propagation[j][..., i] * prob[..., u])
+        prob[..., j] = 1.0 - keep
+    return prob
 
 
 @dataclass
@@ -123,6 +151,26 @@ class FailureExplanation:
             "num_permutations": self.num_permutations,
             "seed": self.seed,
         }
+
+
+def failure_model(graph: nx.DiGraph, own_rates: Mapping[Hashable, float],
+                  propagation: Mapping[tuple[Hashable, Hashable], float] | None = None,
+                  default_propagation: float = 1.0) -> FailureModel:
+    """A failure model with given parameters: each node's own failure rate and each edge's (u, v) propagation
+    (``default_propagation`` for edges not given), e.g. to draw synthetic traffic with :meth:`FailureModel.sample`."""
+    validate_graph(graph)
+    given = dict(propagation or {})
+    mechanisms = {}
+    for v in graph.nodes:
+        parents = tuple(graph.predecessors(v))
+        probs = tuple(float(given.get((u, v), default_propagation)) for u in parents)
+        if v not in own_rates:
+            raise RCAError(f"no own failure rate for node {v!r}")
+        rates = (float(own_rates[v]), *probs)
+        if not all(0.0 <= x <= 1.0 for x in rates):
+            raise RCAError(f"node {v!r}: own rate and propagation must be probabilities in [0, 1], got {rates!r}")
+        mechanisms[v] = FailureMechanism(v, rates[0], parents, probs, tuple(0 for _ in parents))
+    return FailureModel(graph, mechanisms, 0)
 
 
 def failure_table(data: object, nodes: list[Hashable]) -> np.ndarray:

@@ -39,6 +39,22 @@ def exact(value: SetFunction, n: int, v_empty: float, v_full: float) -> np.ndarr
     return phi
 
 
+def of_game(value: SetFunction, n: int, method: str, rng: np.random.Generator, max_permutations: int = 256
+            ) -> tuple[np.ndarray, float, float, int]:
+    """Shapley values of a game whose v(∅) and v(N) are not known beforehand (a two-period change): evaluates
+    both, then ``exact`` or ``permutation``; returns (values, v(∅), v(N), permutations used)."""
+    ends = value(np.array([[False] * n, [True] * n]))
+    v0, v1 = float(ends[0]), float(ends[1])
+    if n == 0:
+        return np.empty(0), v0, v1, 0
+    if n == 1:
+        return np.array([v1 - v0]), v0, v1, 0
+    if method == "exact":
+        return exact(value, n, v0, v1), v0, v1, 0
+    phi, used = permutation(value, n, v0, v1, rng, max_permutations=max_permutations)
+    return phi, v0, v1, used
+
+
 def _prefix_coalitions(perms: np.ndarray) -> np.ndarray:
     """For permutations (p x n): the n - 1 proper prefix coalitions of each, (p*(n-1)) x n."""
     p, n = perms.shape

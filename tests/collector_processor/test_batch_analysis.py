@@ -272,21 +272,24 @@ def _reference_analyse(done: list[Assembled], types: SpanTypes, overlap_fraction
         rows: dict[int, list] = {}
         for i in range(n):  # in span order: the float sums of the analyser
             if reach[i]:
-                r = rows.setdefault(code[i], [0.0, 0.0, 0, 0, spans[i][START]])
+                r = rows.setdefault(code[i], [0.0, 0.0, 0, 0, spans[i][START], False])
                 r[0] += float(spans[i][END] - spans[i][START])
                 r[1] += own[i]
                 r[2] += 1
                 r[3] += int(bool(spans[i][ERROR]))  # failed spans of the node
                 r[4] = min(r[4], spans[i][START])
+                # a failed span with a failed child span of another node: its error may be the callee's
+                r[5] |= bool(spans[i][ERROR]) and any(spans[c][ERROR] and code[c] != code[i] for c in kids.get(i, []))
         per_trace.append((spans[root], code[root], complete, rows, parallel, sequential, edges))
     nodes = sorted({c for t in per_trace for c in t[3]})
     index = {c: k for k, c in enumerate(nodes)}
-    f_trace, f_node, values = [], [], []
+    f_trace, f_node, values, callee_error = [], [], [], []
     graph_nodes: dict[tuple[int, int], list[int]] = {}
     graph_edges: Counter = Counter()
     for k, (root, entry, _, rows, parallel, sequential, edges) in enumerate(per_trace):
         for c in sorted(rows):
-            lat, own_ns, count, err, first = rows[c]
+            lat, own_ns, count, err, first, explained = rows[c]
+            callee_error.append(explained)
             f_trace.append(k)
             f_node.append(index[c])
             values.append([lat / 1e6, own_ns / 1e6, own_ns / 1e6 if c % 2 else 0.0, count, float(err),
@@ -306,6 +309,7 @@ def _reference_analyse(done: list[Assembled], types: SpanTypes, overlap_fraction
         n_spans=np.array([len(a.spans) for a in done], dtype=np.int64),
         f_trace=np.array(f_trace, dtype=np.int64), f_node_idx=np.array(f_node, dtype=np.int64),
         nodes=[name(c) for c in nodes], values=np.array(values, dtype=np.float64).reshape(-1, 6),
+        callee_error=np.array(callee_error, dtype=bool),
         node_info={name(c): (types.service[c // 2], types.operation[c // 2],
                              "call_gap" if c % 2 else types.kind[c // 2]) for c in nodes},
         graph_nodes={(name(e), name(c)): v for (e, c), v in sorted(graph_nodes.items())},

@@ -130,3 +130,85 @@ def test_unknown_feature_value_is_refused(stored):
     store, _, done = stored
     with pytest.raises(ValueError, match="value must be one of"):
         store.features(done["1"].entry, value="cpu")
+
+
+def _twice(t: int) -> list[dict]:
+    """front calls api twice: the first api call fails on its own (its database call is fine), the second succeeds
+    after handling its failed database call; front fails with the first call. At node level api and db both failed,
+    yet no failed api span has a failed callee span: api's error is its own."""
+    spans = [{"service": "front", "trace": t, "span": 1, "name": "GET /", "kind": SERVER, "start_ms": 0,
+              "end_ms": 40, "error": True}]
+    for k, (api_fails, db_fails) in enumerate(((True, False), (False, True))):
+        base, at = 10 * (k + 1), 2 + 18 * k
+        spans += [
+            {"service": "front", "trace": t, "span": base, "parent": 1, "name": "call api", "kind": CLIENT,
+             "start_ms": at, "end_ms": at + 16, "error": api_fails},
+            {"service": "api", "trace": t, "span": base + 1, "parent": base, "name": "GET /api", "kind": SERVER,
+             "start_ms": at + 1, "end_ms": at + 15, "error": api_fails},
+            {"service": "api", "trace": t, "span": base + 2, "parent": base + 1, "name": "SELECT", "kind": CLIENT,
+             "start_ms": at + 2, "end_ms": at + 3, "attrs": {"peer.service": "db"}, "error": db_fails},
+        ]
+    return spans
+
+
+def _store_twice(store, t: int) -> str:
+    pipe = Pipeline(store, PipelineConfig(background=False))
+    completed = []
+    pipe.add_listener(completed.append)
+    pipe.accept(otlp_request(_twice(t)).SerializeToString())
+    complete_all(pipe)
+    pipe.close()
+    return completed[0].trace_id
+
+
+def _flags(store, trace_id: str) -> dict[str, tuple[bool, bool]]:
+    return {n.split(":")[0] if not n.startswith("net:") else "call": (f.error, f.callee_error)
+            for n, f in store.trace_features(trace_id).nodes.items()}
+
+
+def test_callee_error_is_computed_from_the_spans_and_stored(stored):
+    store, _, _ = stored
+    flags = _flags(store, _store_twice(store, 9))
+    # front failed with its failed call, the call with the failed api span under it; api failed on its own (its
+    # only failed database call was under the api span that succeeded); the read-time derivation from the call
+    # graph's node edges would blame db for api's error
+    assert flags == {"front": (True, True), "call": (True, True), "api": (True, False), "db": (True, False)}
+
+
+def test_a_sqlite_file_without_the_column_gets_it_on_open(tmp_path):
+    import sqlite3
+
+    store = open_store(tmp_path)
+    old = _store_twice(store, 9)
+    store.close()
+    con = sqlite3.connect(tmp_path / "whyslow.sqlite3")  # an older file: trace_nodes without callee_error
+    con.execute("ALTER TABLE trace_nodes DROP COLUMN callee_error")
+    con.commit()
+    con.close()
+    store = open_store(tmp_path)
+    try:
+        # the old row: derived at read time from the call graph (node level), as before the column
+        assert _flags(store, old)["api"] == (True, True)
+        new = _store_twice(store, 10)
+        assert _flags(store, new)["api"] == (True, False)   # stored with the features from now on
+    finally:
+        store.close()
+
+
+def test_a_clickhouse_table_without_the_column_gets_it_on_open():
+    from collector_processor.clickhouse_store import ClickHouseTraceStore
+    from collector_processor.sql_executor import connect
+    from tests.support.chdb import fresh_url
+
+    url = fresh_url()
+    store = ClickHouseTraceStore(connect(url))
+    old = _store_twice(store, 9)
+    store.ex.command(f"ALTER TABLE {store.t('traces')} DROP COLUMN callee_error")
+    store.close()
+    store = ClickHouseTraceStore(connect(url))
+    try:
+        assert _flags(store, old)["api"] == (True, True)   # the old row: derived at read time
+        new = _store_twice(store, 10)
+        assert _flags(store, new)["api"] == (True, False)
+    finally:
+        store.close()

@@ -101,7 +101,7 @@ def test_grpc_and_data_source_show_error_explanations(served):
 
 def test_error_spike_is_attributed_to_the_failing_service(served):
     """Failures over a window: /api/v1/incident aggregates the window's per-trace explanations (both kinds), one
-    vote per explained request (no rate statistic yet)."""
+    vote per explained request; its error_rate section (too few traces here) is tested in test_error_rate_e2e."""
     srv, failed, _ = served
     start_ms = min(s.start_unix_nano for s in failed) // 1_000_000
     status, body = srv.get(f"/api/v1/incident?from={start_ms}")

@@ -14,20 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rca_engine import DataError, NotEnoughDataError, UnknownNodeError
-from rca_engine.failures import attribute_failure, failure_scores, fit_failures
-
-
-def _simulate(graph: nx.DiGraph, own: dict[str, float], prop: dict[tuple[str, str], float], n: int,
-              seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for v in nx.topological_sort(graph):
-        f = rng.random(n) < own[v]
-        for u in graph.predecessors(v):
-            f |= out[u] & (rng.random(n) < prop[(u, v)])
-        out[v] = f
-    return pd.DataFrame({k: v.astype(int) for k, v in out.items()})
+from rca_engine import DataError, NotEnoughDataError, RCAError, UnknownNodeError
+from rca_engine.failures import attribute_failure, failure_model, failure_scores, fit_failures
 
 
 def _chain() -> nx.DiGraph:
@@ -111,7 +99,7 @@ def chain_model():
     own = {"db": 0.01, "orders": 0.005, "checkout": 0.002, "frontend": 0.001, "cache": 0.05}
     prop = {("db", "orders"): 0.95, ("orders", "checkout"): 0.9, ("checkout", "frontend"): 1.0,
             ("cache", "frontend"): 0.05}
-    data = _simulate(g, own, prop, 40_000, seed=1)
+    data = failure_model(g, own, prop).sample(40_000, 1)
     return fit_failures(g, data), own, prop
 
 
@@ -182,7 +170,7 @@ def test_two_independent_failures_share_the_blame():
     g = nx.DiGraph([("pay", "api"), ("stock", "api")])
     own = {"pay": 0.001, "stock": 0.001, "api": 0.0005}
     prop = {("pay", "api"): 1.0, ("stock", "api"): 1.0}
-    model = fit_failures(g, _simulate(g, own, prop, 50_000, seed=3))
+    model = fit_failures(g, failure_model(g, own, prop).sample(50_000, 3))
     expl = attribute_failure(model, "api", {"pay": 1, "stock": 1, "api": 1}, posterior_draws=256)
     assert set(expl.root_causes[:2]) == {"pay", "stock"}
     assert expl.contributions["pay"] == pytest.approx(expl.contributions["stock"], rel=0.3)
@@ -211,7 +199,7 @@ def test_permutation_sampling_agrees_with_exact():
     g = nx.DiGraph([(f"l{i}", "mid") for i in range(6)] + [("mid", "top")] + [(f"r{i}", "top") for i in range(6)])
     own = {n: 0.01 for n in g.nodes}
     prop = {e: 0.9 for e in g.edges}
-    model = fit_failures(g, _simulate(g, own, prop, 20_000, seed=5))
+    model = fit_failures(g, failure_model(g, own, prop).sample(20_000, 5))
     sample = {n: 0 for n in g.nodes} | {"l2": 1, "mid": 1, "top": 1}
     exact = attribute_failure(model, "top", sample, method="exact", posterior_draws=128)
     perm = attribute_failure(model, "top", sample, method="permutation", posterior_draws=128)
@@ -241,7 +229,7 @@ def test_a_handled_error_in_a_failed_request_is_not_blamed():
     g = nx.DiGraph([("db", "payments"), ("payments", "frontend"), ("cart", "frontend")])
     own = {"db": 0.01, "payments": 0.002, "cart": 0.002, "frontend": 0.001}
     prop = {("db", "payments"): 0.3, ("payments", "frontend"): 1.0, ("cart", "frontend"): 1.0}
-    model = fit_failures(g, _simulate(g, own, prop, 50_000, seed=11))
+    model = fit_failures(g, failure_model(g, own, prop).sample(50_000, 11))
     sample = {"db": 1, "payments": 0, "cart": 1, "frontend": 1}
     expl = attribute_failure(model, "frontend", sample, posterior_draws=128)
     assert expl.root_causes[0] == "cart" and expl.handled == ["db"]
@@ -250,3 +238,17 @@ def test_a_handled_error_in_a_failed_request_is_not_blamed():
     assert expl.outlier_score == pytest.approx(score)
     for n in g.nodes:
         assert expl.contributions[n] == pytest.approx(phi[n], abs=0.02 * score)
+
+
+def test_a_model_with_given_parameters_draws_traffic_at_its_rates():
+    g = _chain()
+    own = {"db": 0.02, "orders": 0.01, "checkout": 0.0, "frontend": 0.005, "cache": 0.1}
+    model = failure_model(g, own, {("cache", "frontend"): 0.2})
+    assert model.mechanisms["orders"].propagation == (1.0,)  # edges not given: the structural prior
+    data = model.sample(200_000, 0)
+    for node in g:  # a tree of calls: the closed form is exact
+        assert data[node].mean() == pytest.approx(model.failure_probability(node), abs=0.002)
+    with pytest.raises(RCAError, match="no own failure rate"):
+        failure_model(g, {"db": 0.1})
+    with pytest.raises(RCAError, match="probabilities"):
+        failure_model(g, {**own, "db": 1.5})

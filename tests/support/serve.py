@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,11 @@ class ServeProcess:
 
     def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
         return self.request("POST", path, body, **kw)
+
+    def stored_traces(self, entry: str) -> int:
+        """How many traces of ``entry`` the server has stored (0 before its call graph exists)."""
+        status, body = self.get("/api/v1/graph?" + urllib.parse.urlencode({"entry": entry}))
+        return int(body["traces"]) if status == 200 else 0
 
     def wait_for(self, predicate: Any, timeout: float = 60.0, interval: float = 0.2) -> Any:
         """Poll `predicate()` until it returns something truthy; return it (AssertionError, with the server log)."""
