@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collector_processor.graph import infer_structure
+from collector_processor.feature_table import empty_feature_table, feature_table
+from collector_processor.graph import build_call_graph
 from collector_processor.records import (
     COUNT,
     ERR,
@@ -35,11 +36,9 @@ from collector_processor.records import (
     AnalysedBatch,
     CallGraph,
     NodeFeatures,
-    NodeInfo,
     TraceFeatures,
 )
 from collector_processor.sql_executor import SqlExecutor, ident, quote
-from collector_processor.sqlite_store import _acyclic
 
 log = logging.getLogger("whyslow.store")
 
@@ -257,24 +256,18 @@ class ClickHouseTraceStore:
 
     def graph(self, entry: str) -> CallGraph:
         """The call graph learned for an entry point (empty when unknown); edges closing a cycle are dropped."""
-        cg = CallGraph(entry=entry)
         e = quote(entry)
         nodes = self.ex.query(
             f"SELECT node, any(service), any(operation), any(kind), sum(overlapping), sum(sequential) "
             f"FROM {self.t('graph_nodes')} WHERE entry = {e} GROUP BY node ORDER BY node")
         if not nodes:
-            return cg
+            return CallGraph(entry=entry)
         edges = [(str(a), str(c)) for a, c, _ in self.ex.query(
             f"SELECT caller, callee, sum(traces) AS n FROM {self.t('graph_edges')} WHERE entry = {e} "
             "GROUP BY caller, callee ORDER BY n DESC, caller, callee")]
-        edges = _acyclic(entry, edges)
-        callers = {a for a, _ in edges}
-        for node, svc, op, kind, over, seq in nodes:
-            cg.nodes[str(node)] = NodeInfo(str(svc), str(op), str(kind),
-                                           infer_structure(node in callers, int(over), int(seq)))
-        cg.call_edges = sorted(edges)
-        cg.traces = int(self.ex.query(f"SELECT count() FROM {self.t('traces')} FINAL WHERE entry = {e}")[0][0])
-        return cg
+        traces = int(self.ex.query(f"SELECT count() FROM {self.t('traces')} FINAL WHERE entry = {e}")[0][0])
+        return build_call_graph(entry, [(str(n), str(s), str(o), str(k), int(ov), int(sq))
+                                        for n, s, o, k, ov, sq in nodes], edges, traces)
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
                  limit: int | None = None, exclude: Collection[str] = (),
@@ -288,10 +281,8 @@ class ClickHouseTraceStore:
             raise ValueError(f"value must be one of latency, error, not {value!r}")
         cg = self.graph(entry)
         columns = list(cg.nodes)
-        empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
-        empty.index.name = "trace_id"
         if not columns:
-            return empty
+            return empty_feature_table(columns)
         where = [f"entry = {quote(entry)}"]
         if since_unix_nano is not None:
             where.append(f"start_unix_nano >= {int(since_unix_nano)}")
@@ -312,13 +303,11 @@ class ClickHouseTraceStore:
         if late_filter:
             rows = [r for r in rows if r[0] not in excluded][:limit]
         if not rows:
-            return empty
+            return empty_feature_table(columns)
         rows.reverse()
         mat = np.array([r[3] for r in rows], dtype=float).reshape(len(rows), len(columns))
-        df = pd.DataFrame(mat, columns=columns, index=pd.Index([str(r[0]) for r in rows], name="trace_id"))
-        df["__start_unix_nano"] = np.array([int(r[1]) for r in rows], dtype=np.int64)
-        df["__duration_ms"] = np.array([float(r[2]) for r in rows], dtype=float)
-        return df
+        return feature_table(mat, columns, [str(r[0]) for r in rows], [int(r[1]) for r in rows],
+                             [float(r[2]) for r in rows])
 
     def trace_features(self, trace_id: str) -> TraceFeatures | None:
         """All stored features of one trace, or None when it is unknown."""
