@@ -47,7 +47,7 @@ _EXCLUDE_IN_SQL = 2000
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 
-TRACE_TABLES = ("traces", "graph_nodes", "graph_edges", "spool", "spool_released")
+TRACE_TABLES = ("traces", "graph_nodes", "graph_edges", "spool", "spool_released", "trace_parts", "fragments")
 
 
 def trace_schema(db: str, ttl_s: int = DEFAULT_TTL_S) -> list[str]:
@@ -107,6 +107,24 @@ TTL day + INTERVAL {ttl} SECOND""",
 ) ENGINE = MergeTree
 ORDER BY (replica, id)
 TTL toDateTime(received_time) + INTERVAL {ttl} SECOND""",
+        # which replicas stored part of a trace (one row per trace and replica, kept by merges that collapse the
+        # versions of ``traces``): a trace with parts from two replicas arrived split (a resharding)
+        f"""CREATE TABLE IF NOT EXISTS {d}.trace_parts (
+    trace_id String,
+    replica LowCardinality(String),
+    n_spans UInt32,
+    stored_unix_nano Int64
+) ENGINE = ReplacingMergeTree(stored_unix_nano)
+ORDER BY (trace_id, replica)
+TTL toDateTime(fromUnixTimestamp64Nano(stored_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
+        # the traces found split across replicas (small: only while the replica count changes); read as incomplete
+        f"""CREATE TABLE IF NOT EXISTS {d}.fragments (
+    trace_id String,
+    replica LowCardinality(String),
+    found_unix_nano Int64
+) ENGINE = ReplacingMergeTree(found_unix_nano)
+ORDER BY trace_id
+TTL toDateTime(fromUnixTimestamp64Nano(found_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
         f"""CREATE TABLE IF NOT EXISTS {d}.spool_released (
     replica LowCardinality(String),
     id UInt64,
@@ -120,10 +138,14 @@ TTL toDateTime(released_time) + INTERVAL {ttl} SECOND""",
 class ClickHouseTraceStore:
     """:class:`collector_processor.store.TraceStore` on ClickHouse (see the module docstring)."""
 
-    def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S,
+                 settle_s: float = 0.0) -> None:
         self.ex = executor
         self.db = executor.database
         self.replica = str(replica)
+        # several replicas: a trace stored less than settle_s ago may still turn out to be a fragment (its other
+        # part not written yet by another replica), so it is not fitted on before then; 0: one replica
+        self.settle_s = float(settle_s)
         self._lock = threading.Lock()
         self._last_spool_id = 0
         self._closed = False
@@ -206,6 +228,8 @@ class ClickHouseTraceStore:
         if foreign:
             self._mark_fragments(b, foreign)
         now = time.time_ns()
+        self.ex.insert(self.t("trace_parts"), ("trace_id", "replica", "n_spans", "stored_unix_nano"),
+                       [(tid, self.replica, int(b.n_spans[k]), now) for tid, k in last.items()])
         bounds = b.bounds()
         node_names = np.array(b.nodes, dtype=object)[b.f_node_idx]
         vals = b.values
@@ -234,18 +258,54 @@ class ClickHouseTraceStore:
         return replaced
 
     def _mark_fragments(self, b: AnalysedBatch, ids: set[str]) -> None:
-        """Traces another replica stored part of (a trace split across replicas when the collector's
-        load balancer resharded): stored incomplete (the newest version wins, so the whole trace reads as
-        incomplete and is never fitted on), reported incomplete to the pipeline's listeners, remembered in
-        :attr:`fragments`."""
+        """Traces another replica stored part of before this write (a trace split across replicas when the
+        collector's load balancer resharded): stored incomplete and reported incomplete to the pipeline's
+        listeners (see :meth:`_record_fragments` for the rest)."""
         for k, tid in enumerate(b.trace_ids):
             if tid in ids:
                 b.complete[k] = False
-                self.fragments[tid] = None
+        self._record_fragments(ids)
+
+    def _record_fragments(self, ids: Collection[str]) -> None:
+        """Remember split traces: in ``fragments`` (read as incomplete by every replica, whichever version of
+        ``traces`` wins, so never fitted on) and in :attr:`fragments` (recent ids, for this process's listeners)."""
+        fresh = [t for t in ids if t not in self.fragments]
+        if not fresh:
+            return
+        now = time.time_ns()
+        self.ex.insert(self.t("fragments"), ("trace_id", "replica", "found_unix_nano"),
+                       [(t, self.replica, now) for t in fresh])
+        for tid in fresh:
+            self.fragments[tid] = None
         while len(self.fragments) > 100_000:
             self.fragments.pop(next(iter(self.fragments)))
-        self.fragment_count += len(ids)
-        log.warning("%d trace(s) arrived split across replicas; stored as incomplete", len(ids))
+        self.fragment_count += len(fresh)
+        log.warning("%d trace(s) arrived split across replicas; stored as incomplete, not scored nor explained",
+                    len(fresh))
+
+    def find_fragments(self, trace_ids: Collection[str]) -> set[str]:
+        """Which of these traces (stored by this replica) another replica stored part of, or that are known
+        split: recorded as fragments and returned. Replicas ask once a trace has settled (its other part, if any,
+        has had the time to arrive at the other replica and be stored), before scoring it."""
+        ids = sorted({str(t).lower() for t in trace_ids})
+        found = {t for t in ids if t in self.fragments}
+        rest = [t for t in ids if t not in found]
+        me = quote(self.replica)
+        for k in range(0, len(rest), 5000):
+            chunk = ",".join(quote(x) for x in rest[k:k + 5000])
+            found.update(str(r[0]) for r in self.ex.query(
+                f"SELECT DISTINCT trace_id FROM {self.t('trace_parts')} WHERE trace_id IN ({chunk}) "
+                f"AND replica != {me} UNION DISTINCT "
+                f"SELECT DISTINCT trace_id FROM {self.t('fragments')} WHERE trace_id IN ({chunk})"))
+        self._record_fragments(found)
+        return found
+
+    def _split(self, trace_id: str) -> bool:
+        """Whether a stored trace arrived split across replicas (parts from two, or recorded as a fragment)."""
+        t = quote(trace_id)
+        return bool(self.ex.query(
+            f"SELECT (SELECT uniqExact(replica) FROM {self.t('trace_parts')} WHERE trace_id = {t}) > 1 "
+            f"OR {t} IN (SELECT trace_id FROM {self.t('fragments')})")[0][0])
 
     # ---------------------------------------------------------------- reading (backend)
     def entry_points(self) -> list[str]:
@@ -288,8 +348,10 @@ class ClickHouseTraceStore:
             where.append(f"start_unix_nano >= {int(since_unix_nano)}")
         if until_unix_nano is not None:
             where.append(f"start_unix_nano < {int(until_unix_nano)}")
-        if complete_only:
-            where.append("complete = 1")
+        if complete_only:  # and not split across replicas, and (replicas) settled: see settle_s
+            where.append(f"complete = 1 AND trace_id NOT IN (SELECT trace_id FROM {self.t('fragments')})")
+            if self.settle_s > 0:
+                where.append(f"stored_unix_nano <= {time.time_ns() - int(self.settle_s * 1e9)}")
         excluded = {str(t).lower() for t in exclude}
         late_filter = len(excluded) > _EXCLUDE_IN_SQL
         if excluded and not late_filter:
@@ -320,7 +382,7 @@ class ClickHouseTraceStore:
             return None
         entry, start, dur, complete, nsp, nodes, lat, own, gap, calls, err, first = rows[0]
         tf = TraceFeatures(trace_id=tid, entry=str(entry), start_unix_nano=int(start), duration_ms=float(dur),
-                           complete=bool(complete), n_spans=int(nsp))
+                           complete=bool(complete) and not self._split(tid), n_spans=int(nsp))
         for k in sorted(range(len(nodes)), key=lambda i: nodes[i]):
             tf.nodes[str(nodes[k])] = NodeFeatures(float(lat[k]), float(own[k]), float(gap[k]), int(calls[k]),
                                                    bool(err[k]), float(first[k]), int(err[k]))
@@ -355,7 +417,8 @@ class ClickHouseTraceStore:
             return 0
         for k in range(0, len(doomed), 5000):
             ids = ",".join(quote(x) for x in doomed[k:k + 5000])
-            self.ex.command(f"DELETE FROM {self.t('traces')} WHERE trace_id IN ({ids})")
+            for table in ("traces", "trace_parts", "fragments"):
+                self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({ids})")
         for listener in list(self._delete_listeners):
             listener(doomed)
         return len(doomed)
