@@ -187,14 +187,16 @@ class ClickHouseTraceStore:
             self._last_spool_id = max(self._last_spool_id, last)
 
     def stored_span_counts(self, trace_ids: list[str]) -> dict[str, int]:
-        """Span count of the stored version of each of these trace ids (the pipeline keeps a stored trace
-        unless a rebuilt one holds more spans)."""
+        """Span count of the version of each of these trace ids that this replica stored (the pipeline keeps a
+        stored trace unless a rebuilt one holds more spans). Only this replica's: a part another replica stored
+        is not an earlier version of this one but the other half of a split trace, which must be written (and
+        found split) rather than skipped."""
         out: dict[str, int] = {}
         for k in range(0, len(trace_ids), 5000):
             chunk = ",".join(quote(t) for t in trace_ids[k:k + 5000])
             out.update((str(t), int(n)) for t, n in self.ex.query(
                 f"SELECT trace_id, argMax(n_spans, stored_unix_nano) FROM {self.t('traces')} "
-                f"WHERE trace_id IN ({chunk}) GROUP BY trace_id"))
+                f"WHERE trace_id IN ({chunk}) AND replica = {quote(self.replica)} GROUP BY trace_id"))
         return out
 
     # ---------------------------------------------------------------- writing (pipeline)
@@ -300,9 +302,9 @@ class ClickHouseTraceStore:
         self._record_fragments(found)
         return found
 
-    def _split(self, trace_id: str) -> bool:
+    def is_fragment(self, trace_id: str) -> bool:
         """Whether a stored trace arrived split across replicas (parts from two, or recorded as a fragment)."""
-        t = quote(trace_id)
+        t = quote(str(trace_id).lower())
         return bool(self.ex.query(
             f"SELECT (SELECT uniqExact(replica) FROM {self.t('trace_parts')} WHERE trace_id = {t}) > 1 "
             f"OR {t} IN (SELECT trace_id FROM {self.t('fragments')})")[0][0])
@@ -382,7 +384,7 @@ class ClickHouseTraceStore:
             return None
         entry, start, dur, complete, nsp, nodes, lat, own, gap, calls, err, first = rows[0]
         tf = TraceFeatures(trace_id=tid, entry=str(entry), start_unix_nano=int(start), duration_ms=float(dur),
-                           complete=bool(complete) and not self._split(tid), n_spans=int(nsp))
+                           complete=bool(complete) and not self.is_fragment(tid), n_spans=int(nsp))
         for k in sorted(range(len(nodes)), key=lambda i: nodes[i]):
             tf.nodes[str(nodes[k])] = NodeFeatures(float(lat[k]), float(own[k]), float(gap[k]), int(calls[k]),
                                                    bool(err[k]), float(first[k]), int(err[k]))

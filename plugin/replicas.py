@@ -64,13 +64,14 @@ class GateCounters:
     settled: int = 0          # traces passed on to the detector after the settle delay
     fragments: int = 0        # traces held back: another replica stored part of them
     check_errors: int = 0     # store lookups that failed (retried on the next round)
-    unchecked: int = 0        # passed on without a lookup (the gate was over MAX_SETTLING, or stopping)
+    unchecked: int = 0        # passed on without a lookup (the store was away and the gate full, or stopping)
+    early: int = 0            # checked before they settled (more than MAX_SETTLING traces waiting)
     settling: int = 0         # traces waiting now
     settle_s: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {"settled": self.settled, "fragments": self.fragments, "check_errors": self.check_errors,
-                "unchecked": self.unchecked, "settling": self.settling, "settle_s": self.settle_s}
+                "unchecked": self.unchecked, "early": self.early, "settling": self.settling, "settle_s": self.settle_s}
 
 
 class SettleGate:
@@ -109,6 +110,9 @@ class SettleGate:
             due: list[CompletedTrace] = []
             while self._waiting and (everything or self._waiting[0][0] <= now):
                 due.append(self._waiting.popleft()[1])
+            while len(self._waiting) > MAX_SETTLING:  # memory bound: the oldest are checked before they settled
+                due.append(self._waiting.popleft()[1])
+                self.counters.early += 1
         if not due:
             return 0
         try:

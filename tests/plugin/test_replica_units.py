@@ -84,6 +84,9 @@ def test_neither_part_of_a_split_trace_is_scored_whichever_is_stored_first(first
     t0 = time.monotonic()
     # the first part: nothing to see yet, it waits with a trace that is whole
     stores[a].write_batch(_one(split))
+    # the other replica's pipeline does not take that part for an earlier version of its own (it would skip its
+    # part as "kept stored" and nobody would see the split)
+    assert stores[b].stored_span_counts([split]) == {} and stores[a].stored_span_counts([split]) == {split: 1}
     stores[a].write_batch(_one(whole_a))
     gates[a].on_trace(_completed(split))
     gates[a].on_trace(_completed(whole_a))
