@@ -209,6 +209,11 @@ def test_clickhouse_store_renders_a_statefulset_of_replicas(monkeypatch):
     assert "Deployment" not in kinds
     (sts,) = kinds["StatefulSet"]
     assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "shop-whyslow-headless"
+    # a stopping replica waits for its last traces to settle before scoring them (plugin.replicas.settle_delay)
+    from plugin.replicas import settle_delay
+
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > settle_delay(
+        float(values()["config"]["trace_timeout_s"])) + 30
     headless = {s["metadata"]["name"]: s for s in kinds["Service"]}["shop-whyslow-headless"]
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["selector"] == sts["spec"]["selector"][
         "matchLabels"]
