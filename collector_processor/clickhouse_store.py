@@ -144,7 +144,8 @@ class ClickHouseTraceStore:
         self.db = executor.database
         self.replica = str(replica)
         # several replicas: a trace stored less than settle_s ago may still turn out to be a fragment (its other
-        # part not written yet by another replica), so it is not fitted on before then; 0: one replica
+        # part not written yet by another replica), so it is not fitted on before then, and each write records
+        # its parts in trace_parts; 0: one replica
         self.settle_s = float(settle_s)
         self._lock = threading.Lock()
         self._last_spool_id = 0
@@ -230,8 +231,9 @@ class ClickHouseTraceStore:
         if foreign:
             self._mark_fragments(b, foreign)
         now = time.time_ns()
-        self.ex.insert(self.t("trace_parts"), ("trace_id", "replica", "n_spans", "stored_unix_nano"),
-                       [(tid, self.replica, int(b.n_spans[k]), now) for tid, k in last.items()])
+        if self.settle_s > 0:  # replicas: which of them stored part of each trace (one replica: nothing to split)
+            self.ex.insert(self.t("trace_parts"), ("trace_id", "replica", "n_spans", "stored_unix_nano"),
+                           [(tid, self.replica, int(b.n_spans[k]), now) for tid, k in last.items()])
         bounds = b.bounds()
         node_names = np.array(b.nodes, dtype=object)[b.f_node_idx]
         vals = b.values
@@ -304,10 +306,12 @@ class ClickHouseTraceStore:
 
     def is_fragment(self, trace_id: str) -> bool:
         """Whether a stored trace arrived split across replicas (parts from two, or recorded as a fragment)."""
-        t = quote(str(trace_id).lower())
-        return bool(self.ex.query(
-            f"SELECT (SELECT uniqExact(replica) FROM {self.t('trace_parts')} WHERE trace_id = {t}) > 1 "
-            f"OR {t} IN (SELECT trace_id FROM {self.t('fragments')})")[0][0])
+        return bool(self.ex.query(f"SELECT {self._split_sql(str(trace_id).lower())}")[0][0])
+
+    def _split_sql(self, trace_id: str) -> str:
+        t = quote(trace_id)
+        return (f"(SELECT uniqExact(replica) FROM {self.t('trace_parts')} WHERE trace_id = {t}) > 1 "
+                f"OR {t} IN (SELECT trace_id FROM {self.t('fragments')})")
 
     # ---------------------------------------------------------------- reading (backend)
     def entry_points(self) -> list[str]:
@@ -377,14 +381,14 @@ class ClickHouseTraceStore:
         """All stored features of one trace, or None when it is unknown."""
         tid = str(trace_id).lower()
         rows = self.ex.query(
-            f"SELECT entry, start_unix_nano, duration_ms, complete, n_spans, nodes, latency_ms, "
-            f"own_ms, gap_ms, calls, error, start_offset_ms FROM {self.t('traces')} FINAL "
+            f"SELECT entry, start_unix_nano, duration_ms, complete AND NOT ({self._split_sql(tid)}), n_spans, nodes, "
+            f"latency_ms, own_ms, gap_ms, calls, error, start_offset_ms FROM {self.t('traces')} FINAL "
             f"WHERE trace_id = {quote(tid)} LIMIT 1")
         if not rows:
             return None
         entry, start, dur, complete, nsp, nodes, lat, own, gap, calls, err, first = rows[0]
         tf = TraceFeatures(trace_id=tid, entry=str(entry), start_unix_nano=int(start), duration_ms=float(dur),
-                           complete=bool(complete) and not self.is_fragment(tid), n_spans=int(nsp))
+                           complete=bool(complete), n_spans=int(nsp))
         for k in sorted(range(len(nodes)), key=lambda i: nodes[i]):
             tf.nodes[str(nodes[k])] = NodeFeatures(float(lat[k]), float(own[k]), float(gap[k]), int(calls[k]),
                                                    bool(err[k]), float(first[k]), int(err[k]))
