@@ -174,3 +174,16 @@ def test_the_settle_delay_covers_the_other_replicas_completion_wait():
     # a rootless part completes max_trace_wait_s after its first span, a rooted one trace_timeout_s after its last
     assert settle_delay(2.0) > cfg.max_trace_wait_s + 2.0
     assert settle_delay(0.5, max_trace_wait_s=3.0) == pytest.approx(8.5)
+
+
+def test_the_gate_holds_a_bounded_number_of_traces(monkeypatch):
+    import plugin.replicas
+
+    monkeypatch.setattr(plugin.replicas, "MAX_SETTLING", 2)
+    store, scored = _Flaky(), []
+    store.up = True
+    gate = SettleGate(store, lambda t: scored.append(t.trace_id), settle_s=60)
+    for k in range(5):
+        gate.on_trace(_completed(f"{k:032x}"))
+    assert gate.release(time.monotonic()) == 3  # the oldest beyond the bound are checked before they settled
+    assert scored == [f"{k:032x}" for k in range(3)] and gate.counters.early == 3 and gate.counters.settling == 2
