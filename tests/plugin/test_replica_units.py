@@ -81,7 +81,6 @@ def test_neither_part_of_a_split_trace_is_scored_whichever_is_stored_first(first
     stores, gates = (s0, s1), (g0, g1)
     a, b = first, 1 - first
     split, whole_a, whole_b = "5" * 32, "a" * 32, "b" * 32
-    t0 = time.monotonic()
     # the first part: nothing to see yet, it waits with a trace that is whole
     stores[a].write_batch(_one(split))
     # the other replica's pipeline does not take that part for an earlier version of its own (it would skip its
@@ -90,7 +89,7 @@ def test_neither_part_of_a_split_trace_is_scored_whichever_is_stored_first(first
     stores[a].write_batch(_one(whole_a))
     gates[a].on_trace(_completed(split))
     gates[a].on_trace(_completed(whole_a))
-    assert gates[a].release(t0 + 1) == 0 and gates[a].counters.settling == 2  # not settled: not scored yet
+    assert gates[a].release(time.monotonic() + 1) == 0 and gates[a].counters.settling == 2  # not settled yet
     # the second part, on the other replica: seen split as it is written, dropped at once
     later = _one(split)
     stores[b].write_batch(later)
@@ -99,11 +98,12 @@ def test_neither_part_of_a_split_trace_is_scored_whichever_is_stored_first(first
     gates[b].on_trace(_completed(split))
     gates[b].on_trace(_completed(whole_b))
     # settled: the first part is found split too; the whole traces go on, once each
-    assert gates[a].release(t0 + 31) == 1 and gates[b].release(t0 + 31) == 1
+    settled = time.monotonic() + 31  # every trace above waits 30 s from when it was handed over
+    assert gates[a].release(settled) == 1 and gates[b].release(settled) == 1
     scored = (scored0, scored1)
     assert scored[a] == [whole_a] and scored[b] == [whole_b]
     assert g0.counters.fragments == g1.counters.fragments == 1
-    assert gates[a].release(t0 + 60) == 0 and gates[a].counters.settling == 0
+    assert gates[a].release(settled + 60) == 0 and gates[a].counters.settling == 0
     # reported incomplete by every replica, never fitted on (whichever version of the row wins)
     for store in stores:
         assert store.trace_features(split).complete is False
@@ -156,9 +156,9 @@ class _Flaky:
 def test_a_failed_lookup_is_retried_and_stopping_passes_the_rest_on():
     store, scored = _Flaky(), []
     gate = SettleGate(store, lambda t: scored.append(t.trace_id), settle_s=10)
-    t0 = time.monotonic()
     for k in range(3):
         gate.on_trace(_completed(f"{k:032x}"))
+    t0 = time.monotonic()
     assert gate.release(t0 + 11) == 0 and gate.counters.check_errors == 1 and gate.counters.settling == 3
     store.up = True
     assert gate.release(t0 + 12) == 3 and scored == [f"{k:032x}" for k in range(3)]
