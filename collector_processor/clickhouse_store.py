@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collector_processor.graph import infer_structure
+from collector_processor.feature_table import empty_feature_table, feature_table
+from collector_processor.graph import build_call_graph
 from collector_processor.records import (
     COUNT,
     ERR,
@@ -35,11 +36,9 @@ from collector_processor.records import (
     AnalysedBatch,
     CallGraph,
     NodeFeatures,
-    NodeInfo,
     TraceFeatures,
 )
 from collector_processor.sql_executor import SqlExecutor, ident, quote
-from collector_processor.sqlite_store import _acyclic
 
 log = logging.getLogger("whyslow.store")
 
@@ -48,7 +47,7 @@ _EXCLUDE_IN_SQL = 2000
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 
-TRACE_TABLES = ("traces", "graph_nodes", "graph_edges", "spool", "spool_released")
+TRACE_TABLES = ("traces", "graph_nodes", "graph_edges", "spool", "spool_released", "trace_parts", "fragments")
 # columns added since the first release: a database created before gets them on open (rows stored before read
 # them as their default, an empty array: callee_error is then derived from the call graph at read time)
 ADDED_COLUMNS = (("traces", "callee_error", "Array(UInt8)"),)
@@ -112,6 +111,24 @@ TTL day + INTERVAL {ttl} SECOND""",
 ) ENGINE = MergeTree
 ORDER BY (replica, id)
 TTL toDateTime(received_time) + INTERVAL {ttl} SECOND""",
+        # which replicas stored part of a trace (one row per trace and replica, kept by merges that collapse the
+        # versions of ``traces``): a trace with parts from two replicas arrived split (a resharding)
+        f"""CREATE TABLE IF NOT EXISTS {d}.trace_parts (
+    trace_id String,
+    replica LowCardinality(String),
+    n_spans UInt32,
+    stored_unix_nano Int64
+) ENGINE = ReplacingMergeTree(stored_unix_nano)
+ORDER BY (trace_id, replica)
+TTL toDateTime(fromUnixTimestamp64Nano(stored_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
+        # the traces found split across replicas (small: only while the replica count changes); read as incomplete
+        f"""CREATE TABLE IF NOT EXISTS {d}.fragments (
+    trace_id String,
+    replica LowCardinality(String),
+    found_unix_nano Int64
+) ENGINE = ReplacingMergeTree(found_unix_nano)
+ORDER BY trace_id
+TTL toDateTime(fromUnixTimestamp64Nano(found_unix_nano, 'UTC')) + INTERVAL {ttl} SECOND""",
         f"""CREATE TABLE IF NOT EXISTS {d}.spool_released (
     replica LowCardinality(String),
     id UInt64,
@@ -125,10 +142,15 @@ TTL toDateTime(released_time) + INTERVAL {ttl} SECOND""",
 class ClickHouseTraceStore:
     """:class:`collector_processor.store.TraceStore` on ClickHouse (see the module docstring)."""
 
-    def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(self, executor: SqlExecutor, replica: str = "0", ttl_s: float = DEFAULT_TTL_S,
+                 settle_s: float = 0.0) -> None:
         self.ex = executor
         self.db = executor.database
         self.replica = str(replica)
+        # several replicas: a trace stored less than settle_s ago may still turn out to be a fragment (its other
+        # part not written yet by another replica), so it is not fitted on before then, and each write records
+        # its parts in trace_parts; 0: one replica
+        self.settle_s = float(settle_s)
         self._lock = threading.Lock()
         self._last_spool_id = 0
         self._closed = False
@@ -172,14 +194,16 @@ class ClickHouseTraceStore:
             self._last_spool_id = max(self._last_spool_id, last)
 
     def stored_span_counts(self, trace_ids: list[str]) -> dict[str, int]:
-        """Span count of the stored version of each of these trace ids (the pipeline keeps a stored trace
-        unless a rebuilt one holds more spans)."""
+        """Span count of the version of each of these trace ids that this replica stored (the pipeline keeps a
+        stored trace unless a rebuilt one holds more spans). Only this replica's: a part another replica stored
+        is not an earlier version of this one but the other half of a split trace, which must be written (and
+        found split) rather than skipped."""
         out: dict[str, int] = {}
         for k in range(0, len(trace_ids), 5000):
             chunk = ",".join(quote(t) for t in trace_ids[k:k + 5000])
             out.update((str(t), int(n)) for t, n in self.ex.query(
                 f"SELECT trace_id, argMax(n_spans, stored_unix_nano) FROM {self.t('traces')} "
-                f"WHERE trace_id IN ({chunk}) GROUP BY trace_id"))
+                f"WHERE trace_id IN ({chunk}) AND replica = {quote(self.replica)} GROUP BY trace_id"))
         return out
 
     # ---------------------------------------------------------------- writing (pipeline)
@@ -213,6 +237,9 @@ class ClickHouseTraceStore:
         if foreign:
             self._mark_fragments(b, foreign)
         now = time.time_ns()
+        if self.settle_s > 0:  # replicas: which of them stored part of each trace (one replica: nothing to split)
+            self.ex.insert(self.t("trace_parts"), ("trace_id", "replica", "n_spans", "stored_unix_nano"),
+                           [(tid, self.replica, int(b.n_spans[k]), now) for tid, k in last.items()])
         bounds = b.bounds()
         node_names = np.array(b.nodes, dtype=object)[b.f_node_idx]
         vals = b.values
@@ -244,18 +271,56 @@ class ClickHouseTraceStore:
         return replaced
 
     def _mark_fragments(self, b: AnalysedBatch, ids: set[str]) -> None:
-        """Traces another replica stored part of (a trace split across replicas when the collector's
-        load balancer resharded): stored incomplete (the newest version wins, so the whole trace reads as
-        incomplete and is never fitted on), reported incomplete to the pipeline's listeners, remembered in
-        :attr:`fragments`."""
+        """Traces another replica stored part of before this write (a trace split across replicas when the
+        collector's load balancer resharded): stored incomplete and reported incomplete to the pipeline's
+        listeners (see :meth:`_record_fragments` for the rest)."""
         for k, tid in enumerate(b.trace_ids):
             if tid in ids:
                 b.complete[k] = False
-                self.fragments[tid] = None
+        self._record_fragments(ids)
+
+    def _record_fragments(self, ids: Collection[str]) -> None:
+        """Remember split traces: in ``fragments`` (read as incomplete by every replica, whichever version of
+        ``traces`` wins, so never fitted on) and in :attr:`fragments` (recent ids, for this process's listeners)."""
+        fresh = [t for t in ids if t not in self.fragments]
+        if not fresh:
+            return
+        now = time.time_ns()
+        self.ex.insert(self.t("fragments"), ("trace_id", "replica", "found_unix_nano"),
+                       [(t, self.replica, now) for t in fresh])
+        for tid in fresh:
+            self.fragments[tid] = None
         while len(self.fragments) > 100_000:
             self.fragments.pop(next(iter(self.fragments)))
-        self.fragment_count += len(ids)
-        log.warning("%d trace(s) arrived split across replicas; stored as incomplete", len(ids))
+        self.fragment_count += len(fresh)
+        log.warning("%d trace(s) arrived split across replicas; stored as incomplete, not scored nor explained",
+                    len(fresh))
+
+    def find_fragments(self, trace_ids: Collection[str]) -> set[str]:
+        """Which of these traces (stored by this replica) another replica stored part of, or that are known
+        split: recorded as fragments and returned. Replicas ask once a trace has settled (its other part, if any,
+        has had the time to arrive at the other replica and be stored), before scoring it."""
+        ids = sorted({str(t).lower() for t in trace_ids})
+        found = {t for t in ids if t in self.fragments}
+        rest = [t for t in ids if t not in found]
+        me = quote(self.replica)
+        for k in range(0, len(rest), 5000):
+            chunk = ",".join(quote(x) for x in rest[k:k + 5000])
+            found.update(str(r[0]) for r in self.ex.query(
+                f"SELECT DISTINCT trace_id FROM {self.t('trace_parts')} WHERE trace_id IN ({chunk}) "
+                f"AND replica != {me} UNION DISTINCT "
+                f"SELECT DISTINCT trace_id FROM {self.t('fragments')} WHERE trace_id IN ({chunk})"))
+        self._record_fragments(found)
+        return found
+
+    def is_fragment(self, trace_id: str) -> bool:
+        """Whether a stored trace arrived split across replicas (parts from two, or recorded as a fragment)."""
+        return bool(self.ex.query(f"SELECT {self._split_sql(str(trace_id).lower())}")[0][0])
+
+    def _split_sql(self, trace_id: str) -> str:
+        t = quote(trace_id)
+        return (f"(SELECT uniqExact(replica) FROM {self.t('trace_parts')} WHERE trace_id = {t}) > 1 "
+                f"OR {t} IN (SELECT trace_id FROM {self.t('fragments')})")
 
     # ---------------------------------------------------------------- reading (backend)
     def entry_points(self) -> list[str]:
@@ -266,24 +331,18 @@ class ClickHouseTraceStore:
 
     def graph(self, entry: str) -> CallGraph:
         """The call graph learned for an entry point (empty when unknown); edges closing a cycle are dropped."""
-        cg = CallGraph(entry=entry)
         e = quote(entry)
         nodes = self.ex.query(
             f"SELECT node, any(service), any(operation), any(kind), sum(overlapping), sum(sequential) "
             f"FROM {self.t('graph_nodes')} WHERE entry = {e} GROUP BY node ORDER BY node")
         if not nodes:
-            return cg
+            return CallGraph(entry=entry)
         edges = [(str(a), str(c)) for a, c, _ in self.ex.query(
             f"SELECT caller, callee, sum(traces) AS n FROM {self.t('graph_edges')} WHERE entry = {e} "
             "GROUP BY caller, callee ORDER BY n DESC, caller, callee")]
-        edges = _acyclic(entry, edges)
-        callers = {a for a, _ in edges}
-        for node, svc, op, kind, over, seq in nodes:
-            cg.nodes[str(node)] = NodeInfo(str(svc), str(op), str(kind),
-                                           infer_structure(node in callers, int(over), int(seq)))
-        cg.call_edges = sorted(edges)
-        cg.traces = int(self.ex.query(f"SELECT count() FROM {self.t('traces')} FINAL WHERE entry = {e}")[0][0])
-        return cg
+        traces = int(self.ex.query(f"SELECT count() FROM {self.t('traces')} FINAL WHERE entry = {e}")[0][0])
+        return build_call_graph(entry, [(str(n), str(s), str(o), str(k), int(ov), int(sq))
+                                        for n, s, o, k, ov, sq in nodes], edges, traces)
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
                  limit: int | None = None, exclude: Collection[str] = (),
@@ -298,17 +357,17 @@ class ClickHouseTraceStore:
             raise ValueError(f"value must be one of latency, error, count, not {value!r}")
         cg = self.graph(entry)
         columns = list(cg.nodes)
-        empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
-        empty.index.name = "trace_id"
         if not columns:
-            return empty
+            return empty_feature_table(columns)
         where = [f"entry = {quote(entry)}"]
         if since_unix_nano is not None:
             where.append(f"start_unix_nano >= {int(since_unix_nano)}")
         if until_unix_nano is not None:
             where.append(f"start_unix_nano < {int(until_unix_nano)}")
-        if complete_only:
-            where.append("complete = 1")
+        if complete_only:  # and not split across replicas, and (replicas) settled: see settle_s
+            where.append(f"complete = 1 AND trace_id NOT IN (SELECT trace_id FROM {self.t('fragments')})")
+            if self.settle_s > 0:
+                where.append(f"stored_unix_nano <= {time.time_ns() - int(self.settle_s * 1e9)}")
         excluded = {str(t).lower() for t in exclude}
         late_filter = len(excluded) > _EXCLUDE_IN_SQL
         if excluded and not late_filter:
@@ -322,20 +381,18 @@ class ClickHouseTraceStore:
         if late_filter:
             rows = [r for r in rows if r[0] not in excluded][:limit]
         if not rows:
-            return empty
+            return empty_feature_table(columns)
         rows.reverse()
         mat = np.array([r[3] for r in rows], dtype=float).reshape(len(rows), len(columns))
-        df = pd.DataFrame(mat, columns=columns, index=pd.Index([str(r[0]) for r in rows], name="trace_id"))
-        df["__start_unix_nano"] = np.array([int(r[1]) for r in rows], dtype=np.int64)
-        df["__duration_ms"] = np.array([float(r[2]) for r in rows], dtype=float)
-        return df
+        return feature_table(mat, columns, [str(r[0]) for r in rows], [int(r[1]) for r in rows],
+                             [float(r[2]) for r in rows])
 
     def trace_features(self, trace_id: str) -> TraceFeatures | None:
         """All stored features of one trace, or None when it is unknown."""
         tid = str(trace_id).lower()
         rows = self.ex.query(
-            f"SELECT entry, start_unix_nano, duration_ms, complete, n_spans, nodes, latency_ms, "
-            f"own_ms, gap_ms, calls, error, start_offset_ms, callee_error FROM {self.t('traces')} FINAL "
+            f"SELECT entry, start_unix_nano, duration_ms, complete AND NOT ({self._split_sql(tid)}), n_spans, nodes, "
+            f"latency_ms, own_ms, gap_ms, calls, error, start_offset_ms, callee_error FROM {self.t('traces')} FINAL "
             f"WHERE trace_id = {quote(tid)} LIMIT 1")
         if not rows:
             return None
@@ -378,7 +435,8 @@ class ClickHouseTraceStore:
             return 0
         for k in range(0, len(doomed), 5000):
             ids = ",".join(quote(x) for x in doomed[k:k + 5000])
-            self.ex.command(f"DELETE FROM {self.t('traces')} WHERE trace_id IN ({ids})")
+            for table in ("traces", "trace_parts", "fragments"):
+                self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({ids})")
         for listener in list(self._delete_listeners):
             listener(doomed)
         return len(doomed)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from collector_processor.graph import infer_structure
+from collector_processor.feature_table import empty_feature_table, feature_table
+from collector_processor.graph import build_call_graph
 from collector_processor.records import (
     COUNT,
     ERR,
@@ -43,7 +44,6 @@ from collector_processor.records import (
     AnalysedBatch,
     CallGraph,
     NodeFeatures,
-    NodeInfo,
     TraceFeatures,
 )
 
@@ -374,25 +374,19 @@ class SqliteStore:
             return self._graph(con, entry)
 
     def _graph(self, con: sqlite3.Connection, entry: str) -> CallGraph:
-        cg = CallGraph(entry=entry)
         eid = self._entry_id(con, entry)
         if eid is None:
-            return cg
+            return CallGraph(entry=entry)
         names = dict(con.execute("SELECT n.id, n.node FROM graph_nodes g JOIN nodes n ON n.id = g.node_id "
                                  "WHERE g.entry_id = ?", (eid,)).fetchall())
         edges = [(names[a], names[b]) for a, b in con.execute(
             "SELECT caller_id, callee_id FROM graph_edges WHERE entry_id = ? ORDER BY traces DESC, caller_id, callee_id",
             (eid,))]
-        edges = _acyclic(entry, edges)
-        callers = {a for a, _ in edges}
-        for nid, svc, op, kind, _traces, over, seq in con.execute(
-                "SELECT node_id, service, operation, kind, traces, overlapping, sequential FROM graph_nodes "
-                "WHERE entry_id = ? ORDER BY node_id", (eid,)):
-            node = names[nid]
-            cg.nodes[node] = NodeInfo(svc, op, kind, infer_structure(node in callers, over, seq))
-        cg.call_edges = sorted(edges)
-        cg.traces = int(con.execute("SELECT COUNT(*) FROM traces WHERE entry_id = ?", (eid,)).fetchone()[0])
-        return cg
+        nodes = [(names[nid], svc, op, kind, over, seq) for nid, svc, op, kind, over, seq in con.execute(
+            "SELECT node_id, service, operation, kind, overlapping, sequential FROM graph_nodes "
+            "WHERE entry_id = ? ORDER BY node_id", (eid,))]
+        traces = int(con.execute("SELECT COUNT(*) FROM traces WHERE entry_id = ?", (eid,)).fetchone()[0])
+        return build_call_graph(entry, nodes, edges, traces)
 
     def features(self, entry: str, since_unix_nano: int | None = None, until_unix_nano: int | None = None,
                  limit: int | None = None, exclude: Collection[str] = (),
@@ -415,10 +409,8 @@ class SqliteStore:
         cg = self._graph(con, entry)
         columns = list(cg.nodes)
         eid = self._entry_id(con, entry)
-        empty = pd.DataFrame(columns=[*columns, "__start_unix_nano", "__duration_ms"], dtype=float)
-        empty.index.name = "trace_id"
         if eid is None:
-            return empty
+            return empty_feature_table(columns)
         where = ["t.entry_id = ?"]
         args: list[Any] = [eid]
         if since_unix_nano is not None:
@@ -444,7 +436,7 @@ class SqliteStore:
                          "ON t.id = f.trace_row")
             blobs_args = args
         if not traces:
-            return empty
+            return empty_feature_table(columns)
         traces.reverse()
         col_ids = np.array([self._node_name_to_id(con, c) for c in columns], dtype=np.int64)
         lut = np.full(int(max(col_ids.max(initial=0), 0)) + 1, -1, dtype=np.int64)
@@ -460,10 +452,7 @@ class SqliteStore:
             cols[inside] = lut[ids[inside]]
             keep = cols >= 0
             mat[row_of[trace_row], cols[keep]] = lat[keep]
-        df = pd.DataFrame(mat, columns=columns, index=pd.Index([t[1] for t in traces], name="trace_id"))
-        df["__start_unix_nano"] = np.array([t[2] for t in traces], dtype=np.int64)
-        df["__duration_ms"] = np.array([t[3] for t in traces], dtype=float)
-        return df
+        return feature_table(mat, columns, [t[1] for t in traces], [t[2] for t in traces], [t[3] for t in traces])
 
     def _node_name_to_id(self, con: sqlite3.Connection, node: str) -> int:
         i = self._node_ids.get(node)
@@ -564,37 +553,6 @@ def _private(path: Path, mode: int) -> None:
             path.chmod(mode)
     except OSError:
         pass
-
-
-def _acyclic(entry: str, edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop the edges that close a cycle (depth-first from the entry, most frequent edges first)."""
-    out: dict[str, list[str]] = {}
-    for a, b in edges:
-        if a != b:
-            out.setdefault(a, []).append(b)
-    kept: list[tuple[str, str]] = []
-    state: dict[str, int] = {}  # 1 = on stack, 2 = done
-    starts = [entry] + [a for a, _ in edges]
-    for s in starts:
-        if s in state:
-            continue
-        state[s] = 1
-        stack = [(s, iter(out.get(s, ())))]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-                continue
-            st = state.get(nxt)
-            if st == 1:
-                continue  # back edge: would close a cycle
-            kept.append((node, nxt))
-            if st is None:
-                state[nxt] = 1
-                stack.append((nxt, iter(out.get(nxt, ()))))
-    return kept
 
 
 def _newest_kept(cursor: sqlite3.Cursor, skip: set[str], limit: int | None) -> list[Any]:

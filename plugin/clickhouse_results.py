@@ -295,13 +295,13 @@ def _version() -> int:
     return _last_version
 
 
-def open_clickhouse_stores(url: str, replica: str = "0",
-                           ttl_s: float = DEFAULT_TTL_S) -> tuple[ClickHouseTraceStore, ClickHouseResultsStore]:
+def open_clickhouse_stores(url: str, replica: str = "0", ttl_s: float = DEFAULT_TTL_S,
+                           settle_s: float = 0.0) -> tuple[ClickHouseTraceStore, ClickHouseResultsStore]:
     """The trace store and the results store in the ClickHouse at ``url`` (``clickhouse://user@host:8123/db``
     or ``chdb:///dir?database=db``), sharing one connection, creating the database and tables on first start;
-    the results follow the traces' retention."""
+    the results follow the traces' retention. ``settle_s``: see :class:`ClickHouseTraceStore` (replicas)."""
     ex = connect(parse_target(url))
-    traces = ClickHouseTraceStore(ex, replica=replica, ttl_s=ttl_s)
+    traces = ClickHouseTraceStore(ex, replica=replica, ttl_s=ttl_s, settle_s=settle_s)
     results = ClickHouseResultsStore(ex, replica=replica, ttl_s=ttl_s)
     follow_retention(traces, results)
     return traces, results

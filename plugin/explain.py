@@ -70,6 +70,10 @@ class Explainer:
         tf = self.traces.trace_features(trace_id)
         if tf is None:
             raise NotFound(f"trace {trace_id} is not stored (unknown, not yet complete, or expired)")
+        is_fragment = getattr(self.traces, "is_fragment", None)  # replicas: a trace split across them
+        if not tf.complete and is_fragment is not None and is_fragment(trace_id):
+            raise NotFound(f"trace {trace_id} is not stored whole: it arrived split across whyslow replicas (while "
+                           "their number changed); its parts are stored incomplete and not explained")
         return tf
 
     def model_for(self, entry: str) -> FittedModel:

@@ -202,6 +202,9 @@ SCHEMAS: dict[str, Any] = {
             "detector": {"type": "object", "additionalProperties": INT,
                          "properties": {"pending": {**INT, "minimum": 0}}},
             "annotations": {"type": ["object", "null"], "additionalProperties": INT},
+            # replicas sharing a ClickHouse store (null for one): traces passed to the detector after the settle
+            # delay (settle_s), held back as fragments of a trace split across replicas, waiting now
+            "replica": {"type": ["object", "null"], "additionalProperties": NUM},
         }
     ),
     "Health": obj({"status": STR}),

@@ -10,6 +10,12 @@ of every outlier.
 - Queries read the shared store, so any replica answers for any trace. ``WatchOutliers`` streams of a replica
   also get the outliers other replicas explained (:class:`OutlierFollower` tails the store's
   ``explanations``), once each; annotation pushes stay with the replica that explained the outlier.
+- A trace split across replicas (the load balancer resharded while it was in flight) is a fragment on each of
+  them: each part is stored, but neither is scored, explained nor fitted on. The part stored second sees the
+  first in the store as it is written; the part stored first cannot know yet, so every stored trace waits
+  :func:`settle_delay` (the longest another replica can take to store its part of the same trace) in a
+  :class:`SettleGate` before it goes to the detector, and is dropped there if another replica stored part of
+  it meanwhile. One replica (the SQLite default) has no gate and no delay.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from collector_processor import CompletedTrace, PipelineConfig
 from plugin import model_blobs
 from plugin.models import FittedModel, ModelManager
 from plugin.payloads import ExplanationPayload
@@ -29,6 +37,134 @@ from plugin.payloads import ExplanationPayload
 log = logging.getLogger("whyslow.replicas")
 
 OVERLAP_S = 5.0
+SETTLE_MARGIN_S = 5.0      # beyond the other replica's completion wait: its pipeline tick, store insert, clock
+MAX_SETTLING = 200_000     # traces held by the gate (~2 kB each); beyond, the oldest are checked early
+
+
+def settle_delay(trace_timeout_s: float, max_trace_wait_s: float = PipelineConfig.max_trace_wait_s) -> float:
+    """How long a stored trace waits before it is scored when replicas share the work: the longest another
+    replica holding the other part of the same trace can take to store it. Its part completes
+    ``trace_timeout_s`` after its last span when it holds the root, ``max_trace_wait_s`` after its first span
+    when it does not; both parts' spans arrive within the request's duration of each other."""
+    return float(max_trace_wait_s) + float(trace_timeout_s) + SETTLE_MARGIN_S
+
+
+class FragmentFinder(Protocol):
+    """The part of the shared trace store the gate asks (:class:`ClickHouseTraceStore`)."""
+
+    fragments: Collection[str]
+
+    def find_fragments(self, trace_ids: Collection[str]) -> set[str]: ...
+
+
+@dataclass
+class GateCounters:
+    """What the gate did (``/api/v1/status`` → ``replica``)."""
+
+    settled: int = 0          # traces passed on to the detector after the settle delay
+    fragments: int = 0        # traces held back: another replica stored part of them
+    check_errors: int = 0     # store lookups that failed (retried on the next round)
+    unchecked: int = 0        # passed on without a lookup (the store was away and the gate full, or stopping)
+    early: int = 0            # checked before they settled (more than MAX_SETTLING traces waiting)
+    settling: int = 0         # traces waiting now
+    settle_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"settled": self.settled, "fragments": self.fragments, "check_errors": self.check_errors,
+                "unchecked": self.unchecked, "early": self.early, "settling": self.settling, "settle_s": self.settle_s}
+
+
+class SettleGate:
+    """Holds each trace the pipeline stored for ``settle_s``, then asks the store which of them another
+    replica stored part of (fragments: dropped, counted) and hands the others to ``forward`` (the detector)."""
+
+    def __init__(self, store: FragmentFinder, forward: Callable[[CompletedTrace], None], settle_s: float,
+                 interval_s: float = 0.5) -> None:
+        self.store = store
+        self.forward = forward
+        self.settle_s = float(settle_s)
+        self.interval_s = float(interval_s)
+        self.counters = GateCounters(settle_s=self.settle_s)
+        self._waiting: deque[tuple[float, CompletedTrace]] = deque()  # (due, trace), due ascending
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the pipeline's listener -----------------------------------------------------------------
+    def on_trace(self, trace: CompletedTrace) -> None:
+        """Pipeline listener: a part found split as it was written is dropped now, any other waits."""
+        if trace.trace_id in self.store.fragments:
+            self.counters.fragments += 1
+            return
+        with self._lock:
+            self._waiting.append((time.monotonic() + self.settle_s, trace))
+            self.counters.settling = len(self._waiting)
+
+    # --- settling --------------------------------------------------------------------------------
+    def release(self, now: float | None = None, everything: bool = False) -> int:
+        """Check the traces due at ``now`` (all of them with ``everything``) and pass on those that are whole;
+        returns how many were passed on. A failed lookup keeps them for the next round; beyond MAX_SETTLING
+        waiting traces, or when stopping (``everything``), they are passed on unchecked (counted)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            due: list[CompletedTrace] = []
+            while self._waiting and (everything or self._waiting[0][0] <= now):
+                due.append(self._waiting.popleft()[1])
+            while len(self._waiting) > MAX_SETTLING:  # memory bound: the oldest are checked before they settled
+                due.append(self._waiting.popleft()[1])
+                self.counters.early += 1
+        if not due:
+            return 0
+        try:
+            split = self.store.find_fragments([t.trace_id for t in due])
+        except Exception as exc:  # noqa: BLE001 - the shared store may be briefly away: ask again next round
+            self.counters.check_errors += 1
+            log.warning("cannot check %d settled traces for fragments: %s", len(due), exc)
+            if not everything:
+                with self._lock:
+                    self._waiting.extendleft((now, t) for t in reversed(due))
+                    over = max(0, len(self._waiting) - MAX_SETTLING)
+                    due = [self._waiting.popleft()[1] for _ in range(over)]
+                    self.counters.settling = len(self._waiting)
+            self.counters.unchecked += len(due)
+            split = set()
+        passed = 0
+        for trace in due:
+            if trace.trace_id in split:
+                self.counters.fragments += 1
+                continue
+            self.forward(trace)
+            passed += 1
+        self.counters.settled += passed
+        with self._lock:
+            self.counters.settling = len(self._waiting)
+        return passed
+
+    def start(self) -> SettleGate:
+        self._thread = threading.Thread(target=self._run, name="whyslow-settle", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.release()
+            except Exception as exc:  # noqa: BLE001 - the detector refused: the next round goes on
+                log.warning("passing settled traces on failed: %s", exc)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Shutdown (after the pipeline stored its last traces): wait until the waiting traces have settled,
+        at most ``timeout``, pass them on, and stop."""
+        with self._lock:
+            last_due = self._waiting[-1][0] if self._waiting else 0.0
+        deadline = time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive() and self.counters.settling \
+                and time.monotonic() < min(deadline, last_due + self.interval_s):
+            time.sleep(min(self.interval_s, 0.2))
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self.release(everything=True)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from plugin.explain import Explainer
 from plugin.metrics import ServerMetrics
 from plugin.models import ModelManager
 from plugin.payloads import HubPayload
-from plugin.replicas import OutlierFollower, ReplicaModelManager, ReplicaShare
+from plugin.replicas import OutlierFollower, ReplicaModelManager, ReplicaShare, SettleGate, settle_delay
 from plugin.results_store import ResultsStore, follow_retention
 from plugin.service import WhySlowService
 from plugin.sqlite_results import open_results_store
@@ -97,9 +97,10 @@ def open_configured_stores(cfg: ServeConfig) -> tuple[collector_processor.TraceS
     from collector_processor.sql_executor import SqlError
     from plugin.clickhouse_results import open_clickhouse_stores
 
-    index, _count = cfg.replica_share()
+    index, count = cfg.replica_share()
+    settle_s = settle_delay(cfg.trace_timeout_s) if count > 1 else 0.0
     try:
-        return open_clickhouse_stores(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s)
+        return open_clickhouse_stores(cfg.store, replica=str(index), ttl_s=cfg.retention_max_age_s, settle_s=settle_s)
     except SqlError as exc:
         raise OSError(f"cannot open the ClickHouse store: {exc}") from None
 
@@ -215,7 +216,10 @@ class WhySlowServer:
             callbacks.append(self.annotations.submit)
         self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
-        self.pipeline.add_listener(self.detector.on_trace if self.share.count == 1 else self._on_own_trace)
+        self.gate: SettleGate | None = None
+        if self.share.count > 1:  # a trace split across replicas is neither scored nor explained (replicas.py)
+            self.gate = SettleGate(store, self.detector.on_trace, settle_delay(cfg.trace_timeout_s))  # type: ignore[arg-type]
+        self.pipeline.add_listener(self.detector.on_trace if self.gate is None else self.gate.on_trace)
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.source = open_configured_source(cfg, self.pipeline, store)
@@ -224,10 +228,13 @@ class WhySlowServer:
         self.watch = RegressionWatch(self.store, self.service.entries, self.detector.publish,
                                      self.service.incident_minutes, results=results)
         self.service.watch = self.watch
+        self.service.gate = self.gate
         # workers first, then the doors
         if self.annotations is not None:
             self.annotations.start()
         self.detector.start()
+        if self.gate is not None:
+            self.gate.start()
         self.models.start()
         self.watch.start()
         if self.share.count > 1:  # WatchOutliers streams here also get the outliers other replicas explained
@@ -267,12 +274,6 @@ class WhySlowServer:
             cfg.data_dir, "on" if cfg.auth_token else "off", "on" if ingest else "off", "on" if tls else "off",
         )
 
-    def _on_own_trace(self, trace: Any) -> None:
-        """Replicas: a trace found split across replicas (a fragment) is not scored nor explained."""
-        if trace.trace_id in getattr(self.store, "fragments", ()):
-            return
-        self.detector.on_trace(trace)
-
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
@@ -304,6 +305,9 @@ class WhySlowServer:
             _quietly(self.pipeline.close)  # stops its worker and stores every buffered trace
         if getattr(self, "watch", None) is not None:
             _quietly(self.watch.stop, 5.0)
+        gate = getattr(self, "gate", None)
+        if gate is not None:
+            _quietly(gate.stop, timeout)  # the last stored traces settle, then go to the detector
         if getattr(self, "detector", None) is not None:
             if not self.detector.drain(timeout):
                 log.warning("shutdown: detector did not finish within %.0fs", timeout)

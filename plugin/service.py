@@ -74,6 +74,7 @@ class WhySlowService:
         self.started_at = time.time()
         self.incident_minutes = incident_ranking.MinuteVerdicts()  # earlier incidents, left out of baselines
         self.watch: Any = None  # plugin.watch.RegressionWatch, set by the server
+        self.gate: Any = None  # plugin.replicas.SettleGate when replicas share the work, set by the server
         self.regressions = RegressionAnalyser(traces, config, self.resolve_entry, results)
 
     # --- explanations ----------------------------------------------------------------------------
@@ -243,4 +244,6 @@ class WhySlowService:
             "detector": ({**self.detector.counters, "pending": self.detector.pending}
                          if self.detector is not None else {}),
             "annotations": dict(self.annotations.counts) if self.annotations is not None else None,
+            # replicas: traces settling before scoring, and fragments of traces split across replicas
+            "replica": self.gate.counters.to_dict() if self.gate is not None else None,
         }

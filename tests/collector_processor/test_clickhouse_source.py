@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from benchmarks.dev.otel_clickhouse import COLUMNS, ClickHouseSpanExporter
 from collector_processor import Pipeline, PipelineConfig, open_store
 from collector_processor.clickhouse_source import (
     ClickHouseSource,
@@ -22,7 +23,6 @@ from plugin.demo.otlp_export import SpanSender
 from plugin.demo.simulator import Simulator
 from plugin.demo.site import retail_site
 from tests.support.chdb import fresh_url
-from tests.support.otel_clickhouse import COLUMNS, ClickHouseSpanExporter
 
 NS = 1_000_000_000
 

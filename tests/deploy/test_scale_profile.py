@@ -17,7 +17,7 @@ from plugin.config import build_config
 from tests.support.chdb import chdb_path
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-SCALE = {"clickhouse", "otel-collector-clickhouse", "whyslow-0", "whyslow-1", "grafana-clickhouse"}
+SCALE = {"clickhouse", "otel-collector-clickhouse", "whyslow-model-key", "whyslow-0", "whyslow-1", "grafana-clickhouse"}
 
 
 def _load(path: Path):
@@ -38,7 +38,14 @@ def test_scale_profile_services_agree():
         assert env["CLICKHOUSE_PASSWORD"] == services["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD"]
         assert store.user == services["clickhouse"]["environment"]["CLICKHOUSE_USER"]
         shares.append(cfg.replica_share())
+        # one model key for both, made once by whyslow-model-key, mounted read-only outside the data dir
+        assert services[name]["volumes"] == ["whyslow-model-key:/etc/whyslow/model-key:ro"]
+        assert cfg.model_key_file == "/etc/whyslow/model-key/model.key"
+        assert services[name]["depends_on"]["whyslow-model-key"]["condition"] == "service_completed_successfully"
     assert sorted(shares) == [(0, 2), (1, 2)]
+    keymaker = services["whyslow-model-key"]
+    assert keymaker["volumes"] == ["whyslow-model-key:/data"] and "whyslow-model-key" in compose["volumes"]
+    assert keymaker["entrypoint"][:2] == ["python", "-c"] and "/data/model.key" in keymaker["entrypoint"][2]
     # the collector writes where the replicas read
     collector = _load(DEPLOY / "otel-collector-clickhouse.yaml")
     exporter = collector["exporters"]["clickhouse"]
@@ -48,6 +55,20 @@ def test_scale_profile_services_agree():
     assert exporter["create_schema"] is True
     mounts = [v.split(":")[0] for v in services["otel-collector-clickhouse"]["volumes"]]
     assert mounts == ["./otel-collector-clickhouse.yaml"]
+
+
+def test_the_replicas_model_key_is_made_once_and_kept(tmp_path):
+    import subprocess
+    import sys
+
+    """What whyslow-model-key runs makes the key where the replicas read it and leaves an existing key alone."""
+    entrypoint = _load(DEPLOY / "docker-compose.yaml")["services"]["whyslow-model-key"]["entrypoint"]
+    code = entrypoint[2].replace("/data/model.key", str(tmp_path / "model.key"))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    key = (tmp_path / "model.key").read_bytes()
+    assert len(key) >= 32 and (tmp_path / "model.key").stat().st_mode & 0o777 == 0o600
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # a restart of the stack keeps it
+    assert (tmp_path / "model.key").read_bytes() == key
 
 
 def test_grafana_clickhouse_data_source_and_dashboard():

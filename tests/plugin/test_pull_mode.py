@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from benchmarks.dev.otel_clickhouse import ClickHouseSpanExporter
 from collector_processor.sql_executor import connect
 from plugin.config import ServeConfig
 from plugin.demo.client import RestClient
@@ -19,7 +20,6 @@ from plugin.demo.runner import DemoOptions, DemoRun
 from plugin.demo.site import retail_site
 from plugin.server import WhySlowServer
 from tests.support.chdb import fresh_url
-from tests.support.otel_clickhouse import ClickHouseSpanExporter
 
 NS = 1_000_000_000
 LAG_S = 8.0  # a batch of the demo's requests is stamped when sent and written within this lag

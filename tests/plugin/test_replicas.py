@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from benchmarks.dev.otel_clickhouse import ClickHouseSpanExporter
 from collector_processor.sql_executor import connect, parse_target
 from plugin.demo.faults import resolve_fault
 from plugin.demo.otlp_export import SpanSender
@@ -19,7 +20,6 @@ from plugin.demo.simulator import Simulator
 from plugin.demo.site import retail_site
 from plugin.replicas import ReplicaShare
 from tests.support.chdb import chdb_path, http_front_url
-from tests.support.otel_clickhouse import ClickHouseSpanExporter
 from tests.support.serve import ServeProcess, wait_until
 
 NS = 1_000_000_000

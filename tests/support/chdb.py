@@ -50,7 +50,7 @@ def http_front_url() -> str:
     """A ``clickhouse://`` URL (fresh database) served by the process's test-only HTTP front for chdb, so that
     clickhouse-connect (the production executor) and other processes reach the same engine."""
     global _FRONT
-    from tests.support.chdb_http import ChdbHttpFront
+    from benchmarks.dev.chdb_http import ChdbHttpFront
 
     if _FRONT is None:
         _FRONT = ChdbHttpFront(chdb_path()).start()

@@ -75,6 +75,8 @@ env:
     value: {{ .Values.clickhouse.store | quote }}
   - name: WHYSLOW_REPLICA
     value: {{ printf "pod/%v" .Values.replicaCount | quote }}
+  - name: WHYSLOW_MODEL_KEY_FILE
+    value: {{ printf "/etc/whyslow/model-key/%s" .Values.clickhouse.modelKey.secretKey | quote }}
   {{- if .Values.clickhouse.passwordSecret }}
   - name: CLICKHOUSE_PASSWORD
     valueFrom:
@@ -130,9 +132,20 @@ volumeMounts:
     mountPath: /data
   - name: whyslow-tmp
     mountPath: /tmp
+  {{- if .Values.clickhouse.store }}
+  - name: whyslow-model-key
+    mountPath: /etc/whyslow/model-key
+    readOnly: true
+  {{- end }}
 {{- end }}
 
-{{/* Volumes the container mounts: the data dir (PVC or emptyDir) and a writable /tmp. */}}
+{{/* The Secret holding the model key replicas share: the user's, or the one the chart generates. */}}
+{{- define "whyslow.modelKeySecret" -}}
+{{- .Values.clickhouse.modelKey.existingSecret | default (printf "%s-model-key" (include "whyslow.fullname" .)) }}
+{{- end }}
+
+{{/* Volumes the container mounts: the data dir (PVC or emptyDir), a writable /tmp and, with a ClickHouse store,
+     the model key the replicas share (read-only, outside the data dir). */}}
 {{- define "whyslow.volumes" -}}
 - name: whyslow-data
   {{- if and .Values.persistence.enabled (not .Values.sidecar.enabled) }}
@@ -146,4 +159,13 @@ volumeMounts:
   emptyDir:
     medium: Memory
     sizeLimit: 64Mi
+{{- if .Values.clickhouse.store }}
+- name: whyslow-model-key
+  secret:
+    secretName: {{ include "whyslow.modelKeySecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.clickhouse.modelKey.secretKey }}
+        path: {{ .Values.clickhouse.modelKey.secretKey }}
+{{- end }}
 {{- end }}

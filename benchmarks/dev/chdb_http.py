@@ -1,5 +1,6 @@
-"""Test-only HTTP front for chdb: the subset of ClickHouse's HTTP interface that clickhouse-connect uses, so
-that several processes (whyslow replicas) can share one in-process ClickHouse engine in tests.
+"""HTTP front for chdb, for tests and benchmarks only (no ClickHouse server can run on the build machine): the
+subset of ClickHouse's HTTP interface that clickhouse-connect uses, so that several processes (whyslow replicas)
+can share one in-process ClickHouse engine.
 
 Served: ``GET /ping``; ``GET|POST /`` with the statement in the ``query`` parameter and/or the body, the
 ``database`` parameter, ``default_format``; ``INSERT ... FORMAT <fmt>`` with the data in the body (staged in a
@@ -8,7 +9,7 @@ temporary file and read with the ``file()`` table function); errors as HTTP 500 
 server-side parameters (whyslow renders its values into the SQL text). One statement runs at a time.
 
     front = ChdbHttpFront(path).start()     # front.url -> "clickhouse://default@127.0.0.1:<port>/"
-    python -m tests.support.chdb_http --path DIR --port 0   # prints the port, serves until killed
+    python -m benchmarks.dev.chdb_http --path DIR --port 0   # prints the port, serves until killed
 """
 
 from __future__ import annotations
