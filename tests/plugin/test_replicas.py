@@ -89,8 +89,10 @@ def test_replicas_share_the_work(tmp_path):
             rows = store.query(f"SELECT trace_id, count() FROM {store.database}.explanations GROUP BY trace_id")
             return {str(t): int(c) for t, c in rows}
 
+        # every stored trace has settled (replicas hold each one settle_s before scoring it) and been scored
         wait_until(lambda: set(faulty) & set(explained()), timeout=120)
-        time.sleep(2)
+        wait_until(lambda: all(_status(r)["replica"]["settling"] == 0 and _status(r)["detector"]["pending"] == 0
+                               for r in replicas), timeout=120)
         done = explained()
         assert done and max(done.values()) == 1  # each outlier explained exactly once, by one replica
         caught = set(faulty) & set(done)
