@@ -215,7 +215,7 @@ class WhySlowServer:
             callbacks.append(self.annotations.submit)
         self.detector = Detector(self.models, self.explainer, store, results, cfg, self.metrics, self.hub, callbacks)
         self.pipeline = collector_processor.Pipeline(store, pipeline_config(cfg))
-        self.pipeline.add_listener(self.detector.on_trace if self.share.count == 1 else self._on_own_trace)
+        self.pipeline.add_batch_listener(self.detector.on_batch if self.share.count == 1 else self._on_own_batch)
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.source = open_configured_source(cfg, self.pipeline, store)
@@ -267,11 +267,9 @@ class WhySlowServer:
             cfg.data_dir, "on" if cfg.auth_token else "off", "on" if ingest else "off", "on" if tls else "off",
         )
 
-    def _on_own_trace(self, trace: Any) -> None:
+    def _on_own_batch(self, batch: Any) -> None:
         """Replicas: a trace found split across replicas (a fragment) is not scored nor explained."""
-        if trace.trace_id in getattr(self.store, "fragments", ()):
-            return
-        self.detector.on_trace(trace)
+        self.detector.on_batch(batch, exclude=getattr(self.store, "fragments", ()))
 
     @property
     def ready(self) -> bool:
