@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -80,6 +81,7 @@ class Pipeline:
         self._queued_spans = 0
         self._inflight_bytes = 0                 # memory limiter: request bytes in accept() + queued spans
         self._qlock = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(max(1, self.config.max_concurrent_decodes))
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
@@ -126,6 +128,22 @@ class Pipeline:
             raise
         if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
             self._count_refused(_span_count(req), "ingest queue is full")
+        with self._decoding:  # refusals above are answered without waiting for a decoding slot
+            batch = self._spool_and_queue(raw, req, size)
+        with self._stat_lock:
+            c = self._c
+            c["spans_received"] += batch.received
+            c["spans_accepted"] += len(batch.spans)
+            c["spans_rejected"] += batch.rejected
+            c["spans_unknown_service"] += batch.unknown_service
+            c["spans_failed"] += batch.failed
+            c["spans_bad_error_fields"] += batch.bad_error_fields
+            if batch.rejected:
+                c["spans_future"] += batch.reasons.get(FUTURE_REASON, 0)
+        return batch
+
+    def _spool_and_queue(self, raw: bytes, req: Any, size: int) -> DecodedBatch:  # req: a LeanRequest
+        """Decode a parsed request, spool it and queue its spans (or raise PipelineFull)."""
         batch = self._decoder.decode(req)
         n = len(batch.spans)
         if n:
@@ -159,16 +177,6 @@ class Pipeline:
                 urgent = self._queued_spans * 2 > self.config.max_queue_spans
             if urgent and self._worker is not None:  # else the worker drains it every tick_interval_s, in bulk
                 self._worker.wake()
-        with self._stat_lock:
-            c = self._c
-            c["spans_received"] += batch.received
-            c["spans_accepted"] += n
-            c["spans_rejected"] += batch.rejected
-            c["spans_unknown_service"] += batch.unknown_service
-            c["spans_failed"] += batch.failed
-            c["spans_bad_error_fields"] += batch.bad_error_fields
-            if batch.rejected:
-                c["spans_future"] += batch.reasons.get(FUTURE_REASON, 0)
         return batch
 
     def refuse(self, raw: bytes | None = None, reason: str = "", new_request: bool = False) -> None:
