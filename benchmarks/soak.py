@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import command_line, markdown_table, write_result
 
@@ -31,6 +32,7 @@ NAME = "soak"
 SPANS_PER_REQUEST = 512
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 MAX_ELAPSED_S = 120.0   # the Collector exporter's default retry_on_failure.max_elapsed_time
+SENDERS = 3            # load processes (the operator probe of issue #14: 3 processes, 512-span batches)
 SENDING_QUEUE = 64      # batches a sender process holds before it drops new ones (its sending_queue)
 
 
@@ -158,6 +160,24 @@ def _run_senders(port: int, rate: float | None, duration: float, n_proc: int, in
     return total
 
 
+def measure_throughput(srv: Any, seconds: float, n_proc: int, inflight: int, seed: int) -> dict[str, Any]:
+    """Saturate a running server (``ServeProcess``) for ``seconds`` with ``n_proc`` senders of ``4 x inflight``
+    requests in flight each, then wait until it has stored everything: the acknowledged spans per wall second
+    (the sustainable rate) and the spans stored per CPU-second of the server process (user + system, every
+    thread: receive, spool, assemble, analyse, store, score, explain), from the first request to the drain."""
+    pid = srv.proc.pid
+    s0, (_, cpu0) = srv.get("/api/v1/status")[1]["pipeline"], _proc_sample(pid)
+    t0 = time.monotonic()
+    senders = _run_senders(srv.ports["otlp_grpc"], None, seconds, n_proc, inflight * 4, seed=seed)
+    wall = time.monotonic() - t0
+    s1 = _drain(srv)
+    _, cpu1 = _proc_sample(pid)
+    cpu = max(1e-9, cpu1 - cpu0)
+    stored = s1["spans_stored"] - s0["spans_stored"]
+    return {"senders": senders, "wall_s": wall, "sustainable_spans_per_s": senders["acked"] / wall,
+            "server_cpu_s": cpu, "spans_stored": stored, "spans_per_cpu_s": stored / cpu, "stats": s1}
+
+
 def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight: int) -> dict[str, object]:
     from tests.support.serve import ServeProcess
 
@@ -179,20 +199,14 @@ def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            stats = lambda: srv.get("/api/v1/status")[1]["pipeline"]  # noqa: E731
             port = srv.ports["otlp_grpc"]
             # phase 1: sustainable rate and the whole server's spans per CPU-second
-            s0, (_, cpu0) = stats(), _proc_sample(pid)
-            t0 = time.monotonic()
-            cal = _run_senders(port, None, calibrate_s, n_proc, inflight * 4, seed=1)  # saturate: refusals expected
-            wall = time.monotonic() - t0
-            drained = _drain(srv)
-            s1, (_, cpu1) = drained, _proc_sample(pid)
-            sustainable = cal["acked"] / wall
-            res["calibration"] = cal
+            phase1 = measure_throughput(srv, calibrate_s, n_proc, inflight, seed=1)
+            sustainable = phase1["sustainable_spans_per_s"]
+            res["calibration"] = phase1["senders"]
             res["sustainable_spans_per_s"] = sustainable
-            res["server_cpu_s_cal"] = cpu1 - cpu0
-            res["spans_per_cpu_s"] = (s1["spans_stored"] - s0["spans_stored"]) / max(1e-9, cpu1 - cpu0)
+            res["server_cpu_s_cal"] = phase1["server_cpu_s"]
+            res["spans_per_cpu_s"] = phase1["spans_per_cpu_s"]
             # phase 2: 1.5x the sustainable rate
             t1 = time.monotonic()
             soak = _run_senders(port, factor * sustainable, soak_s, n_proc, inflight * 4, seed=100)
@@ -238,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calibrate-s", type=float, default=60.0, help="phase 1 length (sustainable rate)")
     ap.add_argument("--soak-s", type=float, default=600.0, help="phase 2 length at --factor x that rate")
     ap.add_argument("--factor", type=float, default=1.5, help="offered load / sustainable load")
-    ap.add_argument("--senders", type=int, default=2, help="sender processes")
+    ap.add_argument("--senders", type=int, default=SENDERS, help="sender processes")
     ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
     ap.add_argument("--quick", action="store_true", help="20 s calibration, 60 s soak")
     args = ap.parse_args(argv)
