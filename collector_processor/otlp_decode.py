@@ -98,12 +98,14 @@ class SpanDecoder:
         self._cache_size = cache_size
         self._verdicts: dict[bytes, int] = {}  # serialized status attribute -> _status_verdict
 
-    def _typed(self, key: tuple, service: str, raw_name: bytes, attrs: dict | None, kind: int) -> tuple[int, int]:
+    def _typed(self, key: tuple, service: str, raw_name: bytes, naming: list[bytes] | None,
+               kind: int) -> tuple[int, int]:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         # invalid UTF-8 becomes U+FFFD: the span is kept under a readable name, never rejected
         name = raw_name[: 4 * self.max_name_len].decode("utf-8", "replace")
-        a = {k.decode("utf-8", "replace"): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
+        # the last value of a repeated key wins
+        a = {kv_key(kv).decode("utf-8", "replace"): kv_string(kv)[: self.max_name_len] for kv in naming or ()}
         op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
                           a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
         type_id = self.types.intern(service, op)
@@ -166,27 +168,31 @@ class SpanDecoder:
                     kind = sp.kind
                     name = sp.name
                     verdicts = 0  # status attributes: FAILED_ATTR / BAD_ATTR bits (see _status_verdict)
-                    attrs: dict[bytes, bytes] | None = None
+                    naming: list[bytes] | None = None  # the serialized attributes that name the span type
                     if kind <= KIND_INTERNAL:
                         key = (service, name)
                     else:
-                        # key of a serialized KeyValue: b"\x0a" <len> <key>; a long key (len >= 0x80) can never
-                        # slice into a wanted key; other layouts (and an empty attribute) take kv_key
                         for kv in sp.attributes:
-                            k = kv[2:2 + kv[1]] if len(kv) > 1 and kv[0] == 10 else kv_key(kv)
+                            # key of a serialized KeyValue: b"\x0a" <len> <key>; a long key (len >= 0x80) can
+                            # never slice into a wanted key; other layouts (or a truncated one) take kv_key
+                            try:
+                                k = kv[2:2 + kv[1]] if kv[0] == 10 else kv_key(kv)
+                            except IndexError:
+                                k = kv_key(kv)
                             if k in wanted:
-                                if attrs is None:
-                                    attrs = {}
-                                attrs[k] = kv
+                                if naming is None:
+                                    naming = [kv]
+                                else:
+                                    naming.append(kv)
                             elif k in status_keys:
                                 v = verdict_of(kv)
                                 if v is None:
                                     v = self._status_verdict(k, kv)
                                 verdicts += v
-                        key = (service, name, kind, *attrs.values()) if attrs else (service, name, kind)
+                        key = (service, name, kind, *naming) if naming else (service, name, kind)
                     typed = cache.get(key)
                     if typed is None:
-                        typed = self._typed(key, service, name, attrs, kind)
+                        typed = self._typed(key, service, name, naming, kind)
                     type_id = typed[0]
                     if root and type_id not in entry_ids:  # a new entry point: bounded (see SpanTypes)
                         type_id = self.types.entry(type_id)

@@ -283,10 +283,10 @@ class Pipeline:
                 self._inflight_bytes -= len(spans) * _SPAN_BYTES
             if spool_id is not None:
                 self._spool_refs[spool_id] = 0
-            evicted += self._assembler.add(spans, spool_id, min(arrived, now))
+            out, traces = self._assembler.add(spans, spool_id, min(arrived, now))
+            evicted += out
             if spool_id is not None:
-                # number of traces that hold this spool row
-                self._spool_refs[spool_id] += len({sp[0] for sp in spans})
+                self._spool_refs[spool_id] += traces  # number of traces that hold this spool row
         return evicted
 
     def _finish(self, done: list[Assembled], now: float) -> int:
