@@ -11,6 +11,7 @@ explicit :meth:`tick` calls in tests) assembles, completes, analyses and stores 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -81,7 +82,10 @@ class Pipeline:
         self._queued_spans = 0
         self._inflight_bytes = 0                 # memory limiter: request bytes in accept() + queued spans
         self._qlock = threading.Lock()
-        self._decoding = threading.BoundedSemaphore(max(1, self.config.max_concurrent_decodes))
+        # decoding slots: tokens in a C-implemented queue (a threading.Semaphore is Python code under the GIL)
+        self._decoding: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max(1, self.config.max_concurrent_decodes)):
+            self._decoding.put(None)
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
@@ -128,8 +132,11 @@ class Pipeline:
             raise
         if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
             self._count_refused(_span_count(req), "ingest queue is full")
-        with self._decoding:  # refusals above are answered without waiting for a decoding slot
+        self._decoding.get()  # a decoding slot; refusals above are answered without waiting for one
+        try:
             batch = self._spool_and_queue(raw, req, size)
+        finally:
+            self._decoding.put(None)
         with self._stat_lock:
             c = self._c
             c["spans_received"] += batch.received
@@ -316,7 +323,10 @@ class Pipeline:
                     c["spans_reparented"] += batch.reparented_spans
         release = self._finished_rows()
         if release:  # after every write queued before it: a row goes only once its traces are stored and final
-            pending.append((None, release))
+            if pending and pending[-1][0] is not None and not pending[-1][1]:
+                pending[-1] = (pending[-1][0], release)  # in the same transaction as the last batch
+            else:
+                pending.append((None, release))
         stored = 0
         for k, (item, rows) in enumerate(pending):
             try:
