@@ -221,6 +221,13 @@ def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight:
             res["rss_peak_mib"] = max(soak_rss, default=0.0)
             res["rss_end_mib"] = soak_rss[-1] if soak_rss else 0.0
             res["rss_samples"] = len(soak_rss)
+            # the curve: the peak RSS of every minute of the soak (and of the drain after it)
+            minutes: dict[int, float] = {}
+            for t, r, _ in samples:
+                if t >= t1:
+                    m = int((t - t1) // 60)
+                    minutes[m] = max(minutes.get(m, 0.0), r)
+            res["rss_by_minute"] = [minutes[m] for m in sorted(minutes)]
         finally:
             res["exit_status"] = srv.stop()
     acked = res["calibration"]["acked"] + res["soak"]["acked"]  # type: ignore[index]
@@ -266,7 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
          f"{res['sustainable_spans_per_s']:,.0f} (refusals while saturating: {cal['refusals']:,})"),
         ("**whole server: spans stored per CPU-second of the server process** (receive, spool, assemble, "
          "analyse, store, score, explain)", f"**{res['spans_per_cpu_s']:,.0f}**"),
-        (f"phase 2 offered ({args.factor:g}x for {args.soak_s:.0f} s)",
+        ("phase 1: server CPU-seconds / wall seconds", f"{res['server_cpu_s_cal']:.1f} / {args.calibrate_s:.0f}"),
+        (f"phase 2 offered ({args.factor:g}x for {args.soak_s:.0f} s; took {res['soak_wall_s']:.0f} s with the "
+         "senders' retries)",
          f"{soak['offered']:,} spans ({soak['offered'] / args.soak_s:,.0f} per second)"),
         ("phase 2 acknowledged", f"{soak['acked']:,} spans"),
         ("phase 2 dropped by the senders' own full queues (Collector behaviour under overload)",
@@ -279,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("server RSS at soak start / peak / end (MiB, sampled every second)",
          f"{res['rss_start_mib']:,.0f} / {res['rss_peak_mib']:,.0f} / {res['rss_end_mib']:,.0f} "
          f"({res['rss_samples']} samples)"),
+        ("server RSS curve: peak of each minute from the soak's start (MiB)",
+         " / ".join(f"{r:,.0f}" for r in res["rss_by_minute"])),  # type: ignore[attr-defined]
         ("every acknowledged span stored, nothing dropped, clean exit", "yes" if res["ok"] else "**NO**"),
     ]
     body = (f"`whyslow serve` with default settings in its own process; {args.senders} Collector-like sender "
