@@ -91,6 +91,7 @@ class Pipeline:
         self._spool_refs: dict[int, int] = {}
         self._replayed_rows: set[int] = set()    # spool rows replayed at start, until released
         self._unwritten: list[tuple[AnalysedBatch | None, list[int]]] = []
+        self._processing = 0                     # spans of completed traces being analysed / stored / notified
         self._listeners: list[Callable[[CompletedTrace], None]] = []
         self._batch_listeners: list[Callable[[AnalysedBatch], None]] = []
         self._closed = False
@@ -268,7 +269,7 @@ class Pipeline:
         with self._work_lock:
             done = self._drain_queue(now)
             done += self._assembler.due(now)
-            return self._finish(done, now)
+            return self._finish_counted(done, now)
 
     def flush(self) -> int:
         """Complete every buffered trace now (shutdown): traces without a root are stored as incomplete."""
@@ -277,7 +278,17 @@ class Pipeline:
             done = self._drain_queue(now)
             done += self._assembler.drain(now)
             self._assembler.finalise_recent()  # stopping: every stored trace is final, its rows can go
+            return self._finish_counted(done, now)
+
+    def _finish_counted(self, done: list[Assembled], now: float) -> int:
+        """:meth:`_finish`, with the spans of ``done`` shown as ``processing_spans`` until it returns (they have
+        left the assembler and are not stored yet)."""
+        self._processing = sum(len(a.spans) for a in done) + sum(int(b.n_spans.sum()) for b, _ in self._unwritten
+                                                                 if b is not None)
+        try:
             return self._finish(done, now)
+        finally:
+            self._processing = 0
 
     def _drain_queue(self, now: float) -> list[Assembled]:
         evicted: list[Assembled] = []
@@ -439,13 +450,16 @@ class Pipeline:
     # ------------------------------------------------------------------ introspection / shutdown
     def stats(self) -> dict[str, int]:
         """Counters (see README): received/accepted/rejected/refused/dropped spans, traces completed/evicted, ...
-        plus the current ``queued_spans``, ``buffered_spans`` and ``buffered_traces``."""
+        plus the current ``queued_spans``, ``buffered_spans``, ``buffered_traces`` and ``processing_spans``
+        (completed, not stored yet: being analysed and written, or waiting to be written again)."""
         with self._stat_lock:
             out = dict(self._c)
         out["queued_spans"] = self._queued_spans
         out["queued_bytes"] = self._inflight_bytes  # memory limiter gauge
         out["buffered_spans"] = self._assembler.buffered_spans
         out["buffered_traces"] = self._assembler.buffered_traces
+        out["processing_spans"] = self._processing or sum(int(b.n_spans.sum()) for b, _ in self._unwritten
+                                                          if b is not None)
         out["span_types"] = len(self.types)
         out["span_types_overflow"] = self.types.overflowed
         out["entry_points"] = len(self.types.entry_ids)
