@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import command_line, markdown_table, write_result
-from benchmarks.soak import SENDERS, SPANS_PER_REQUEST, measure_throughput
+from benchmarks.soak import SPANS_PER_REQUEST, add_load_arguments, measure_throughput
 
 NAME = "server_throughput"
 
@@ -47,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="fresh servers, one after the other")
     ap.add_argument("--seconds", type=float, default=30.0, help="saturation time per run")
-    ap.add_argument("--senders", type=int, default=SENDERS, help="sender processes")
-    ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
+    add_load_arguments(ap)
     ap.add_argument("--quick", action="store_true", help="2 runs of 15 s")
     args = ap.parse_args(argv)
     if args.quick:

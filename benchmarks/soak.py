@@ -259,13 +259,18 @@ def _drain(srv: object, at_least: int = 0, timeout: float = 300.0) -> dict[str, 
         time.sleep(1.0)
 
 
+def add_load_arguments(ap: argparse.ArgumentParser) -> None:
+    """The senders' options (shared with benchmarks.server_throughput)."""
+    ap.add_argument("--senders", type=int, default=SENDERS, help="sender processes")
+    ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibrate-s", type=float, default=60.0, help="phase 1 length (sustainable rate)")
     ap.add_argument("--soak-s", type=float, default=600.0, help="phase 2 length at --factor x that rate")
     ap.add_argument("--factor", type=float, default=1.5, help="offered load / sustainable load")
-    ap.add_argument("--senders", type=int, default=SENDERS, help="sender processes")
-    ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
+    add_load_arguments(ap)
     ap.add_argument("--quick", action="store_true", help="20 s calibration, 60 s soak")
     args = ap.parse_args(argv)
     if args.quick:
