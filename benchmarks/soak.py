@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import command_line, markdown_table, write_result
 
@@ -31,6 +32,7 @@ NAME = "soak"
 SPANS_PER_REQUEST = 512
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 MAX_ELAPSED_S = 120.0   # the Collector exporter's default retry_on_failure.max_elapsed_time
+SENDERS = 3            # load processes (the operator probe of issue #14: 3 processes, 512-span batches)
 SENDING_QUEUE = 64      # batches a sender process holds before it drops new ones (its sending_queue)
 
 
@@ -158,6 +160,24 @@ def _run_senders(port: int, rate: float | None, duration: float, n_proc: int, in
     return total
 
 
+def measure_throughput(srv: Any, seconds: float, n_proc: int, inflight: int, seed: int) -> dict[str, Any]:
+    """Saturate a running server (``ServeProcess``) for ``seconds`` with ``n_proc`` senders of ``4 x inflight``
+    requests in flight each, then wait until it has stored everything: the acknowledged spans per wall second
+    (the sustainable rate) and the spans stored per CPU-second of the server process (user + system, every
+    thread: receive, spool, assemble, analyse, store, score, explain), from the first request to the drain."""
+    pid = srv.proc.pid
+    s0, (_, cpu0) = srv.get("/api/v1/status")[1]["pipeline"], _proc_sample(pid)
+    t0 = time.monotonic()
+    senders = _run_senders(srv.ports["otlp_grpc"], None, seconds, n_proc, inflight * 4, seed=seed)
+    wall = time.monotonic() - t0
+    s1 = _drain(srv, at_least=s0["spans_stored"] + senders["acked"])
+    _, cpu1 = _proc_sample(pid)
+    cpu = max(1e-9, cpu1 - cpu0)
+    stored = s1["spans_stored"] - s0["spans_stored"]
+    return {"senders": senders, "wall_s": wall, "sustainable_spans_per_s": senders["acked"] / wall,
+            "server_cpu_s": cpu, "spans_stored": stored, "spans_per_cpu_s": stored / cpu, "stats": s1}
+
+
 def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight: int) -> dict[str, object]:
     from tests.support.serve import ServeProcess
 
@@ -179,25 +199,20 @@ def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            stats = lambda: srv.get("/api/v1/status")[1]["pipeline"]  # noqa: E731
             port = srv.ports["otlp_grpc"]
             # phase 1: sustainable rate and the whole server's spans per CPU-second
-            s0, (_, cpu0) = stats(), _proc_sample(pid)
-            t0 = time.monotonic()
-            cal = _run_senders(port, None, calibrate_s, n_proc, inflight * 4, seed=1)  # saturate: refusals expected
-            wall = time.monotonic() - t0
-            drained = _drain(srv)
-            s1, (_, cpu1) = drained, _proc_sample(pid)
-            sustainable = cal["acked"] / wall
-            res["calibration"] = cal
+            phase1 = measure_throughput(srv, calibrate_s, n_proc, inflight, seed=1)
+            sustainable = phase1["sustainable_spans_per_s"]
+            res["calibration"] = phase1["senders"]
             res["sustainable_spans_per_s"] = sustainable
-            res["server_cpu_s_cal"] = cpu1 - cpu0
-            res["spans_per_cpu_s"] = (s1["spans_stored"] - s0["spans_stored"]) / max(1e-9, cpu1 - cpu0)
+            res["server_cpu_s_cal"] = phase1["server_cpu_s"]
+            res["spans_per_cpu_s"] = phase1["spans_per_cpu_s"]
             # phase 2: 1.5x the sustainable rate
             t1 = time.monotonic()
             soak = _run_senders(port, factor * sustainable, soak_s, n_proc, inflight * 4, seed=100)
             res["soak_wall_s"] = time.monotonic() - t1
-            final = _drain(srv)
+            acked = phase1["senders"]["acked"] + soak["acked"]
+            final = _drain(srv, at_least=phase1["stats"]["spans_stored"] - phase1["spans_stored"] + acked)
             stop.set()
             sampler.join(5)
             res["soak"] = soak
@@ -207,6 +222,13 @@ def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight:
             res["rss_peak_mib"] = max(soak_rss, default=0.0)
             res["rss_end_mib"] = soak_rss[-1] if soak_rss else 0.0
             res["rss_samples"] = len(soak_rss)
+            # the curve: the peak RSS of every minute of the soak (and of the drain after it)
+            minutes: dict[int, float] = {}
+            for t, r, _ in samples:
+                if t >= t1:
+                    m = int((t - t1) // 60)
+                    minutes[m] = max(minutes.get(m, 0.0), r)
+            res["rss_by_minute"] = [minutes[m] for m in sorted(minutes)]
         finally:
             res["exit_status"] = srv.stop()
     acked = res["calibration"]["acked"] + res["soak"]["acked"]  # type: ignore[index]
@@ -218,19 +240,29 @@ def run(calibrate_s: float, soak_s: float, factor: float, n_proc: int, inflight:
     return res
 
 
-def _drain(srv: object, timeout: float = 300.0) -> dict[str, int]:
-    """Pipeline stats once nothing is queued, buffered or waiting to be scored (traces complete after 2 s idle)."""
+def _drain(srv: object, at_least: int = 0, timeout: float = 300.0) -> dict[str, int]:
+    """Pipeline stats once nothing is queued, buffered, being stored or waiting to be scored (traces complete
+    after 2 s idle) and at least ``at_least`` spans are stored; after ``timeout`` the stats as they are."""
     deadline = time.monotonic() + timeout
     last = None
-    while time.monotonic() < deadline:
+    while True:
         body = srv.get("/api/v1/status")[1]  # type: ignore[attr-defined]
         st, det = body["pipeline"], body["detector"]
-        quiet = st["queued_spans"] == 0 and st["buffered_spans"] == 0 and det.get("pending", 0) == 0
+        quiet = (st["queued_spans"] == 0 and st["buffered_spans"] == 0 and st.get("processing_spans", 0) == 0
+                 and det.get("pending", 0) == 0 and st["spans_stored"] >= at_least)
         if quiet and last is not None and last["spans_stored"] == st["spans_stored"]:
+            return st
+        if time.monotonic() > deadline:
+            print(f"the server did not drain within {timeout:.0f} s: {st}", flush=True)
             return st
         last = st if quiet else None
         time.sleep(1.0)
-    raise RuntimeError(f"the server did not drain within {timeout:.0f} s: {last}")
+
+
+def add_load_arguments(ap: argparse.ArgumentParser) -> None:
+    """The senders' options (shared with benchmarks.server_throughput)."""
+    ap.add_argument("--senders", type=int, default=SENDERS, help="sender processes")
+    ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,8 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calibrate-s", type=float, default=60.0, help="phase 1 length (sustainable rate)")
     ap.add_argument("--soak-s", type=float, default=600.0, help="phase 2 length at --factor x that rate")
     ap.add_argument("--factor", type=float, default=1.5, help="offered load / sustainable load")
-    ap.add_argument("--senders", type=int, default=2, help="sender processes")
-    ap.add_argument("--inflight", type=int, default=4, help="requests in flight per sender (x4)")
+    add_load_arguments(ap)
     ap.add_argument("--quick", action="store_true", help="20 s calibration, 60 s soak")
     args = ap.parse_args(argv)
     if args.quick:
@@ -252,7 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
          f"{res['sustainable_spans_per_s']:,.0f} (refusals while saturating: {cal['refusals']:,})"),
         ("**whole server: spans stored per CPU-second of the server process** (receive, spool, assemble, "
          "analyse, store, score, explain)", f"**{res['spans_per_cpu_s']:,.0f}**"),
-        (f"phase 2 offered ({args.factor:g}x for {args.soak_s:.0f} s)",
+        ("phase 1: server CPU-seconds / wall seconds", f"{res['server_cpu_s_cal']:.1f} / {args.calibrate_s:.0f}"),
+        (f"phase 2 offered ({args.factor:g}x for {args.soak_s:.0f} s; took {res['soak_wall_s']:.0f} s with the "
+         "senders' retries)",
          f"{soak['offered']:,} spans ({soak['offered'] / args.soak_s:,.0f} per second)"),
         ("phase 2 acknowledged", f"{soak['acked']:,} spans"),
         ("phase 2 dropped by the senders' own full queues (Collector behaviour under overload)",
@@ -265,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("server RSS at soak start / peak / end (MiB, sampled every second)",
          f"{res['rss_start_mib']:,.0f} / {res['rss_peak_mib']:,.0f} / {res['rss_end_mib']:,.0f} "
          f"({res['rss_samples']} samples)"),
+        ("server RSS curve: peak of each minute from the soak's start (MiB)",
+         " / ".join(f"{r:,.0f}" for r in res["rss_by_minute"])),  # type: ignore[attr-defined]
         ("every acknowledged span stored, nothing dropped, clean exit", "yes" if res["ok"] else "**NO**"),
     ]
     body = (f"`whyslow serve` with default settings in its own process; {args.senders} Collector-like sender "

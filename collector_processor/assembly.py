@@ -63,8 +63,9 @@ class TraceAssembler:
     def buffered_traces(self) -> int:
         return len(self._active) + len(self._rootless)
 
-    def add(self, spans: list[tuple], spool_id: int | None, now: float) -> list[Assembled]:
-        """Buffer spans; returns the traces evicted to stay within the memory bounds."""
+    def add(self, spans: list[tuple], spool_id: int | None, now: float) -> tuple[list[Assembled], int]:
+        """Buffer spans; returns the traces evicted to stay within the memory bounds, and how many traces the
+        spans belong to (each now holds ``spool_id``)."""
         active = self._active
         touched: dict[bytes, _Buf] = {}
         dup = 0
@@ -96,7 +97,7 @@ class TraceAssembler:
         self.buffered_spans += added
         if dup:
             self.c["spans_duplicate"] += dup
-        return self._enforce_bounds(now)
+        return self._enforce_bounds(now), len(touched)
 
     def _open(self, tid: bytes, now: float) -> _Buf:
         buf = _Buf(now)
@@ -137,10 +138,11 @@ class TraceAssembler:
         idle_before = now - cfg.trace_timeout_s
         active = self._active
         while active:
-            tid, buf = next(iter(active.items()))
+            tid, buf = active.popitem(last=False)  # the least recently active trace
             if buf.last > idle_before:
+                active[tid] = buf
+                active.move_to_end(tid, last=False)  # not idle yet: back in front (every later one is younger)
                 break
-            del active[tid]
             if buf.has_root:
                 out.append(self._emit(tid, buf, complete=True, evicted=False, now=now))
             else:
@@ -148,10 +150,11 @@ class TraceAssembler:
         wait_before = now - cfg.max_trace_wait_s
         rootless = self._rootless
         while rootless:
-            tid, buf = next(iter(rootless.items()))
+            tid, buf = rootless.popitem(last=False)
             if buf.first > wait_before:
+                rootless[tid] = buf
+                rootless.move_to_end(tid, last=False)
                 break
-            del rootless[tid]
             out.append(self._emit(tid, buf, complete=False, evicted=False, now=now))
         self._expire_recent(now)
         return out
@@ -169,10 +172,12 @@ class TraceAssembler:
         recent = self._recent
         before = now - self.cfg.late_window_s
         while recent:
-            tid, (spans, t, _, spool) = next(iter(recent.items()))
+            tid, item = recent.popitem(last=False)
+            spans, t, _, spool = item
             if t > before and self._recent_spans <= self.cfg.max_recent_spans:
+                recent[tid] = item
+                recent.move_to_end(tid, last=False)
                 break
-            del recent[tid]
             self._recent_spans -= len(spans)
             if spool:
                 self.finished_spool.append(spool)

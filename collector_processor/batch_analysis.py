@@ -42,7 +42,7 @@ class BatchAnalyser:
     def analyse(self, done: Sequence[Assembled]) -> AnalysedBatch:
         cols = span_columns(done)
         complete = np.fromiter((a.complete for a in done), dtype=bool, count=len(done))
-        tree = span_tree(cols, parent_positions(done), complete, self.types, self.reparent_wrappers,
+        tree = span_tree(cols, parent_positions(cols), complete, self.types, self.reparent_wrappers,
                          self.wrapper_slack)
         code = call_node_codes(cols, tree)
         if self.qualify:

@@ -25,8 +25,7 @@ children by start that overlap by more than ``overlap_fraction`` of the shorter 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from operator import itemgetter
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,14 +48,6 @@ from collector_processor.otlp_decode import (
 )
 from collector_processor.span_types import SpanTypes
 
-_get_pid = itemgetter(PID)
-_get_type = itemgetter(TYPE)
-_get_leaf = itemgetter(LEAF)
-_get_kind = itemgetter(KIND)
-_get_start = itemgetter(START)
-_get_end = itemgetter(END)
-_get_error = itemgetter(ERROR)
-
 # a span overlapping more same-service siblings than this share of the pairs budget is a fan-out, not a wrapper
 _MAX_WRAPPER_PAIRS = 4_000_000
 _MAX_POINTER_JUMPS = 64  # each jump doubles the climb: 64 reach any depth; only parent cycles use them all
@@ -76,6 +67,8 @@ class SpanColumns:
     end: np.ndarray            # ns
     error: np.ndarray          # bool
     duration: np.ndarray       # ns
+    span_id: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # the 8 id bytes as uint64
+    parent_id: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # uint64, 0 for a root
 
     @property
     def n_traces(self) -> int:
@@ -83,34 +76,43 @@ class SpanColumns:
 
 
 def span_columns(done: Sequence[Assembled]) -> SpanColumns:
-    """Column arrays of every span of the batch."""
+    """Column arrays of every span of the batch (one pass over the span tuples: they are read once)."""
     sizes = np.fromiter((len(a.spans) for a in done), dtype=np.int64, count=len(done))
     spans = [sp for a in done for sp in a.spans]
     n = len(spans)
-    start = np.fromiter(map(_get_start, spans), dtype=np.int64, count=n)
-    end = np.fromiter(map(_get_end, spans), dtype=np.int64, count=n)
+    cols = list(zip(*spans, strict=True)) if n else [()] * (ERROR + 1)
+    start = np.fromiter(cols[START], dtype=np.int64, count=n)
+    end = np.fromiter(cols[END], dtype=np.int64, count=n)
+    parent_id = np.frombuffer(b"".join(cols[PID]), dtype=">u8").astype(np.uint64)
     return SpanColumns(
         sizes=sizes,
         trace=np.repeat(np.arange(len(done), dtype=np.int64), sizes),
-        has_parent_id=np.frombuffer(b"".join(map(_get_pid, spans)), dtype=">u8") != 0,
-        type=np.fromiter(map(_get_type, spans), dtype=np.int64, count=n),
-        leaf=np.fromiter(map(_get_leaf, spans), dtype=np.int64, count=n),
-        kind=np.fromiter(map(_get_kind, spans), dtype=np.int64, count=n),
+        has_parent_id=parent_id != 0,
+        type=np.fromiter(cols[TYPE], dtype=np.int64, count=n),
+        leaf=np.fromiter(cols[LEAF], dtype=np.int64, count=n),
+        kind=np.fromiter(cols[KIND], dtype=np.int64, count=n),
         start=start, end=end,
-        error=np.fromiter(map(_get_error, spans), dtype=bool, count=n),
-        duration=end - start)
+        error=np.fromiter(cols[ERROR], dtype=bool, count=n),
+        duration=end - start,
+        span_id=np.frombuffer(b"".join(cols[SID]), dtype=">u8").astype(np.uint64),
+        parent_id=parent_id)
 
 
-def parent_positions(done: Sequence[Assembled]) -> np.ndarray:
-    """Position (in :func:`span_columns` order) of each span's parent, -1 when it is not in the trace; resolved
-    with one dict per trace, because span ids repeat across traces."""
-    parents: list[int] = []
-    base = 0
-    for a in done:
-        get = {sp[SID]: i for i, sp in enumerate(a.spans, base)}.get
-        parents += [get(sp[PID], -1) for sp in a.spans]
-        base += len(a.spans)
-    return np.array(parents, dtype=np.int64)
+def parent_positions(cols: SpanColumns) -> np.ndarray:
+    """Position (in :func:`span_columns` order) of each span's parent, -1 when it is not in the trace. Span ids
+    repeat across traces, so a span is looked up by (trace, span id): the ids are ranked (exactly, no hashing)
+    and ``trace * ranks + rank`` is a key unique within the batch, searched in sorted order."""
+    n = len(cols.trace)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    ids, inverse = np.unique(np.concatenate([cols.span_id, cols.parent_id]), return_inverse=True)
+    ranks = np.int64(len(ids))
+    key = cols.trace * ranks + inverse[:n]
+    wanted = cols.trace * ranks + inverse[n:]
+    order = np.argsort(key, kind="stable")
+    at = np.maximum(np.searchsorted(key[order], wanted, side="right") - 1, 0)  # the last span with that id
+    found = key[order[at]] == wanted
+    return np.where(found, order[at], -1).astype(np.int64)
 
 
 @dataclass

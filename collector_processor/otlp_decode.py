@@ -43,6 +43,10 @@ _HTTP_STATUS = frozenset({b"http.response.status_code", b"http.status_code"})
 _GRPC_STATUS = b"rpc.grpc.status_code"
 _STATUS_KEYS = _HTTP_STATUS | {_GRPC_STATUS}
 _EXCEPTION = b"exception"
+# verdicts of status attributes, summed per span: a span has far fewer than BAD_ATTR status attributes, so the
+# sum's remainder says whether one failed and its quotient how many were not numbers
+FAILED_ATTR, BAD_ATTR = 1, 1 << 16
+_VERDICTS = 4096  # remembered status attributes (cleared when full)
 
 
 FUTURE_REASON = "timestamps too far in the future (sender clock ahead?)"
@@ -92,13 +96,16 @@ class SpanDecoder:
         self.max_future_ns = int(max_future_s * 1e9)
         self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
+        self._verdicts: dict[bytes, int] = {}  # serialized status attribute -> _status_verdict
 
-    def _typed(self, key: tuple, service: str, raw_name: bytes, attrs: dict | None, kind: int) -> tuple[int, int]:
+    def _typed(self, key: tuple, service: str, raw_name: bytes, naming: list[bytes] | None,
+               kind: int) -> tuple[int, int]:
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         # invalid UTF-8 becomes U+FFFD: the span is kept under a readable name, never rejected
         name = raw_name[: 4 * self.max_name_len].decode("utf-8", "replace")
-        a = {k.decode("utf-8", "replace"): kv_string(v)[: self.max_name_len] for k, v in (attrs or {}).items()}
+        # the last value of a repeated key wins
+        a = {kv_key(kv).decode("utf-8", "replace"): kv_string(kv)[: self.max_name_len] for kv in naming or ()}
         op = operation_of(name, a.get("http.route"), a.get("http.request.method") or a.get("http.method"),
                           a.get("rpc.service"), a.get("rpc.method"), max_len=self.max_name_len)
         type_id = self.types.intern(service, op)
@@ -122,6 +129,7 @@ class SpanDecoder:
         entry_ids = self.types.entry_ids
         latest = min(time.time_ns() + self.max_future_ns, _MAX_TIME)
         status_keys = _STATUS_KEYS
+        verdict_of = self._verdicts.get
         for rs in req.resource_spans:
             service = ""
             for kv in rs.resource.attributes:
@@ -159,49 +167,42 @@ class SpanDecoder:
                         continue
                     kind = sp.kind
                     name = sp.name
-                    status_kvs: list[tuple[bytes, bytes]] | None = None
-                    attrs: dict[bytes, bytes] | None
+                    verdicts = 0  # status attributes: FAILED_ATTR / BAD_ATTR bits (see _status_verdict)
+                    naming: list[bytes] | None = None  # the serialized attributes that name the span type
                     if kind <= KIND_INTERNAL:
                         key = (service, name)
-                        attrs = None
                     else:
-                        attrs = None
-                        try:
+                        for kv in sp.attributes:
                             # key of a serialized KeyValue: b"\x0a" <len> <key>; a long key (len >= 0x80) can
-                            # never slice into a wanted key; other layouts take kv_key, an empty one raises
-                            for kv in sp.attributes:
+                            # never slice into a wanted key; other layouts (or a truncated one) take kv_key
+                            try:
                                 k = kv[2:2 + kv[1]] if kv[0] == 10 else kv_key(kv)
-                                if k in wanted:
-                                    if attrs is None:
-                                        attrs = {}
-                                    attrs[k] = kv
-                                elif k in status_keys:
-                                    status_kvs = (status_kvs or []) + [(k, kv)]
-                        except IndexError:
-                            attrs = None
-                            status_kvs = None
-                            for kv in sp.attributes:
+                            except IndexError:
                                 k = kv_key(kv)
-                                if k in wanted:
-                                    if attrs is None:
-                                        attrs = {}
-                                    attrs[k] = kv
-                                elif k in status_keys:
-                                    status_kvs = (status_kvs or []) + [(k, kv)]
-                        key = (service, name, kind, *attrs.values()) if attrs else (service, name, kind)
+                            if k in wanted:
+                                if naming is None:
+                                    naming = [kv]
+                                else:
+                                    naming.append(kv)
+                            elif k in status_keys:
+                                v = verdict_of(kv)
+                                if v is None:
+                                    v = self._status_verdict(k, kv)
+                                verdicts += v
+                        key = (service, name, kind, *naming) if naming else (service, name, kind)
                     typed = cache.get(key)
                     if typed is None:
-                        typed = self._typed(key, service, name, attrs, kind)
+                        typed = self._typed(key, service, name, naming, kind)
                     type_id = typed[0]
                     if root and type_id not in entry_ids:  # a new entry point: bounded (see SpanTypes)
                         type_id = self.types.entry(type_id)
                     st = sp.status
                     if st == _ERROR_STATUS:
                         err = True
-                    elif not st and not status_kvs and not sp.events:
-                        err = False  # the common case: no status, no status attributes, no events
+                    elif not st and not verdicts and not sp.events:
+                        err = False  # the common case: no status, status attributes (if any) fine, no events
                     else:
-                        err = self._failed(st, status_kvs, sp.events, out)
+                        err = self._failed(st, verdicts, sp.events, out)
                     out.failed += err
                     append((tid, sid, pid, type_id, typed[1], kind, start, end, err))
                 if unknown:
@@ -211,12 +212,29 @@ class SpanDecoder:
         return out
 
 
+    def _status_verdict(self, key: bytes, kv: bytes) -> int:
+        """What one status attribute says (0: no failure, FAILED_ATTR: HTTP 5xx / gRPC non-OK, BAD_ATTR: not a
+        number), remembered per serialized attribute: the same few values repeat on every call span."""
+        value = kv_scalar(kv)
+        if isinstance(value, str):
+            value = int(value) if value.strip().isdigit() else None
+        if value is None:
+            verdict = BAD_ATTR
+        elif key == _GRPC_STATUS:
+            verdict = FAILED_ATTR if value != 0 else 0
+        else:
+            verdict = FAILED_ATTR if 500 <= value <= 599 else 0
+        if len(self._verdicts) >= _VERDICTS:
+            self._verdicts.clear()
+        self._verdicts[kv] = verdict
+        return verdict
+
     @staticmethod
-    def _failed(st: bytes, status_kvs: list[tuple[bytes, bytes]] | None, events: Any, out: DecodedBatch) -> bool:
+    def _failed(st: bytes, verdicts: int, events: Any, out: DecodedBatch) -> bool:
         """The outcome of a span: status ERROR, an ``exception`` event, HTTP 5xx or gRPC non-OK status
-        attributes, unless the status says OK (the application marked the span successful). Unknown status
-        codes and status attributes that are not numbers are counted in ``out.bad_error_fields`` and read as
-        no error; an error status needs no message."""
+        attributes (``verdicts``: the sum of their :meth:`_status_verdict`), unless the status says OK (the
+        application marked the span successful). Unknown status codes and status attributes that are not
+        numbers are counted in ``out.bad_error_fields`` and read as no error; an error status needs no message."""
         code = STATUS_UNSET
         if st:
             code = status_code(st) if st != _OK_STATUS else STATUS_OK
@@ -227,18 +245,8 @@ class SpanDecoder:
                 code = STATUS_UNSET
         if code == STATUS_OK:
             return False
-        failed = False
-        for k, kv in status_kvs or ():
-            value = kv_scalar(kv)
-            if isinstance(value, str):
-                value = int(value) if value.strip().isdigit() else None
-            if value is None:
-                out.bad_error_fields += 1
-            elif k == _GRPC_STATUS:
-                failed |= value != 0
-            else:
-                failed |= 500 <= value <= 599
-        return failed or any(event_name(ev) == _EXCEPTION for ev in events)
+        out.bad_error_fields += verdicts // BAD_ATTR
+        return bool(verdicts % BAD_ATTR) or any(event_name(ev) == _EXCEPTION for ev in events)
 
 
 def _peer_of(attrs: dict, kind: int) -> tuple[str | None, str | None]:

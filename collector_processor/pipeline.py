@@ -11,10 +11,12 @@ explicit :meth:`tick` calls in tests) assembles, completes, analyses and stores 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -80,11 +82,16 @@ class Pipeline:
         self._queued_spans = 0
         self._inflight_bytes = 0                 # memory limiter: request bytes in accept() + queued spans
         self._qlock = threading.Lock()
+        # decoding slots: tokens in a C-implemented queue (a threading.Semaphore is Python code under the GIL)
+        self._decoding: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(max(1, self.config.max_concurrent_decodes)):
+            self._decoding.put(None)
         self._work_lock = threading.RLock()      # serialises the worker (tick / flush)
         self._assembler = TraceAssembler(self.config, self._c)
         self._spool_refs: dict[int, int] = {}
         self._replayed_rows: set[int] = set()    # spool rows replayed at start, until released
         self._unwritten: list[tuple[AnalysedBatch | None, list[int]]] = []
+        self._processing = 0                     # spans of completed traces being analysed / stored / notified
         self._listeners: list[Callable[[CompletedTrace], None]] = []
         self._batch_listeners: list[Callable[[AnalysedBatch], None]] = []
         self._closed = False
@@ -126,6 +133,25 @@ class Pipeline:
             raise
         if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
             self._count_refused(_span_count(req), "ingest queue is full")
+        self._decoding.get()  # a decoding slot; refusals above are answered without waiting for one
+        try:
+            batch = self._spool_and_queue(raw, req, size)
+        finally:
+            self._decoding.put(None)
+        with self._stat_lock:
+            c = self._c
+            c["spans_received"] += batch.received
+            c["spans_accepted"] += len(batch.spans)
+            c["spans_rejected"] += batch.rejected
+            c["spans_unknown_service"] += batch.unknown_service
+            c["spans_failed"] += batch.failed
+            c["spans_bad_error_fields"] += batch.bad_error_fields
+            if batch.rejected:
+                c["spans_future"] += batch.reasons.get(FUTURE_REASON, 0)
+        return batch
+
+    def _spool_and_queue(self, raw: bytes, req: Any, size: int) -> DecodedBatch:  # req: a LeanRequest
+        """Decode a parsed request, spool it and queue its spans (or raise PipelineFull)."""
         batch = self._decoder.decode(req)
         n = len(batch.spans)
         if n:
@@ -159,16 +185,6 @@ class Pipeline:
                 urgent = self._queued_spans * 2 > self.config.max_queue_spans
             if urgent and self._worker is not None:  # else the worker drains it every tick_interval_s, in bulk
                 self._worker.wake()
-        with self._stat_lock:
-            c = self._c
-            c["spans_received"] += batch.received
-            c["spans_accepted"] += n
-            c["spans_rejected"] += batch.rejected
-            c["spans_unknown_service"] += batch.unknown_service
-            c["spans_failed"] += batch.failed
-            c["spans_bad_error_fields"] += batch.bad_error_fields
-            if batch.rejected:
-                c["spans_future"] += batch.reasons.get(FUTURE_REASON, 0)
         return batch
 
     def refuse(self, raw: bytes | None = None, reason: str = "", new_request: bool = False) -> None:
@@ -253,7 +269,7 @@ class Pipeline:
         with self._work_lock:
             done = self._drain_queue(now)
             done += self._assembler.due(now)
-            return self._finish(done, now)
+            return self._finish_counted(done, now)
 
     def flush(self) -> int:
         """Complete every buffered trace now (shutdown): traces without a root are stored as incomplete."""
@@ -262,7 +278,17 @@ class Pipeline:
             done = self._drain_queue(now)
             done += self._assembler.drain(now)
             self._assembler.finalise_recent()  # stopping: every stored trace is final, its rows can go
+            return self._finish_counted(done, now)
+
+    def _finish_counted(self, done: list[Assembled], now: float) -> int:
+        """:meth:`_finish`, with the spans of ``done`` shown as ``processing_spans`` until it returns (they have
+        left the assembler and are not stored yet)."""
+        self._processing = sum(len(a.spans) for a in done) + sum(int(b.n_spans.sum()) for b, _ in self._unwritten
+                                                                 if b is not None)
+        try:
             return self._finish(done, now)
+        finally:
+            self._processing = 0
 
     def _drain_queue(self, now: float) -> list[Assembled]:
         evicted: list[Assembled] = []
@@ -275,10 +301,10 @@ class Pipeline:
                 self._inflight_bytes -= len(spans) * _SPAN_BYTES
             if spool_id is not None:
                 self._spool_refs[spool_id] = 0
-            evicted += self._assembler.add(spans, spool_id, min(arrived, now))
+            out, traces = self._assembler.add(spans, spool_id, min(arrived, now))
+            evicted += out
             if spool_id is not None:
-                # number of traces that hold this spool row
-                self._spool_refs[spool_id] += len({sp[0] for sp in spans})
+                self._spool_refs[spool_id] += traces  # number of traces that hold this spool row
         return evicted
 
     def _finish(self, done: list[Assembled], now: float) -> int:
@@ -308,7 +334,10 @@ class Pipeline:
                     c["spans_reparented"] += batch.reparented_spans
         release = self._finished_rows()
         if release:  # after every write queued before it: a row goes only once its traces are stored and final
-            pending.append((None, release))
+            if pending and pending[-1][0] is not None and not pending[-1][1]:
+                pending[-1] = (pending[-1][0], release)  # in the same transaction as the last batch
+            else:
+                pending.append((None, release))
         stored = 0
         for k, (item, rows) in enumerate(pending):
             try:
@@ -421,13 +450,16 @@ class Pipeline:
     # ------------------------------------------------------------------ introspection / shutdown
     def stats(self) -> dict[str, int]:
         """Counters (see README): received/accepted/rejected/refused/dropped spans, traces completed/evicted, ...
-        plus the current ``queued_spans``, ``buffered_spans`` and ``buffered_traces``."""
+        plus the current ``queued_spans``, ``buffered_spans``, ``buffered_traces`` and ``processing_spans``
+        (completed, not stored yet: being analysed and written, or waiting to be written again)."""
         with self._stat_lock:
             out = dict(self._c)
         out["queued_spans"] = self._queued_spans
         out["queued_bytes"] = self._inflight_bytes  # memory limiter gauge
         out["buffered_spans"] = self._assembler.buffered_spans
         out["buffered_traces"] = self._assembler.buffered_traces
+        out["processing_spans"] = self._processing or sum(int(b.n_spans.sum()) for b, _ in self._unwritten
+                                                          if b is not None)
         out["span_types"] = len(self.types)
         out["span_types_overflow"] = self.types.overflowed
         out["entry_points"] = len(self.types.entry_ids)

@@ -37,31 +37,23 @@ class SpanTypes:
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def intern(self, service: str, operation: str, kind: str = "span") -> int:
-        key = (service, operation, kind)
+        """The id of a span type (a new one is registered; beyond ``max_types``, an overflow bucket's id)."""
+        return self._intern((service, operation, kind), bounded=True)
+
+    def _intern(self, key: tuple[str, str, str], bounded: bool) -> int:
         i = self._ids.get(key)
         if i is not None:
             return i
         with self._lock:
             i = self._ids.get(key)
-            if i is None and len(self.service) >= self.max_types:
+            if i is None and bounded and len(self.service) >= self.max_types:
                 self.overflowed += 1
+                service, _, kind = key
+                if service not in self._svc_ids:  # a new service: one shared bucket
+                    service = OTHER_OPERATION
                 key = (service, OTHER_OPERATION, kind)
                 i = self._ids.get(key)
-                operation = OTHER_OPERATION
-                if i is None and service not in self._svc_ids:  # a new service: one shared bucket
-                    service = OTHER_OPERATION
-                    key = (service, OTHER_OPERATION, kind)
-                    i = self._ids.get(key)
-            if i is None:
-                i = len(self.service)
-                self.service.append(service)
-                self.operation.append(operation)
-                self.kind.append(kind)
-                self._svc_of.append(self._svc_ids.setdefault(service, len(self._svc_ids)))
-                self._catch_all.append(is_catch_all(operation))
-                self._ids[key] = i
-                self._arrays = None
-        return i
+            return i if i is not None else self._add(key)
 
     def entry(self, type_id: int) -> int:
         """The type a root span of ``type_id`` is stored under: itself while fewer than ``max_entries`` entry
@@ -75,26 +67,21 @@ class SpanTypes:
                 self.entry_ids.add(type_id)
                 return type_id
             self.entries_overflowed += 1
-        other = self._intern_unbounded(OTHER_OPERATION, OTHER_OPERATION, self.kind[type_id])
+        other = self._intern((OTHER_OPERATION, OTHER_OPERATION, self.kind[type_id]), bounded=False)
         self.entry_ids.add(other)  # the overflow bucket itself is always accepted
         return other
 
-    def _intern_unbounded(self, service: str, operation: str, kind: str) -> int:
-        key = (service, operation, kind)
-        i = self._ids.get(key)
-        if i is not None:
-            return i
-        with self._lock:
-            i = self._ids.get(key)
-            if i is None:
-                i = len(self.service)
-                self.service.append(service)
-                self.operation.append(operation)
-                self.kind.append(kind)
-                self._svc_of.append(self._svc_ids.setdefault(service, len(self._svc_ids)))
-                self._catch_all.append(is_catch_all(operation))
-                self._ids[key] = i
-                self._arrays = None
+    def _add(self, key: tuple[str, str, str]) -> int:
+        """Register a new type (lock held)."""
+        service, operation, kind = key
+        i = len(self.service)
+        self.service.append(service)
+        self.operation.append(operation)
+        self.kind.append(kind)
+        self._svc_of.append(self._svc_ids.setdefault(service, len(self._svc_ids)))
+        self._catch_all.append(is_catch_all(operation))
+        self._ids[key] = i
+        self._arrays = None
         return i
 
     def __len__(self) -> int:

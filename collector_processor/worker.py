@@ -27,12 +27,14 @@ log = logging.getLogger("whyslow.worker")
 class BackgroundWorker(Generic[T]):
     """A daemon thread running ``process(batch)`` on queued items and/or ``periodic()`` every ``interval_s``.
 
-    ``max_queue`` bounds the queued items (0: unbounded); ``pending`` counts items queued or being processed.
+    ``max_queue`` bounds the queued items (0: unbounded), or their total ``weight(item)`` when a weight is
+    given (an item heavier than the bound is still taken when the queue is empty); ``pending`` counts items
+    queued or being processed.
     """
 
     def __init__(self, name: str, process: Callable[[list[T]], object] | None = None, *,
                  periodic: Callable[[], object] | None = None, interval_s: float | None = None,
-                 max_queue: int = 0, max_batch: int = 1,
+                 max_queue: int = 0, max_batch: int = 1, weight: Callable[[T], int] | None = None,
                  on_error: Callable[[Exception], None] | None = None,
                  logger: logging.Logger | None = None) -> None:
         if process is None and periodic is None:
@@ -47,6 +49,8 @@ class BackgroundWorker(Generic[T]):
         self._interval = interval_s
         self._max_queue = max_queue
         self._max_batch = max_batch
+        self._weight = weight
+        self._queued = 0  # queued items, or their total weight
         self._on_error = on_error
         self._log = logger or log
         self._items: deque[T] = deque()
@@ -62,10 +66,12 @@ class BackgroundWorker(Generic[T]):
         """Queue one item (never blocks); False when the bounded queue is full or the worker has stopped."""
         if self._process is None:
             raise TypeError(f"{self.name} has no process step: nothing to submit to")
+        w = 1 if self._weight is None else self._weight(item)
         with self._cond:
-            if self._stop.is_set() or (self._max_queue and len(self._items) >= self._max_queue):
+            if self._stop.is_set() or (self._max_queue and self._queued and self._queued + w > self._max_queue):
                 return False
             self._items.append(item)
+            self._queued += w
             self._pending += 1
             self._cond.notify_all()
             return True
@@ -149,6 +155,7 @@ class BackgroundWorker(Generic[T]):
                 if self._stop.is_set() and not self._items:
                     return
                 batch = [self._items.popleft() for _ in range(min(self._max_batch, len(self._items)))]
+                self._queued -= len(batch) if self._weight is None else sum(map(self._weight, batch))
                 self._woken = False
             try:
                 if batch and self._process is not None:

@@ -1,8 +1,9 @@
 """Detector: score every completed trace's entry latency, explain the outliers on a background worker.
 
-`Detector.on_trace` is the collector Pipeline's listener: it only enqueues (never blocks ingestion).
-A scoring worker (`BackgroundWorker`) drains the queue in batches and scores each entry point's batch with one
-vectorised engine call; traces above the threshold go to the bounded queue of an explanation worker, so a slow
+`Detector.on_batch` is the collector Pipeline's batch listener: it only cuts each stored batch into one numpy
+latency matrix per entry point (no per-trace Python objects) and enqueues them (`on_trace` takes single
+`CompletedTrace`s the same way). A scoring worker (`BackgroundWorker`) drains the queue and scores each entry
+point's matrix with one vectorised engine call; traces above the threshold go to the bounded queue of an explanation worker, so a slow
 attribution never delays scoring. Explained outliers are published to the `OutlierHub`
 (gRPC WatchOutliers) and to the outlier callbacks (Grafana annotation pusher).
 
@@ -22,7 +23,7 @@ import queue
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ import pandas as pd
 
 import rca_engine
 from collector_processor import CompletedTrace, TraceStore
+from collector_processor.records import ERR, LAT, AnalysedBatch
 from collector_processor.worker import BackgroundWorker
 from plugin.explain import Explainer
 from plugin.models import SCORE_BASE, FittedModel, ModelManager, feature_matrix
@@ -41,7 +43,8 @@ if TYPE_CHECKING:
     from plugin.config import ServeConfig
     from plugin.metrics import ServerMetrics
 
-MAX_PENDING_TRACES = 20_000  # completed traces waiting to be scored (~2 kB each)
+MAX_PENDING_TRACES = 20_000  # completed traces waiting to be scored
+CHUNK_TRACES = 2_048         # traces per queued scoring item at most
 PENDING_WAIT_S = 60.0         # how long the pipeline waits for room before a trace goes unscored (counted)
 
 log = logging.getLogger("whyslow.detector")
@@ -111,6 +114,74 @@ class OutlierHub:
 
 
 @dataclass(frozen=True)
+class ScoreChunk:
+    """Completed traces of one entry point waiting to be scored: their node latencies as one matrix."""
+
+    entry: str
+    trace_ids: list[str]
+    nodes: list[str]          # columns of ``latency``: the nodes present in at least one of the traces
+    latency: np.ndarray       # (traces, nodes) ms, 0 where a trace did not call the node
+    failed: np.ndarray        # bool per trace: the entry point's span failed (the request's outcome)
+
+    def __len__(self) -> int:
+        return len(self.trace_ids)
+
+    @staticmethod
+    def from_traces(traces: list[CompletedTrace]) -> list[ScoreChunk]:
+        """One chunk per entry point of listener records (their row dicts)."""
+        groups: dict[str, list[CompletedTrace]] = defaultdict(list)
+        for trace in traces:
+            groups[str(trace.entry)].append(trace)
+        out = []
+        for entry, group in groups.items():
+            frame = pd.DataFrame([t.row for t in group], dtype=float).fillna(0.0)
+            out.append(ScoreChunk(entry, [str(t.trace_id) for t in group], [str(c) for c in frame.columns],
+                                  frame.to_numpy(dtype=float), np.array([t.failed for t in group], dtype=bool)))
+        return out
+
+    @staticmethod
+    def from_batch(batch: AnalysedBatch, exclude: Collection[str] = (),
+                   max_traces: int = CHUNK_TRACES) -> list[ScoreChunk]:
+        """Chunks (per entry point, at most ``max_traces`` traces each) of a stored batch, built with numpy
+        from its long-form feature rows; traces whose id is in ``exclude`` are left out."""
+        n = len(batch)
+        if not n:
+            return []
+        codes_of: dict[str, int] = {}
+        codes = np.array([codes_of.setdefault(e, len(codes_of)) for e in batch.entries], dtype=np.int64)
+        if exclude:
+            codes[np.array([t in exclude for t in batch.trace_ids], dtype=bool)] = -1
+        f_trace, f_node = np.asarray(batch.f_trace, dtype=np.int64), np.asarray(batch.f_node_idx, dtype=np.int64)
+        row_code = codes[f_trace]
+        node_pos = {name: i for i, name in enumerate(batch.nodes)}
+        lut = np.full(len(batch.nodes), -1, dtype=np.int64)
+        out = []
+        for entry, code in codes_of.items():
+            traces = np.flatnonzero(codes == code)
+            if not len(traces):
+                continue
+            rows = np.flatnonzero(row_code == code)
+            r_trace, r_node = f_trace[rows], f_node[rows]
+            cols = np.unique(r_node)
+            lut[cols] = np.arange(len(cols))
+            at = np.empty(n, dtype=np.int64)
+            at[traces] = np.arange(len(traces))
+            latency = np.zeros((len(traces), len(cols)))
+            latency[at[r_trace], lut[r_node]] = batch.values[rows, LAT]
+            failed = np.zeros(len(traces), dtype=bool)
+            entry_node = node_pos.get(entry)
+            if entry_node is not None:
+                own = r_node == entry_node
+                failed[at[r_trace[own]]] = batch.values[rows[own], ERR] > 0
+            nodes = [batch.nodes[i] for i in cols.tolist()]
+            ids = [batch.trace_ids[i] for i in traces.tolist()]
+            for lo in range(0, len(ids), max_traces):
+                hi = lo + max_traces
+                out.append(ScoreChunk(entry, ids[lo:hi], nodes, latency[lo:hi], failed[lo:hi]))
+        return out
+
+
+@dataclass(frozen=True)
 class BacklogJob:
     """Score the traces of `entry` that arrived before its first model (queued on the scoring thread)."""
 
@@ -141,8 +212,9 @@ class Detector:
         self.on_outlier = list(on_outlier or [])
         # bounded: when scoring falls behind, the pipeline's worker waits in on_trace, its ingest queue fills and
         # the receivers answer with retryable refusals (end-to-end backpressure instead of unbounded memory)
-        self._scoring = BackgroundWorker[CompletedTrace | BacklogJob](
-            "whyslow-score", self._score_items, max_queue=MAX_PENDING_TRACES, max_batch=512, logger=log)
+        self._scoring = BackgroundWorker[ScoreChunk | BacklogJob](
+            "whyslow-score", self._score_items, max_queue=MAX_PENDING_TRACES, max_batch=64,
+            weight=lambda item: len(item) if isinstance(item, ScoreChunk) else 1, logger=log)
         self._unscored: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=max(1, int(config.window))))
         self._unscored_lock = threading.Lock()
         models.first_fit_listeners.append(self._on_first_fit)
@@ -158,12 +230,21 @@ class Detector:
         return self._scoring.pending + self._explaining.pending  # scoring queues explanations before it is done
 
     # --- listener (collector thread) -------------------------------------------------------------
+    def on_batch(self, batch: AnalysedBatch, exclude: Collection[str] = ()) -> None:
+        """Pipeline batch listener: enqueue the batch's traces (but those in ``exclude``) for scoring."""
+        for chunk in ScoreChunk.from_batch(batch, exclude):
+            self._enqueue(chunk)
+
     def on_trace(self, trace: CompletedTrace) -> None:
-        """Pipeline listener: enqueue only."""
+        """Pipeline listener for one trace at a time: enqueue only."""
+        for chunk in ScoreChunk.from_traces([trace]):
+            self._enqueue(chunk)
+
+    def _enqueue(self, chunk: ScoreChunk) -> None:
         deadline = time.monotonic() + PENDING_WAIT_S
-        while not self._scoring.submit(trace):  # full: wait for room (backpressure), bounded
+        while not self._scoring.submit(chunk):  # full: wait for room (backpressure), bounded
             if self._scoring.stopping or time.monotonic() >= deadline:
-                self.counters["unscored_overflow"] += 1  # the scoring thread is stuck: stored, not scored
+                self.counters["unscored_overflow"] += len(chunk)  # the scoring thread is stuck: stored, not scored
                 return
             time.sleep(0.005)
 
@@ -191,42 +272,48 @@ class Detector:
         self._explaining.stop(5.0)
 
     # --- scoring ---------------------------------------------------------------------------------
-    def _score_items(self, batch: list[CompletedTrace | BacklogJob]) -> None:
-        """The scoring worker's step: a batch of traces (one engine call per entry point), then backlogs."""
-        traces = [b for b in batch if not isinstance(b, BacklogJob)]
-        if traces:
-            self.score_batch(traces)
+    def _score_items(self, batch: list[ScoreChunk | BacklogJob]) -> None:
+        """The scoring worker's step: chunks of traces (one engine call per entry point), then backlogs."""
+        chunks = [b for b in batch if isinstance(b, ScoreChunk)]
+        if chunks:
+            self.score_chunks(chunks)
         for job in batch:
             if isinstance(job, BacklogJob):
                 self.score_backlog(job.entry)
 
     def score_batch(self, batch: list[CompletedTrace]) -> None:
-        """Score a batch (grouped per entry point, one vectorised engine call per group)."""
-        groups: dict[str, list[CompletedTrace]] = defaultdict(list)
-        for trace in batch:
-            entry = str(trace.entry)
-            groups[entry].append(trace)
-        for entry, traces in groups.items():
+        """Score listener records now (grouped per entry point, one vectorised engine call per group)."""
+        self.score_chunks(ScoreChunk.from_traces(batch))
+
+    def score_chunks(self, chunks: list[ScoreChunk]) -> None:
+        """Score chunks now; chunks of the same entry point are stacked into one engine call."""
+        groups: dict[str, list[ScoreChunk]] = defaultdict(list)
+        for chunk in chunks:
+            groups[chunk.entry].append(chunk)
+        for entry, group in groups.items():
+            trace_ids = [t for c in group for t in c.trace_ids]
+            n = len(trace_ids)
             fitted = self.models.get(entry)
             if fitted is None:  # remembered before `observe` can wake the first fit (see score_backlog)
                 with self._unscored_lock:
-                    self._unscored[entry].extend(str(t.trace_id) for t in traces)
-            self.models.observe(entry, len(traces))
-            self.counters["traces"] += len(traces)
-            self.metrics.traces.labels(entry).inc(len(traces))
+                    self._unscored[entry].extend(trace_ids)
+            self.models.observe(entry, n)
+            self.counters["traces"] += n
+            self.metrics.traces.labels(entry).inc(n)
             if fitted is None:
-                self.counters["unscored_learning"] += len(traces)
+                self.counters["unscored_learning"] += n
                 continue
-            rows = [t.row for t in traces]
-            self.models.nodes_seen(entry, set().union(*rows))
-            scores = self._scores(entry, fitted, pd.DataFrame(rows))
+            self.models.nodes_seen(entry, {node for c in group for node in c.nodes})
+            frame = pd.concat([pd.DataFrame(c.latency, columns=c.nodes) for c in group], ignore_index=True) \
+                if len(group) > 1 else pd.DataFrame(group[0].latency, columns=group[0].nodes)
+            scores = self._scores(entry, fitted, frame)
             if scores is None:
                 continue
-            self._count_scored(len(traces))
-            self._flag(entry, [str(t.trace_id) for t in traces], scores)
-            failed = [str(t.trace_id) for t in traces if t.failed]
-            if failed:
-                self._flag_failures(entry, fitted, failed)
+            self._count_scored(n)
+            self._flag(entry, trace_ids, scores)
+            failed = np.concatenate([c.failed for c in group])
+            if failed.any():
+                self._flag_failures(entry, fitted, [trace_ids[i] for i in np.flatnonzero(failed).tolist()])
 
     def _flag_failures(self, entry: str, fitted: FittedModel, trace_ids: list[str]) -> None:
         """Failed requests: the IT score of the entry's failure, -log P(entry fails) under the failure model
@@ -261,19 +348,22 @@ class Detector:
 
     def _flag(self, entry: str, trace_ids: list[str], scores: np.ndarray, kind: str = "latency") -> None:
         """Mark the traces at or above the threshold as outliers of `kind` and queue their explanations."""
-        for trace_id, score in zip(trace_ids, scores, strict=True):
-            if score >= self.config.threshold:
-                self.counters["outliers"] += 1
-                if kind == "error":
-                    self.counters["error_outliers"] += 1
-                self.metrics.outliers.labels(entry).inc()
-                try:
-                    self.results.mark_outlier(trace_id, float(score), kind)
-                except Exception as exc:  # noqa: BLE001 - the explanation still runs (and marks it again)
-                    log.warning("cannot mark %s as outlier: %s", trace_id, exc)
-                if not self._explaining.submit((trace_id, float(score), kind)):
-                    self.counters["explain_dropped"] += 1
-                    self.metrics.explain_dropped.inc()
+        scores = np.asarray(scores, dtype=float)
+        if len(scores) != len(trace_ids):
+            raise ValueError(f"{len(scores)} scores for {len(trace_ids)} traces")
+        for k in np.flatnonzero(scores >= self.config.threshold).tolist():
+            trace_id, score = trace_ids[k], float(scores[k])
+            self.counters["outliers"] += 1
+            if kind == "error":
+                self.counters["error_outliers"] += 1
+            self.metrics.outliers.labels(entry).inc()
+            try:
+                self.results.mark_outlier(trace_id, score, kind)
+            except Exception as exc:  # noqa: BLE001 - the explanation still runs (and marks it again)
+                log.warning("cannot mark %s as outlier: %s", trace_id, exc)
+            if not self._explaining.submit((trace_id, score, kind)):
+                self.counters["explain_dropped"] += 1
+                self.metrics.explain_dropped.inc()
 
     # --- the learning backlog --------------------------------------------------------------------
     def _seed_backlog(self) -> None:

@@ -219,7 +219,9 @@ class WhySlowServer:
         self.gate: SettleGate | None = None
         if self.share.count > 1:  # a trace split across replicas is neither scored nor explained (replicas.py)
             self.gate = SettleGate(store, self.detector.on_trace, settle_delay(cfg.trace_timeout_s))  # type: ignore[arg-type]
-        self.pipeline.add_listener(self.detector.on_trace if self.gate is None else self.gate.on_trace)
+            self.pipeline.add_listener(self.gate.on_trace)
+        else:  # one process holds every trace: score whole stored batches (one matrix per entry point)
+            self.pipeline.add_batch_listener(self.detector.on_batch)
         self.metrics.watch_pipeline(self.pipeline.stats)
         self.pipeline.add_batch_listener(self.metrics.watch_self_time(cfg.self_time_top_n).observe_batch)
         self.source = open_configured_source(cfg, self.pipeline, store)

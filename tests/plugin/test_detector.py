@@ -92,6 +92,24 @@ def test_a_trace_is_flagged_and_explained_when_its_entry_score_reaches_the_thres
     assert results.explanation(slow.trace_id)["trace_id"] == slow.trace_id
 
 
+def test_a_stored_batch_is_scored_as_its_traces_are(stack) -> None:
+    """The pipeline's batch listener (numpy matrices per entry point) scores exactly as the per-trace path."""
+    detector, models, results, _hub, _seen = stack
+    models.observe(ENTRY, 300)
+    fitted = models.fit(ENTRY)
+    detector.start()
+    batch = entry_db_batch([1000, 1001, 1002], np.array([20.0, 200.0, 21.0]), np.array([5.0, 5.0, 4.0]))
+    detector.on_batch(batch, exclude={f"{1002:032x}"})  # e.g. a fragment split across replicas
+    assert detector.drain(30.0) and detector.pending == 0
+    rows = [{ENTRY: 25.0, DB: 20.0}, {ENTRY: 205.0, DB: 200.0}]
+    expected = rca_engine.outlier_scores(fitted.model, feature_matrix(pd.DataFrame(rows), fitted.columns),
+                                         base=SCORE_BASE)[ENTRY].to_numpy()
+    assert expected[0] < detector.config.threshold <= expected[1]
+    c = detector.counters
+    assert (c["traces"], c["scored"], c["outliers"]) == (2, 2, 1)
+    assert set(results.outlier_ids(ENTRY)) == {f"{1001:032x}"}
+
+
 def test_traces_of_a_learning_entry_wait_and_a_failing_callback_does_not_stop_the_others(stack) -> None:
     detector, models, _results, _hub, seen = stack
     detector.score_batch([completed(1000, 20.0, 5.0)])
