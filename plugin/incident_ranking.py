@@ -2,8 +2,8 @@
 
 Per-request outliers alone miss what real incidents mostly are -- one service x2..x20 slower on 5-10 % of the
 requests, during drifting traffic -- because almost no request crosses the 1-in-10,000 threshold. The window as a
-whole is therefore also compared with the baseline just before it (default: the preceding 30 minutes, without the
-stretches of it that were themselves incidents), and three kinds of evidence are combined:
+whole is therefore also compared with the baseline just before it (default: the preceding 30 minutes, earlier
+incidents left out), and three kinds of evidence are combined:
 
 * **outliers** -- the explained per-request outliers of the window (:func:`plugin.incident.summarize`);
 * **shift** -- per-node shift scores of own time and call gaps (:mod:`plugin.shift_scores`): the window counts as
@@ -17,7 +17,17 @@ Each kind present gives the services shares summing to 1 (edge nodes -- call gap
 their two ends by :func:`plugin.incident.resolve_edge_ends`); a service's score is the mean of its shares over the
 kinds present, each kind weighted by how surely it says the window changed, in nats (the outliers: the Poisson
 tail of their count at the detector's chance rate; the shift and the attribution: the window's top shift score), so
-one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score`` and no attribution names nobody.
+one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score``
+and no attribution names nobody.
+
+Earlier incidents are left out **per service** (:func:`shift_report`): each baseline minute, pooled with its
+neighbours (one minute of a quietly called service holds too few values to be judged alone), is shift-scored
+against the 30 minutes before it; the services of its nodes that reach ``EXCLUDE_SCORE`` are implicated, and that
+minute's values of their nodes (their own times, the calls into them, the calls they make) leave every later
+baseline, while the other services keep theirs: an incident on one service says nothing about another's, and
+where incidents are frequent, leaving out whole minutes would empty the baseline -- while keeping an earlier
+incident on the same service would hide its repeat. Traces the detector flagged leave the baseline too (as they
+leave model training). The minutes' verdicts are shared with continuous detection (:mod:`plugin.watch`).
 """
 
 from __future__ import annotations
@@ -52,6 +62,9 @@ MIN_SHIFT_SCORE = float(np.log(20.0))
 # a minute is judged pooled with its neighbours (the JUDGE_RADIUS minutes either side): an incident that matters
 # to a baseline lasts minutes, and one minute of a quietly called service holds too few values to be judged alone
 JUDGE_RADIUS = 1
+# the level (nats) at which a baseline minute implicates a service: one level for every caller (the incident
+# endpoint, continuous detection), so the verdicts they share mean the same whoever judged the minute first
+EXCLUDE_SCORE = MIN_SHIFT_SCORE
 SETTLE_NS = 2 * MINUTE_NS  # a minute's verdict is kept once it ended this long ago
 MAX_ROWS = 20_000
 DEFAULT_THRESHOLD = float(np.log(10_000.0))  # serve's outlier threshold, when the caller does not give its rate  # newest traces per entry point and period
@@ -178,13 +191,13 @@ def mask_implicated(own: pd.DataFrame, minutes: np.ndarray, rows: np.ndarray,
 
 
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
-                 min_score: float = MIN_SHIFT_SCORE, exclude_score: float | None = None) -> ShiftReport:
+                 exclude_score: float = EXCLUDE_SCORE) -> ShiftReport:
     """Shift scores of the window against its baseline without earlier incidents, judged per service.
 
     Traces the detector flagged (``periods.outlier_ids``) are not normal behaviour and are left out, as model
     training leaves them out. The baseline's minutes are judged oldest first: a minute's traces against the 30
     minutes before it (with the incidents found so far left out); the services of its nodes whose shift score
-    reaches ``exclude_score`` (default ``min_score``) are implicated, and that minute's values of their nodes (own
+    reaches ``exclude_score`` are implicated, and that minute's values of their nodes (own
     times, calls into them, their outgoing calls) are left out of every later baseline -- the other services'
     values of that minute stay (an incident on one service says nothing about another's, and a busy system's
     baseline would otherwise lose most of its minutes). Minutes before the baseline count as normal unless
@@ -204,7 +217,7 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
     implicated = dict(verdicts.implicated(scope, first - span, first))
     settled = (time.time_ns() - SETTLE_NS) // MINUTE_NS  # minutes before this one receive no more traces
     minute_of = {e: s // MINUTE_NS for e, s in starts.items()}
-    level = min_score if exclude_score is None else exclude_score
+    level = exclude_score
     r = JUDGE_RADIUS
     last = -(-periods.base_hi // MINUTE_NS)  # the minutes of the baseline: [first, last)
     for minute in range(first, last):
@@ -216,7 +229,8 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
             before = {e: (m < minute - r) & (m >= minute - r - span) & clean[e] for e, m in minute_of.items()}
             seg = {e: history[e][inside[e]] for e in history}
             ref = {e: mask_implicated(history[e], minute_of[e], before[e], implicated, ends[e]) for e in history}
-            known = frozenset(n.service for n in shift_scores(ref, seg, graphs).significant(level))
+            judged = shift_scores(ref, seg, graphs, report_above=max(level, 1e-9))
+            known = frozenset(n.service for n in judged.significant(level))
             if minute + r < min(settled, last):  # its neighbours were all there
                 verdicts.put(scope, minute, known)
         if known:
@@ -298,7 +312,7 @@ def rank_window(payloads: Sequence[Mapping[str, Any]], periods: Periods, min_sco
     kinds: dict[str, dict[str, float]] = {}
     if summary["outliers"]:
         kinds["outliers"] = _shares({s["service"]: s["share"] for s in summary["services"]})
-    report = shift_report(periods, verdicts, min_score)
+    report = shift_report(periods, verdicts)
     changed = report.top_score >= min_score
     if changed:
         singles, pairs, seen = service_evidence(report, 0.0)
