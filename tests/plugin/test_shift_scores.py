@@ -191,3 +191,21 @@ def test_one_chance_outlier_does_not_outvote_a_clear_shift():
     pay_share = next(s["evidence"]["shift"] for s in out["services"] if s["service"] == "pay")
     assert score["cart"] == pytest.approx(w_out / (w_out + w_shift))
     assert score["pay"] == pytest.approx(w_shift * pay_share / (w_out + w_shift))
+
+
+def test_minute_verdicts_mean_the_same_whoever_judged_first():
+    """Continuous detection asks with its alert level (1 in 1,000) and shares the minute verdicts with the endpoint
+    (here, a modest earlier incident on cart that the alert level alone would judge over fewer minutes):
+    the baseline the endpoint then uses is the one it would have judged alone."""
+    rng = np.random.default_rng(13)
+    lo = 100_000 * MINUTE_NS
+    minutes = [traffic(20, rng, slow="cart:GET /cart" if -12 <= m < -9 else None, factor=1.6, fraction=0.5,
+                       start_ns=lo + m * MINUTE_NS, spacing_ns=3 * 10**9) for m in range(-60, 0)]
+    win = traffic(60, rng, start_ns=lo, spacing_ns=3 * 10**9)
+    shared = MinuteVerdicts()
+    rank_window([], periods(pd.concat(minutes), win, lo), min_score=float(np.log(1000)), attribution=False,
+                verdicts=shared)
+    after_watch = rank_window([], periods(pd.concat(minutes), win, lo), attribution=False, verdicts=shared)
+    alone = rank_window([], periods(pd.concat(minutes), win, lo), attribution=False, verdicts=MinuteVerdicts())
+    assert after_watch["baseline"] == alone["baseline"] and alone["baseline"]["excluded"]
+    assert {e["services"][0] for e in alone["baseline"]["excluded"]} == {"cart"}
