@@ -22,8 +22,10 @@ and no attribution names nobody.
 
 Earlier incidents are left out **per service** (:func:`shift_report`): each baseline minute, pooled with its
 neighbours (one minute of a quietly called service holds too few values to be judged alone), is shift-scored
-against the 30 minutes before it; the services of its nodes that reach ``EXCLUDE_SCORE`` are implicated, and that
-minute's values of their nodes (their own times, the calls into them, the calls they make) leave every later
+against the 30 minutes before it per service -- its own spans pooled, the calls into it pooled, each node's values
+over its own median (``shift_scores(by_service=True)``): the question is which services moved, and pooling gives
+each test more values and fewer tests to correct for; the services that reach ``EXCLUDE_SCORE`` are implicated,
+and that minute's values of their nodes (their own times, the calls into them, the calls they make) leave every later
 baseline, while the other services keep theirs: an incident on one service says nothing about another's, and
 where incidents are frequent, leaving out whole minutes would empty the baseline -- while keeping an earlier
 incident on the same service would hide its repeat. Traces the detector flagged leave the baseline too (as they
@@ -229,7 +231,7 @@ def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
             before = {e: (m < minute - r) & (m >= minute - r - span) & clean[e] for e, m in minute_of.items()}
             seg = {e: history[e][inside[e]] for e in history}
             ref = {e: mask_implicated(history[e], minute_of[e], before[e], implicated, ends[e]) for e in history}
-            judged = shift_scores(ref, seg, graphs, report_above=max(level, 1e-9))
+            judged = shift_scores(ref, seg, graphs, report_above=max(level, 1e-9), by_service=True)
             known = frozenset(n.service for n in judged.significant(level))
             if minute + r < min(settled, last):  # its neighbours were all there
                 verdicts.put(scope, minute, known)

@@ -209,3 +209,35 @@ def test_minute_verdicts_mean_the_same_whoever_judged_first():
     alone = rank_window([], periods(pd.concat(minutes), win, lo), attribution=False, verdicts=MinuteVerdicts())
     assert after_watch["baseline"] == alone["baseline"] and alone["baseline"]["excluded"]
     assert {e["services"][0] for e in alone["baseline"]["excluded"]} == {"cart"}
+
+
+def test_by_service_pools_a_services_nodes_each_over_its_own_median():
+    """Two operations of cart, 3 window values each, all far above every baseline value: per node, 3 values give
+    p = 1 / C(n + 3, 3) at best, which after the correction for the nodes tested is not significant; pooled per
+    service (each node's values over its own baseline median) the 6 values give p = 1 / C(2n + 6, 6) (the
+    exact-test bound, computed here independently) and cart is implicated."""
+    from math import comb
+
+    from collector_processor import CallGraph, NodeInfo
+
+    rng = np.random.default_rng(14)
+    g = CallGraph("fe:GET /")
+    names = ["net:cart:GET /cart", "net:cart:POST /cart"] + [f"net:s{i}:GET /" for i in range(40)]
+    g.nodes = {"fe:GET /": NodeInfo("fe", "GET /", "span", "sum")}
+    for name in names:
+        service, op = name.split(":")[1], name.split(":", 2)[2]
+        g.nodes[name] = NodeInfo(service, op, "call_gap", "sum")
+    g.call_edges = [("fe:GET /", name) for name in names]
+    n = 12
+    base = pd.DataFrame({name: rng.lognormal(np.log(3.0 + i), 0.1, n) for i, name in enumerate(names)})
+    win = pd.DataFrame({name: rng.lognormal(np.log(3.0 + i), 0.1, 3) for i, name in enumerate(names)})
+    win[names[:2]] = win[names[:2]] * 100.0  # cart's interface delayed: every call into it
+    per_node = shift_scores({"fe:GET /": base}, {"fe:GET /": win}, {"fe:GET /": g})
+    assert per_node.significant(np.log(20)) == []
+    assert max(x.raw_score for x in per_node.nodes) == pytest.approx(np.log(comb(n + 3, 3)))
+    pooled = shift_scores({"fe:GET /": base}, {"fe:GET /": win}, {"fe:GET /": g}, by_service=True)
+    cart = next(x for x in pooled.nodes if x.service == "cart")
+    assert cart.node == "cart (calls into it)" and cart.kind == "service"
+    assert (cart.baseline_n, cart.window_n) == (2 * n, 6)
+    assert cart.raw_score == pytest.approx(np.log(comb(2 * n + 6, 6)))
+    assert [x.service for x in pooled.significant(np.log(20))] == ["cart"]
