@@ -176,12 +176,11 @@ def mask_implicated(own: pd.DataFrame, minutes: np.ndarray, rows: np.ndarray,
     """The own times of ``rows`` with, in each incident minute, the values of the nodes of the implicated services
     blanked (NaN: not part of the baseline): a node's own time or call gap, and an edge node also when its caller is
     implicated (CPU contention in a caller slows its outgoing calls)."""
-    out = own.loc[rows].copy()
-    if out.empty or not implicated:
-        return out
+    if not implicated:
+        return own.loc[rows]
     mins = minutes[rows]
-    cols = list(out.columns)
-    values = out.to_numpy(dtype=float, copy=True)
+    cols = list(own.columns)
+    values = own.to_numpy(dtype=float)[rows]  # a copy (boolean rows); one frame built at the end
     for minute in np.unique(mins):
         services = implicated.get(int(minute))
         if not services:
@@ -189,7 +188,7 @@ def mask_implicated(own: pd.DataFrame, minutes: np.ndarray, rows: np.ndarray,
         hit = [i for i, c in enumerate(cols) if c in ends and (ends[c][0] in services or ends[c][1] in services)]
         if hit:
             values[np.ix_(mins == minute, hit)] = np.nan
-    return pd.DataFrame(values, index=out.index, columns=cols)
+    return pd.DataFrame(values, index=own.index[rows], columns=cols)
 
 
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
