@@ -24,7 +24,7 @@ class Fault:
     index: int
     inject_ns: int
     service: str  # ground truth: service of the injected pod
-    kind: str  # network_delay | cpu_contention
+    kind: str  # network_delay | cpu_contention (other days also: cpu_consumed, return, exception)
     files: list[Path]
 
 
@@ -33,13 +33,18 @@ def service_of(pod: str) -> str:
     return pod.rsplit("-", 2)[0]
 
 
-def load_faults(root: Path) -> list[Fault]:
-    data = json.loads((root / "rca_data" / DAY / f"{DAY}-fault_list.json").read_text())
-    trace_dir = root / "rca_data" / DAY / "trace"
+def load_faults(root: Path, day: str = DAY, clock: str = "inject_timestamp") -> list[Fault]:
+    """The faults of one day of a Nezha directory (``rca_data/<day>/<day>-fault_list.json``), in time order.
+    ``clock``: the field that gives the injection time: ``inject_timestamp`` (unix s) or ``inject_time`` (the
+    wall-clock text, read as UTC: on 2023-01-29 the timestamps of the code faults are 8 hours off the span files,
+    while the text matches them on every day)."""
+    data = json.loads((root / "rca_data" / day / f"{day}-fault_list.json").read_text())
+    trace_dir = root / "rca_data" / day / "trace"
     faults = []
     for hour in sorted(data, key=int):
         for item in data[hour]:
-            ts = int(item["inject_timestamp"])
+            ts = (int(item["inject_timestamp"]) if clock == "inject_timestamp"
+                  else int(pd.Timestamp(item["inject_time"]).value // 1_000_000_000))
             t = pd.Timestamp(ts, unit="s")
             files = []
             for m in range(3):

@@ -2,8 +2,8 @@
 
 Per-request outliers alone miss what real incidents mostly are -- one service x2..x20 slower on 5-10 % of the
 requests, during drifting traffic -- because almost no request crosses the 1-in-10,000 threshold. The window as a
-whole is therefore also compared with the baseline just before it (default: the preceding 30 minutes, without the
-stretches of it that were themselves incidents), and three kinds of evidence are combined:
+whole is therefore also compared with the baseline just before it (default: the preceding 30 minutes, earlier
+incidents left out), and three kinds of evidence are combined:
 
 * **outliers** -- the explained per-request outliers of the window (:func:`plugin.incident.summarize`);
 * **shift** -- per-node shift scores of own time and call gaps (:mod:`plugin.shift_scores`): the window counts as
@@ -17,7 +17,19 @@ Each kind present gives the services shares summing to 1 (edge nodes -- call gap
 their two ends by :func:`plugin.incident.resolve_edge_ends`); a service's score is the mean of its shares over the
 kinds present, each kind weighted by how surely it says the window changed, in nats (the outliers: the Poisson
 tail of their count at the detector's chance rate; the shift and the attribution: the window's top shift score), so
-one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score`` and no attribution names nobody.
+one chance outlier does not outvote a clear shift. A window with no outlier, no shift score reaching ``min_score``
+and no attribution names nobody.
+
+Earlier incidents are left out **per service** (:func:`shift_report`): each baseline minute, pooled with its
+neighbours (one minute of a quietly called service holds too few values to be judged alone), is shift-scored
+against the 30 minutes before it per service -- its own spans pooled, the calls into it pooled, each node's values
+over its own median (``shift_scores(by_service=True)``): the question is which services moved, and pooling gives
+each test more values and fewer tests to correct for; the services that reach ``EXCLUDE_SCORE`` are implicated,
+and that minute's values of their nodes (their own times, the calls into them, the calls they make) leave every later
+baseline, while the other services keep theirs: an incident on one service says nothing about another's, and
+where incidents are frequent, leaving out whole minutes would empty the baseline -- while keeping an earlier
+incident on the same service would hide its repeat. Traces the detector flagged leave the baseline too (as they
+leave model training). The minutes' verdicts are shared with continuous detection (:mod:`plugin.watch`).
 """
 
 from __future__ import annotations
@@ -49,6 +61,12 @@ DEFAULT_WINDOW_NS = 15 * MINUTE_NS  # the window when none is given: the last 15
 # a window is changed when some node's shift score reaches this (nats, corrected for the window's tests): a
 # family-wise error of 5 % per question asked of a window
 MIN_SHIFT_SCORE = float(np.log(20.0))
+# a minute is judged pooled with its neighbours (the JUDGE_RADIUS minutes either side): an incident that matters
+# to a baseline lasts minutes, and one minute of a quietly called service holds too few values to be judged alone
+JUDGE_RADIUS = 1
+# the level (nats) at which a baseline minute implicates a service: one level for every caller (the incident
+# endpoint, continuous detection), so the verdicts they share mean the same whoever judged the minute first
+EXCLUDE_SCORE = MIN_SHIFT_SCORE
 SETTLE_NS = 2 * MINUTE_NS  # a minute's verdict is kept once it ended this long ago
 MAX_ROWS = 20_000
 DEFAULT_THRESHOLD = float(np.log(10_000.0))  # serve's outlier threshold, when the caller does not give its rate  # newest traces per entry point and period
@@ -82,8 +100,9 @@ class Periods:
     window: dict[str, pd.DataFrame] = field(default_factory=dict)  # features (latency per node, ms)
     history: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline and the 30 minutes before it
     baseline: dict[str, pd.DataFrame] = field(default_factory=dict)  # the baseline without earlier incidents
-    excluded: list[tuple[int, int]] = field(default_factory=list)  # baseline segments left out (earlier incidents)
-    outlier_starts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # flagged traces' starts
+    # baseline minutes left out for some services (earlier incidents): (from, to, services)
+    excluded: list[tuple[int, int, list[str]]] = field(default_factory=list)
+    outlier_ids: frozenset[str] = frozenset()  # traces the detector flagged (left out of the baseline)
     outlier_rate: float = 0.0  # the detector's chance rate of an outlier per trace (e^-threshold)
     scope: frozenset[str] = frozenset()  # the entry points asked about (minute verdicts are kept per scope)
 
@@ -111,83 +130,124 @@ def read_periods(store: TraceStore, entries: Iterable[str], lo: int, hi: int, ba
 
 
 class MinuteVerdicts:
-    """Which minutes (unix-minute grid) were incidents, per set of entry points judged together: a minute whose
-    traces, against its own baseline (the 30 minutes before it without the earlier incident minutes), have some
-    node with a shift score of at least ``min_score``, or more detector-flagged outliers than chance. Earlier
-    incidents are left out of a window's baseline; the verdicts of minutes that are over (no trace can still arrive
-    for them) are kept (thread-safe, bounded)."""
+    """Which services each minute (unix-minute grid) was an incident of, per set of entry points judged together:
+    the services of the nodes whose own time or call gap, in that minute, has a shift score of at least the level
+    against the minute's own baseline (the 30 minutes before it, each service's incident minutes left out of its
+    nodes). An empty set: a normal minute. Earlier incidents are left out of a window's baseline *for the services
+    they implicate*; the verdicts of minutes that are over (no trace can still arrive for them) are kept
+    (thread-safe, bounded)."""
 
     def __init__(self, max_minutes: int = 7 * 24 * 60) -> None:
-        self._verdicts: dict[tuple[frozenset[str], int], bool] = {}
+        self._verdicts: dict[tuple[frozenset[str], int], frozenset[str]] = {}
         self._lock = threading.Lock()
         self.max_minutes = max_minutes
 
-    def get(self, scope: frozenset[str], minute: int) -> bool | None:
+    def get(self, scope: frozenset[str], minute: int) -> frozenset[str] | None:
         with self._lock:
             return self._verdicts.get((scope, minute))
 
-    def put(self, scope: frozenset[str], minute: int, verdict: bool) -> None:
+    def put(self, scope: frozenset[str], minute: int, services: frozenset[str]) -> None:
         with self._lock:
-            self._verdicts[(scope, minute)] = verdict
+            self._verdicts[(scope, minute)] = frozenset(services)
             while len(self._verdicts) > self.max_minutes:
                 self._verdicts.pop(min(self._verdicts, key=lambda k: k[1]))
 
+    def implicated(self, scope: frozenset[str], lo: int, hi: int) -> dict[int, frozenset[str]]:
+        """Incident minutes in [lo, hi) of the entry points ``scope`` -> the services implicated."""
+        with self._lock:
+            return {m: v for (s, m), v in sorted(self._verdicts.items(), key=lambda kv: kv[0][1])
+                    if v and s == scope and lo <= m < hi}
+
     def incidents(self, scope: frozenset[str], lo: int, hi: int) -> list[int]:
         """Incident minutes in [lo, hi) of the entry points ``scope``."""
-        with self._lock:
-            return sorted(m for (s, m), v in self._verdicts.items() if v and s == scope and lo <= m < hi)
+        return sorted(self.implicated(scope, lo, hi))
+
+
+def node_ends(graph: Any, columns: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+    """Column -> (its service, the calling service for an edge node: call gap, DB or messaging call)."""
+    callers = _callers(graph)
+    return {c: (str(graph.nodes[c].service),
+                callers.get(c) if graph.nodes[c].kind in EDGE_KINDS else None) for c in columns if c in graph.nodes}
+
+
+def mask_implicated(own: pd.DataFrame, minutes: np.ndarray, rows: np.ndarray,
+                    implicated: Mapping[int, frozenset[str]],
+                    ends: Mapping[str, tuple[str, str | None]]) -> pd.DataFrame:
+    """The own times of ``rows`` with, in each incident minute, the values of the nodes of the implicated services
+    blanked (NaN: not part of the baseline): a node's own time or call gap, and an edge node also when its caller is
+    implicated (CPU contention in a caller slows its outgoing calls)."""
+    if not implicated:
+        return own.loc[rows]
+    mins = minutes[rows]
+    cols = list(own.columns)
+    values = own.to_numpy(dtype=float)[rows]  # a copy (boolean rows); one frame built at the end
+    for minute in np.unique(mins):
+        services = implicated.get(int(minute))
+        if not services:
+            continue
+        hit = [i for i, c in enumerate(cols) if c in ends and (ends[c][0] in services or ends[c][1] in services)]
+        if hit:
+            values[np.ix_(mins == minute, hit)] = np.nan
+    return pd.DataFrame(values, index=own.index[rows], columns=cols)
 
 
 def shift_report(periods: Periods, verdicts: MinuteVerdicts | None = None,
-                 min_score: float = MIN_SHIFT_SCORE, exclude_score: float | None = None) -> ShiftReport:
-    """Shift scores of the window against its baseline without the baseline's incident minutes
-    (``periods.excluded``). The minutes of the baseline are judged oldest first: a minute is an incident when the
-    detector flagged more of its traces than chance (``periods.outlier_starts``) or when it is shifted against the 30
-    minutes before it without the incident minutes found so far (minutes before those 30 count as normal unless
-    ``verdicts`` knows better); finished minutes' verdicts are remembered in ``verdicts``."""
+                 exclude_score: float = EXCLUDE_SCORE) -> ShiftReport:
+    """Shift scores of the window against its baseline without earlier incidents, judged per service.
+
+    Traces the detector flagged (``periods.outlier_ids``) are not normal behaviour and are left out, as model
+    training leaves them out. The baseline's minutes are judged oldest first: a minute's traces against the 30
+    minutes before it (with the incidents found so far left out); the services of its nodes whose shift score
+    reaches ``exclude_score`` are implicated, and that minute's values of their nodes (own
+    times, calls into them, their outgoing calls) are left out of every later baseline -- the other services'
+    values of that minute stay (an incident on one service says nothing about another's, and a busy system's
+    baseline would otherwise lose most of its minutes). Minutes before the baseline count as normal unless
+    ``verdicts`` knows better; finished minutes' verdicts are remembered in ``verdicts``."""
     graphs = periods.graphs
     win = {e: own_times(f, graphs[e]) for e, f in periods.window.items()}
     history = {e: own_times(f, graphs[e]) for e, f in periods.history.items()}
     starts = {e: f[META_PREFIX + "start_unix_nano"].to_numpy(dtype=np.int64) for e, f in periods.history.items()}
+    flagged_ids = periods.outlier_ids
+    clean = {e: ~f.index.isin(list(flagged_ids)) if flagged_ids else np.ones(len(f), bool)
+             for e, f in periods.history.items()}
+    ends = {e: node_ends(graphs[e], history[e].columns) for e in history}
     verdicts = verdicts if verdicts is not None else MinuteVerdicts()
     first = periods.base_lo // MINUTE_NS
+    span = BASELINE_NS // MINUTE_NS
     scope = periods.scope or frozenset(periods.history)
-    flagged = set(verdicts.incidents(scope, first - BASELINE_NS // MINUTE_NS, first))
+    implicated = dict(verdicts.implicated(scope, first - span, first))
     settled = (time.time_ns() - SETTLE_NS) // MINUTE_NS  # minutes before this one receive no more traces
     minute_of = {e: s // MINUTE_NS for e, s in starts.items()}
-    for minute in range(first, -(-periods.base_hi // MINUTE_NS)):
+    level = exclude_score
+    r = JUDGE_RADIUS
+    last = -(-periods.base_hi // MINUTE_NS)  # the minutes of the baseline: [first, last)
+    for minute in range(first, last):
         known = verdicts.get(scope, minute)
         if known is None:
-            inside = {e: m == minute for e, m in minute_of.items()}
-            if not any(x.any() for x in inside.values()):
+            if not any(((m == minute) & clean[e]).any() for e, m in minute_of.items()):
                 continue
-            before = {e: (m < minute) & (m >= minute - BASELINE_NS // MINUTE_NS) & ~np.isin(m, list(flagged))
-                      for e, m in minute_of.items()}
-            level = min_score if exclude_score is None else exclude_score
-            known = _outlier_minute(periods, minute, sum(int(x.sum()) for x in inside.values()), level)
-            if not known:
-                seg = {e: history[e][inside[e]] for e in history}
-                ref = {e: history[e][before[e]] for e in history}
-                known = shift_scores(ref, seg, graphs).top_score >= level
-            if minute < settled:
+            inside = {e: (m >= minute - r) & (m <= minute + r) & clean[e] for e, m in minute_of.items()}
+            before = {e: (m < minute - r) & (m >= minute - r - span) & clean[e] for e, m in minute_of.items()}
+            seg = {e: history[e][inside[e]] for e in history}
+            ref = {e: mask_implicated(history[e], minute_of[e], before[e], implicated, ends[e]) for e in history}
+            judged = shift_scores(ref, seg, graphs, report_above=max(level, 1e-9), by_service=True)
+            known = frozenset(n.service for n in judged.significant(level))
+            if minute + r < min(settled, last):  # its neighbours were all there
                 verdicts.put(scope, minute, known)
         if known:
-            flagged.add(minute)
-    keep = {e: (starts[e] >= periods.base_lo) & (starts[e] < periods.base_hi) & ~np.isin(minute_of[e], list(flagged))
-            for e in history}
-    base = {e: history[e][keep[e]] for e in history}
-    periods.excluded = [(m * MINUTE_NS, (m + 1) * MINUTE_NS) for m in sorted(flagged)
+            implicated[minute] = known
+    keep = {e: (starts[e] >= periods.base_lo) & (starts[e] < periods.base_hi) & clean[e] for e in history}
+    base = {e: mask_implicated(history[e], minute_of[e], keep[e], implicated, ends[e]) for e in history}
+    periods.excluded = [(m * MINUTE_NS, (m + 1) * MINUTE_NS, sorted(v)) for m, v in sorted(implicated.items())
                         if periods.base_lo < (m + 1) * MINUTE_NS and m * MINUTE_NS < periods.base_hi]
-    periods.baseline = {e: f.loc[keep[e]] for e, f in periods.history.items()}
+    # the distribution-change attribution compares whole traces: an entry point's baseline keeps the minutes in
+    # which none of its services was implicated
+    periods.baseline = {}
+    for e, f in periods.history.items():
+        services = {s for s, _ in ends[e].values()}
+        bad = [m for m, v in implicated.items() if v & services]
+        periods.baseline[e] = f.loc[keep[e] & ~np.isin(minute_of[e], bad)]
     return shift_scores(base, win, graphs)
-
-
-def _outlier_minute(periods: Periods, minute: int, traces: int, level: float) -> bool:
-    """Did the detector flag more of the minute's traces than chance (Poisson tail at its rate, -log p >= level)?"""
-    if not len(periods.outlier_starts) or periods.outlier_rate <= 0 or traces <= 0:
-        return False
-    k = int(((periods.outlier_starts // MINUTE_NS) == minute).sum())
-    return k > 0 and -float(poisson.logsf(k - 1, traces * periods.outlier_rate)) >= level
 
 
 def attribution_evidence(periods: Periods, entries: list[str]) -> tuple[dict[str, float],
@@ -254,7 +314,7 @@ def rank_window(payloads: Sequence[Mapping[str, Any]], periods: Periods, min_sco
     kinds: dict[str, dict[str, float]] = {}
     if summary["outliers"]:
         kinds["outliers"] = _shares({s["service"]: s["share"] for s in summary["services"]})
-    report = shift_report(periods, verdicts, min_score)
+    report = shift_report(periods, verdicts)
     changed = report.top_score >= min_score
     if changed:
         singles, pairs, seen = service_evidence(report, 0.0)
@@ -308,7 +368,8 @@ def rank_window(payloads: Sequence[Mapping[str, Any]], periods: Periods, min_sco
             "from_ms": periods.base_lo // 1_000_000,
             "to_ms": periods.base_hi // 1_000_000,
             "traces": int(sum(len(f) for f in periods.baseline.values())),
-            "excluded": [{"from_ms": a // 1_000_000, "to_ms": b // 1_000_000} for a, b in periods.excluded],
+            "excluded": [{"from_ms": a // 1_000_000, "to_ms": b // 1_000_000, "services": services}
+                         for a, b, services in periods.excluded],
         },
         "window_traces": int(sum(len(f) for f in periods.window.values())),
     }

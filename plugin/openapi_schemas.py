@@ -135,7 +135,9 @@ SCHEMAS: dict[str, Any] = {
                           "nodes": {"type": "array", "items": ref("ShiftedNode")}}),
             "attribution": {"type": "array", "items": {"type": "object"}},
             "baseline": obj({"from_ms": INT, "to_ms": INT, "traces": INT,
-                             "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT})}}),
+                             "excluded": {"type": "array", "items": obj({"from_ms": INT, "to_ms": INT,
+                                                                         "services": {"type": "array",
+                                                                                      "items": STR}})}}),
             "window_traces": INT,
             "error_rate": ref("IncidentErrorRate"),
         }

@@ -123,7 +123,7 @@ class WhySlowService:
         bounds = incident_ranking.window_bounds(lo, hi, blo, bhi)
         periods = incident_ranking.read_periods(self.traces, [entry_id] if entry_id else self.entries(), *bounds)
         marks = self.results.outliers(bounds[2] - incident_ranking.BASELINE_NS, bounds[3], entry_id, None, None)
-        periods.outlier_starts = np.array([int(m.start_unix_nano) for m in marks], dtype=np.int64)
+        periods.outlier_ids = frozenset(str(m.trace_id) for m in marks)
         periods.outlier_rate = float(np.exp(-self.config.threshold))
         summary = incident_ranking.rank_window(payloads, periods, verdicts=self.incident_minutes)
         summary["error_rate"] = incident_error_rates(self.traces, [entry_id] if entry_id else self.entries(),

@@ -149,23 +149,28 @@ class _Pooled:
     raw_base: list[np.ndarray] = field(default_factory=list)
     raw_win: list[np.ndarray] = field(default_factory=list)
     entries: list[str] = field(default_factory=list)
+    service: str = ""
+    kind: str = ""
 
 
 def _pool(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.DataFrame],
-          graphs: Mapping[str, CallGraph]) -> dict[tuple[str, str | None], _Pooled]:
+          graphs: Mapping[str, CallGraph], by_service: bool = False) -> dict[tuple[str, str | None], _Pooled]:
     """Values per (node, calling service): an edge node (a call gap, a DB call) called from two services is two
-    edges, whose delay either end may explain."""
+    edges, whose delay either end may explain. ``by_service``: per service instead -- its own spans together, the
+    calls into it together (each node's values divided by its own baseline median, as entry points are pooled)."""
     pooled: dict[tuple[str, str | None], _Pooled] = {}
     for entry, wframe in window.items():
         bframe = baseline.get(entry)
         if bframe is None or wframe.empty or bframe.empty:
             continue
         callers = _edge_callers(graphs[entry])
-        nodes = [c for c in wframe.columns if c in bframe.columns]
-        if not nodes:
+        bcols = {c: i for i, c in enumerate(bframe.columns)}
+        wpos = [i for i, c in enumerate(wframe.columns) if c in bcols]
+        if not wpos:
             continue
-        wv = wframe[nodes].to_numpy(dtype=float)
-        bv = bframe[nodes].to_numpy(dtype=float)
+        nodes = [wframe.columns[i] for i in wpos]
+        wv = wframe.to_numpy(dtype=float)[:, wpos]  # numpy column selection: pandas' is slow for many small frames
+        bv = bframe.to_numpy(dtype=float)[:, [bcols[c] for c in nodes]]
         wcount, bcount = (~np.isnan(wv)).sum(axis=0), (~np.isnan(bv)).sum(axis=0)
         bscale, wscale = _column_scales(bv, bcount), _column_scales(wv, wcount)
         for i, node in enumerate(nodes):
@@ -173,7 +178,13 @@ def _pool(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.DataFram
                 continue
             w, b = wv[:, i], bv[:, i]
             w, b = w[~np.isnan(w)], b[~np.isnan(b)]
-            p = pooled.setdefault((str(node), callers.get(str(node))), _Pooled())
+            info = graphs[entry].nodes[node]
+            caller = callers.get(str(node))
+            if by_service:
+                key: tuple[str, str | None] = (f"{info.service} ({'calls into it' if caller else 'own time'})", None)
+                p = pooled.setdefault(key, _Pooled(service=str(info.service), kind="service"))
+            else:
+                p = pooled.setdefault((str(node), caller), _Pooled(service=str(info.service), kind=str(info.kind)))
             p.base.append(b / bscale[i])
             p.win.append(w / bscale[i])
             p.win_own.append(w / wscale[i])
@@ -185,10 +196,15 @@ def _pool(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.DataFram
 
 def shift_scores(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.DataFrame],
                  graphs: Mapping[str, CallGraph], min_baseline: int = MIN_BASELINE,
-                 min_window: int = MIN_WINDOW) -> ShiftReport:
+                 min_window: int = MIN_WINDOW, report_above: float | None = None,
+                 by_service: bool = False) -> ShiftReport:
     """Shift scores of every node between the own times of ``baseline`` and ``window`` (entry point ->
-    :func:`own_times` frame; ``graphs``: entry point -> its call graph). See the module docstring."""
-    pooled = {n: p for n, p in _pool(baseline, window, graphs).items()
+    :func:`own_times` frame; ``graphs``: entry point -> its call graph). See the module docstring.
+    ``report_above``: only the nodes whose score reaches it are reported (what judging many baseline minutes
+    needs; the per-node medians and percentiles of the report are then computed for those alone).
+    ``by_service``: test each service's own spans pooled and the calls into it pooled (kind "service"), not each
+    node -- more values per test and fewer tests to correct for, when the question is which services moved."""
+    pooled = {n: p for n, p in _pool(baseline, window, graphs, by_service).items()
               if sum(map(len, p.base)) >= min_baseline and sum(map(len, p.win)) >= min_window}
     report = ShiftReport()
     if not pooled:
@@ -228,11 +244,12 @@ def shift_scores(baseline: Mapping[str, pd.DataFrame], window: Mapping[str, pd.D
     score = np.maximum(raw - np.log(per_node) - np.log(m), 0.0)
     report.drift, report.tests = drift, int(per_node.sum())
     for i, (node, caller) in enumerate(names):
+        if report_above is not None and not score[i] >= report_above:
+            continue
         p = pooled[(node, caller)]
-        info = graphs[p.entries[0]].nodes[node]
         rb, rw = np.concatenate(p.raw_base), np.concatenate(p.raw_win)
         report.nodes.append(NodeShift(
-            node=node, service=str(info.service), kind=str(info.kind),
+            node=node, service=p.service, kind=p.kind,
             caller_service=caller,
             score=float(score[i]), raw_score=float(raw[i]), test=labels[int(best[i])],
             effect_ms=max(float(rw.mean() - rb.mean() * max(drift, 1.0)), 0.0),
@@ -271,9 +288,13 @@ def _sorted_quantiles(ordered: np.ndarray, qs: list[float]) -> np.ndarray:
 
 
 def _above(ordered: list[np.ndarray], thresholds: np.ndarray) -> np.ndarray:
-    """How many of each sorted array's values exceed its threshold."""
-    return np.array([len(v) - int(np.searchsorted(v, t, side="right")) for v, t in zip(ordered, thresholds,
-                                                                                      strict=True)])
+    """How many of each array's values exceed its threshold (one vectorised pass over all of them)."""
+    sizes = np.fromiter((len(v) for v in ordered), dtype=np.int64, count=len(ordered))
+    if not sizes.sum():
+        return np.zeros(len(ordered), dtype=np.int64)
+    ids = np.repeat(np.arange(len(ordered)), sizes)
+    hits = np.concatenate(ordered) > np.asarray(thresholds, dtype=float)[ids]
+    return np.bincount(ids, weights=hits, minlength=len(ordered)).astype(np.int64)
 
 
 def _edge_callers(graph: CallGraph) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Continuous regression detection: every minute, each entry point's recent window against its baseline.
 
 For every entry point with traces in the last ``window`` (default 5 minutes), the window is ranked as
-``GET /api/v1/incident`` ranks it (shift scores against the 30 minutes before it without earlier incident
-minutes; the per-request outliers are reported by the detector already). A window whose top shift score reaches
+``GET /api/v1/incident`` ranks it (shift scores against the 30 minutes before it, earlier incidents left out per
+service; the per-request outliers are reported by the detector already). The minute verdicts behind those
+baselines are shared with the endpoint (one ``MinuteVerdicts``, one exclusion level), so either may judge a minute
+first. A window whose top shift score reaches
 ``min_score`` (default ``ALERT_SCORE``, 1 in 1,000: asked once a minute per entry point, a false alarm about every
 17 hours of an unchanged entry point) is a detected regression: it is kept in a bounded list (``GET /api/v1/incidents``), and published like an explained outlier --
 to the outlier hub (gRPC WatchOutliers) and the outlier callbacks (Grafana annotations) -- once per entry point

@@ -8,7 +8,14 @@ import pytest
 from scipy.stats import hypergeom
 
 from plugin.incident import resolve_edge_ends
-from plugin.incident_ranking import MINUTE_NS, MinuteVerdicts, rank_window
+from plugin.incident_ranking import (
+    MINUTE_NS,
+    MinuteVerdicts,
+    mask_implicated,
+    node_ends,
+    rank_window,
+    shift_report,
+)
 from plugin.shift_scores import exceedance_logp, own_times, service_evidence, shift_scores
 from tests.support.shift_traffic import ENTRY, graph, periods, traffic
 
@@ -111,18 +118,58 @@ def test_rank_window_names_nobody_without_change():
     assert out["services"] == [] and not out["shift"]["changed"] and out["evidence"] == []
 
 
-def test_minutes_with_more_outliers_than_chance_are_left_out_of_the_baseline():
-    """The detector's verdict counts too: one outlier among a minute's 60 traces (chance rate 1e-4: expected 0.006,
-    -log p = 5.1 nats) makes the minute an earlier incident, though its own times are unremarkable."""
+def test_traces_the_detector_flagged_are_left_out_of_the_baseline():
+    """A flagged trace is not normal behaviour (model training leaves it out too): it is left out of the baseline,
+    and no minute is excluded for it."""
     rng = np.random.default_rng(9)
     lo = 100_000 * MINUTE_NS
     base = pd.concat([traffic(60, rng, start_ns=lo + m * MINUTE_NS) for m in range(-60, 0)])
     p = periods(base, traffic(300, rng, start_ns=lo), lo)
-    p.outlier_starts = np.array([lo - 12 * MINUTE_NS + 5 * 10**9], dtype=np.int64)
-    p.outlier_rate = 1e-4
+    flagged = base.index[(base["__start_unix_nano"] >= lo - 12 * MINUTE_NS).to_numpy()][:2]
+    p.outlier_ids = frozenset(flagged)
     out = rank_window([], p, attribution=False)
-    assert [e["from_ms"] * 1_000_000 for e in out["baseline"]["excluded"]] == [lo - 12 * MINUTE_NS]
-    assert out["baseline"]["traces"] == 30 * 60 - 60 and out["services"] == []
+    assert out["baseline"]["excluded"] == [] and out["services"] == []
+    assert out["baseline"]["traces"] == 30 * 60 - 2
+    assert not p.baseline[ENTRY].index.isin(flagged).any()
+
+
+def test_an_earlier_incident_is_left_out_only_for_its_service():
+    """pay x3 on every request 20 minutes ago (3 minutes), and again in the window: the earlier minutes are left out
+    of pay's nodes only (the calls into pay and pay's own time), so the window's pay is still a shift against pay's
+    normal minutes (and so are pay's outgoing DB calls), while cart and the frontend keep every baseline value (checked against a direct count)."""
+    rng = np.random.default_rng(11)
+    lo = 100_000 * MINUTE_NS
+    minutes = [traffic(20, rng, slow="pay:POST /pay" if -20 <= m < -17 else None, factor=3.0, fraction=1.0,
+                       start_ns=lo + m * MINUTE_NS, spacing_ns=3 * 10**9) for m in range(-60, 0)]
+    p = periods(pd.concat(minutes), traffic(60, rng, slow="pay:POST /pay", factor=3.0, fraction=1.0, start_ns=lo,
+                                            spacing_ns=3 * 10**9), lo)
+    out = rank_window([], p, attribution=False)
+    assert out["services"][0]["service"] == "pay", out["services"]
+    excluded = {(e["from_ms"] * 1_000_000 - lo) // MINUTE_NS: e["services"] for e in out["baseline"]["excluded"]}
+    assert {-20, -19, -18} <= set(excluded) and all(v == ["pay"] for v in excluded.values()), excluded
+    nodes = {n["node"]: n for n in out["shift"]["nodes"]}
+    assert nodes["pay:POST /pay"]["baseline_n"] == 20 * (30 - len(excluded))
+    report = shift_report(p)  # the baseline sizes of the nodes of the other services: every value kept
+    sizes = {n.node: n.baseline_n for n in report.nodes}
+    assert sizes["cart:GET /cart"] == sizes[ENTRY] == 30 * 20
+    assert sizes["pg:SELECT"] == 20 * (30 - len(excluded))  # a call pay makes (a DB call): pay's outgoing calls
+
+
+def test_mask_implicated_blanks_the_implicated_services_nodes_in_their_minutes():
+    rng = np.random.default_rng(12)
+    g = graph()
+    frame = traffic(6, rng, spacing_ns=30 * 10**9)  # two rows per minute 0, 1, 2
+    own = own_times(frame, g)
+    minutes = frame["__start_unix_nano"].to_numpy() // MINUTE_NS
+    rows = np.array([True, True, True, True, False, True])
+    out = mask_implicated(own, minutes, rows, {1: frozenset({"pay"}), 2: frozenset({"fe"})}, node_ends(g, own.columns))
+    expected = own[rows].copy()
+    for i, m in zip(expected.index, minutes[rows], strict=True):
+        if m == 1:  # pay's own time, the call into it and its DB call
+            expected.loc[i, ["pay:POST /pay", "net:pay:POST /pay", "pg:SELECT"]] = np.nan
+        if m == 2:  # the frontend's own time and its outgoing calls (their caller)
+            expected.loc[i, [ENTRY, "net:cart:GET /cart", "net:pay:POST /pay"]] = np.nan
+    pd.testing.assert_frame_equal(out, expected)
 
 
 def test_one_chance_outlier_does_not_outvote_a_clear_shift():
@@ -144,3 +191,53 @@ def test_one_chance_outlier_does_not_outvote_a_clear_shift():
     pay_share = next(s["evidence"]["shift"] for s in out["services"] if s["service"] == "pay")
     assert score["cart"] == pytest.approx(w_out / (w_out + w_shift))
     assert score["pay"] == pytest.approx(w_shift * pay_share / (w_out + w_shift))
+
+
+def test_minute_verdicts_mean_the_same_whoever_judged_first():
+    """Continuous detection asks with its alert level (1 in 1,000) and shares the minute verdicts with the endpoint
+    (here, a modest earlier incident on cart that the alert level alone would judge over fewer minutes):
+    the baseline the endpoint then uses is the one it would have judged alone."""
+    rng = np.random.default_rng(13)
+    lo = 100_000 * MINUTE_NS
+    minutes = [traffic(20, rng, slow="cart:GET /cart" if -12 <= m < -9 else None, factor=1.6, fraction=0.5,
+                       start_ns=lo + m * MINUTE_NS, spacing_ns=3 * 10**9) for m in range(-60, 0)]
+    win = traffic(60, rng, start_ns=lo, spacing_ns=3 * 10**9)
+    shared = MinuteVerdicts()
+    rank_window([], periods(pd.concat(minutes), win, lo), min_score=float(np.log(1000)), attribution=False,
+                verdicts=shared)
+    after_watch = rank_window([], periods(pd.concat(minutes), win, lo), attribution=False, verdicts=shared)
+    alone = rank_window([], periods(pd.concat(minutes), win, lo), attribution=False, verdicts=MinuteVerdicts())
+    assert after_watch["baseline"] == alone["baseline"] and alone["baseline"]["excluded"]
+    assert {e["services"][0] for e in alone["baseline"]["excluded"]} == {"cart"}
+
+
+def test_by_service_pools_a_services_nodes_each_over_its_own_median():
+    """Two operations of cart, 3 window values each, all far above every baseline value: per node, 3 values give
+    p = 1 / C(n + 3, 3) at best, which after the correction for the nodes tested is not significant; pooled per
+    service (each node's values over its own baseline median) the 6 values give p = 1 / C(2n + 6, 6) (the
+    exact-test bound, computed here independently) and cart is implicated."""
+    from math import comb
+
+    from collector_processor import CallGraph, NodeInfo
+
+    rng = np.random.default_rng(14)
+    g = CallGraph("fe:GET /")
+    names = ["net:cart:GET /cart", "net:cart:POST /cart"] + [f"net:s{i}:GET /" for i in range(40)]
+    g.nodes = {"fe:GET /": NodeInfo("fe", "GET /", "span", "sum")}
+    for name in names:
+        service, op = name.split(":")[1], name.split(":", 2)[2]
+        g.nodes[name] = NodeInfo(service, op, "call_gap", "sum")
+    g.call_edges = [("fe:GET /", name) for name in names]
+    n = 12
+    base = pd.DataFrame({name: rng.lognormal(np.log(3.0 + i), 0.1, n) for i, name in enumerate(names)})
+    win = pd.DataFrame({name: rng.lognormal(np.log(3.0 + i), 0.1, 3) for i, name in enumerate(names)})
+    win[names[:2]] = win[names[:2]] * 100.0  # cart's interface delayed: every call into it
+    per_node = shift_scores({"fe:GET /": base}, {"fe:GET /": win}, {"fe:GET /": g})
+    assert per_node.significant(np.log(20)) == []
+    assert max(x.raw_score for x in per_node.nodes) == pytest.approx(np.log(comb(n + 3, 3)))
+    pooled = shift_scores({"fe:GET /": base}, {"fe:GET /": win}, {"fe:GET /": g}, by_service=True)
+    cart = next(x for x in pooled.nodes if x.service == "cart")
+    assert cart.node == "cart (calls into it)" and cart.kind == "service"
+    assert (cart.baseline_n, cart.window_n) == (2 * n, 6)
+    assert cart.raw_score == pytest.approx(np.log(comb(2 * n + 6, 6)))
+    assert [x.service for x in pooled.significant(np.log(20))] == ["cart"]
