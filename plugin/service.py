@@ -127,7 +127,7 @@ class WhySlowService:
         periods.outlier_rate = float(np.exp(-self.config.threshold))
         summary = incident_ranking.rank_window(payloads, periods, verdicts=self.incident_minutes)
         summary["error_rate"] = incident_error_rates(self.traces, [entry_id] if entry_id else self.entries(),
-                                                     *bounds, excluded=periods.excluded)
+                                                     *bounds, excluded=[(a, b) for a, b, _ in periods.excluded])
         summary["entries"] = sorted({str(p["entry"]) for p in payloads}
                                     | {e for n in summary["shift"]["nodes"] for e in n["entries"]})
         summary["from_ms"] = None if lo is None else lo // 1_000_000
