@@ -50,6 +50,24 @@ describe('RootCausePanel with a regression', () => {
     expect(within(rows[3]).getByTestId('whyslow-regression-value')).toHaveTextContent('−3.1 ms');
   });
 
+  it('writes an error-rate change in percent and percentage points, not ms', () => {
+    const rate = tables();
+    const names = rate[0].columns.map((c) => c.text);
+    const row = rate[0].rows[0];
+    row[names.indexOf('stat')] = 'error_rate';
+    row[names.indexOf('unit')] = 'percentage_points';
+    row[names.indexOf('baseline_value')] = 1.0;
+    row[names.indexOf('comparison_value')] = 10.25;
+    row[names.indexOf('observed_change')] = 9.25;
+    renderPanel(rate);
+    const summary = screen.getByTestId('whyslow-regression');
+    expect(summary).toHaveTextContent('1.00% → 10.25%');
+    expect(screen.getByTestId('whyslow-regression-observed')).toHaveTextContent('+9.25 pp');
+    const first = screen.getAllByTestId('whyslow-regression-row')[0];
+    expect(within(first).getByTestId('whyslow-regression-value')).toHaveTextContent('+61.30 pp');
+    expect(summary).not.toHaveTextContent(' ms');
+  });
+
   it('says when nothing changed beyond the noise floor, and shows backend errors', () => {
     const quiet = tables();
     const names = quiet[0].columns.map((c) => c.text);

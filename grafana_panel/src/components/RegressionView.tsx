@@ -30,12 +30,17 @@ function signed(value: number | null, unit: string, units: LatencyUnit): string 
     return '—';
   }
   const sign = value >= 0 ? '+' : '−';
-  return sign + amount(Math.abs(value), unit, units);
+  return sign + amount(Math.abs(value), unit, units, true);
 }
 
-function amount(value: number | null, unit: string, units: LatencyUnit): string {
+/** A value of the statistic (or, with ``change``, a difference of two): ms for latency statistics, percent for
+ * tail probabilities, and for the error rate percent values with changes in percentage points. */
+function amount(value: number | null, unit: string, units: LatencyUnit, change = false): string {
   if (unit === 'probability') {
     return value === null ? '—' : `${(value * 100).toFixed(2)}%`;
+  }
+  if (unit === 'percentage_points') {
+    return value === null ? '—' : `${value.toFixed(2)}${change ? ' pp' : '%'}`;
   }
   return formatLatency(value, units);
 }
@@ -80,7 +85,7 @@ export const RegressionView: React.FC<Props> = ({ regression, units, topK }) => 
           Against {BASELINES[s.baselineSource] ?? 'the baseline'} ({s.baselineTraces ?? '?'} vs {s.windowTraces ?? '?'} requests):
           changed services explain <strong data-testid="whyslow-regression-explained">{signed(s.modelledChange, s.unit, units)}</strong>,
           unexplained {signed(s.unexplained, s.unit, units)}; resampling noise alone moves it up to ±
-          {amount(s.noiseFloor, s.unit, units)}.
+          {amount(s.noiseFloor, s.unit, units, true)}.
         </div>
         {!s.significant && (
           <div className={styles.verdict} role="status">
