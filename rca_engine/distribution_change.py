@@ -242,17 +242,7 @@ class _Game:
 
     def shapley(self, method: str, rng: np.random.Generator, max_permutations: int) -> tuple[np.ndarray, float, float, int]:
         """(Shapley values, v(none), v(all), permutations used)."""
-        n = len(self.players)
-        ends = self.value(np.array([[False] * n, [True] * n]))
-        v0, v1 = float(ends[0]), float(ends[1])
-        if n == 0:
-            return np.empty(0), v0, v1, 0
-        if n == 1:
-            return np.array([v1 - v0]), v0, v1, 0
-        if method == "exact":
-            return shapley.exact(self.value, n, v0, v1), v0, v1, 0
-        phi, used = shapley.permutation(self.value, n, v0, v1, rng, max_permutations=max_permutations)
-        return phi, v0, v1, used
+        return shapley.of_game(self.value, len(self.players), method, rng, max_permutations=max_permutations)
 
 
 def distribution_change(graph: nx.DiGraph, baseline: pd.DataFrame, comparison: pd.DataFrame, target: Hashable, *,

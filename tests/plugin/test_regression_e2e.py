@@ -42,17 +42,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
         slow = traffic.send(TRACES, slow="cart", slow_ms=SLOW_MS, start=now - 5 * 60 * 10**9, spacing_ms=100)
         before = traffic.send(NEW_CALL, start=now - NEW_CALL_AGO_MIN * 60 * 10**9, spacing_ms=100)
         after = traffic.send(NEW_CALL, start=now - (NEW_CALL_AGO_MIN - 20) * 60 * 10**9, spacing_ms=100, fraud=True)
-        srv.wait_for(lambda: _stored(srv) >= 2 * TRACES + DAY_BEFORE + 2 * NEW_CALL, timeout=90)
+        srv.wait_for(lambda: srv.stored_traces(ENTRY) >= 2 * TRACES + DAY_BEFORE + 2 * NEW_CALL, timeout=90)
         srv.new_call = (before, after)  # type: ignore[attr-defined]
         yield srv, base, slow
     finally:
         traffic.close()
         srv.stop()
-
-
-def _stored(srv: ServeProcess) -> int:
-    status, body = srv.get("/api/v1/graph?" + urlencode({"entry": ENTRY}))
-    return int(body["traces"]) if status == 200 else 0
 
 
 def _iso(ns: int) -> str:
