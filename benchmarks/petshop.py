@@ -193,12 +193,15 @@ def engine_method(cfg: EngineConfig) -> Method:
     return Method(run, error_count_view if cfg.errors else percent_view)
 
 
-def default_api_method(preset: str | None = None, errors: bool = True) -> Method:
+def default_api_method(preset: str | None = None, errors: bool = True, window: bool = False,
+                       threshold: float | None = None) -> Method:
     """What a user does with the documented API, with no benchmark-specific engine option: fit on the normal data
-    (``rca_engine.fit(graph, normal)``, or with ``preset=``), find the incident window's most unusual row of the
-    target (``rca_engine.outlier_scores``), explain it (``rca_engine.attribute``) and rank every node by its
-    contribution. Benchmark-side data preparation only: nodes with too few measurements marginalised out and NaNs
-    imputed (``prepare``, as every engine row), availability as failed-request counts (``errors``)."""
+    (``rca_engine.fit(graph, normal)``, or with ``preset=``), then either explain the whole incident window
+    (``window``: ``rca_engine.attribute_window``, its outlier rows' contributions summed) or find the window's most
+    unusual row of the target (``rca_engine.outlier_scores``) and explain it (``rca_engine.attribute``); every node
+    ranked by its contribution. ``threshold``: attribute_window's ``threshold`` (None: the preset's). Benchmark-side
+    data preparation only: nodes with too few measurements marginalised out and NaNs imputed (``prepare``, as every
+    engine row), availability as failed-request counts (``errors``)."""
     import rca_engine
 
     cfg = EngineConfig()
@@ -212,12 +215,14 @@ def default_api_method(preset: str | None = None, errors: bool = True) -> Method
                 cache.clear()
                 cache[key] = rca_engine.fit(g, norm, preset=preset)
             model = cache[key]
+            if window:
+                return list(rca_engine.attribute_window(model, target, ab, threshold=threshold).root_causes)
             scores = rca_engine.outlier_scores(model, ab)[target]
             row = ab.iloc[int(np.argmax(scores.to_numpy()))]
             expl = rca_engine.attribute(model, target, row)
             return list(expl.root_causes)
         except rca_engine.RCAError as err:
-            ENGINE_ERRORS.append(f"default API ({preset or 'defaults'}): {err}")
+            ENGINE_ERRORS.append(f"default API ({preset or 'defaults'}{', window' if window else ''}): {err}")
             return []
 
     return Method(run, error_count_view if errors else percent_view)
@@ -278,18 +283,28 @@ PUBLISHED_SPECIFICITY = {  # traversal, same notebook [R]
     ("temporal", "latency"): 0.600, ("temporal", "availability"): 1.0,
 }
 DEFAULT_ANALYSIS = """\
-**The default API row** is what a user of the library does, with no benchmark-specific engine option: fit on the
-normal data with the documented `metrics` preset, find the incident window's most unusual row of the target with
-`rca_engine.outlier_scores`, explain it with `rca_engine.attribute` and rank every node. The preset (one-sided
-scores, exponential noise tails, `additive` mechanisms, `fit_on_sample`: the explained row also informs f) was
-chosen on low traffic and is reported on high traffic as held-out data: latency 0.929 / 0.929 top-1 (low / high),
-availability 0.917 / 0.667. High-traffic availability is below the best re-implemented baseline (ranked
-correlation, 0.833): the explained row alone informs f, where the tuned configuration fits f on the whole
-5-row window (`benchmarks.petshop`, "whyslow engine: additive mechanisms fitted with the incident's rows"); no rule was
-added after looking at those misses. Without a preset (`fit(graph, normal)`: DoWhy's
-two-sided score, empirical noise, `auto` mechanisms, normal rows only) the engine fails here as DoWhy does.
-Both default-API rows always rank (the paper's recall protocol; a user decides from the outlier score whether
-there is anything to explain), so their specificity is 0 by construction."""
+**The default API rows** are what a user of the library does, with no benchmark-specific engine option: fit on the
+normal data with the documented `metrics` preset (one-sided scores, exponential noise tails, `additive` mechanisms,
+`fit_on_sample`), then explain the incident window with `rca_engine.attribute_window(model, target, window)`: every
+row of the window informs f (the method assumes a fault changes noise, never f), the rows whose target score reaches
+3 nats (`Options.window_threshold`, rarer than 1 in 20; else the most unusual row) are explained and their
+contributions summed (Shapley values are additive: the sum attributes those rows' total score). High traffic
+(latency 1.000, availability 0.833 top-1) is at or above the best re-implemented baseline in every stratum (latency
+0.571 / 0.643, availability 0.833 / 0.833). *How held-out that is*: with one row (`outlier_scores` -> the most
+unusual row -> `attribute`, the explained row alone informing f) the preset gives 0.929 / 0.917 (low traffic) and
+0.929 / 0.667 (high). For a window, the first design chosen on low traffic summed *every* row of the window
+(threshold 0: 1.000 / 1.000 on low traffic); on high traffic it fell to 0.583 on availability (row below), a node
+unusual in every row of the window without moving the target collecting the noise contributions of the normal rows.
+Explaining only the window's outlier rows, the other design considered beforehand (1.000 / 0.917 on low traffic),
+was then also run on high traffic; it is the API's default because explaining what is not an outlier has no
+meaning in the method (a unit test shows the failure of summing every row on a constructed case), not because of
+the high-traffic figure, but the choice between the two was made after both high-traffic figures were known, so
+high traffic is not a clean held-out set for it (a third variant, f fitted on the whole window but only the most
+unusual row explained, was measured the same way: 0.929 / 0.917 low, 1.000 / 0.833 high). The 3-nat threshold is the benchmark's existing decision threshold,
+not tuned. Without a preset (`fit(graph, normal)`: DoWhy's two-sided score, empirical noise, `auto` mechanisms,
+normal rows only) the engine fails here as DoWhy does. The default-API rows always rank (the paper's recall
+protocol; a user decides from the outlier score whether there is anything to explain), so their specificity is 0 by
+construction."""
 
 ANALYSIS = """\
 **Where we win, where we lose, and why** (low / high traffic; 12-14 issues per cell, so one issue moves a cell by
@@ -353,8 +368,10 @@ checked against the paper's figures; RCD shuffles (seed 0 here; over seeds 0-9 l
 0.50-0.75, the other cells stay at or near 0). Not re-implemented: IDI (no description retrievable here)."""
 
 
-DEFAULT_API = ("rca_engine default API, preset='metrics': fit(graph, normal, preset='metrics'); outlier_scores -> "
-               "most unusual row; attribute(model, target, row)")
+DEFAULT_API = ("rca_engine default API, preset='metrics': fit(graph, normal, preset='metrics'); "
+               "attribute_window(model, target, window)")
+ONE_ROW_API = ("rca_engine default API, one row: fit(graph, normal, preset='metrics'); outlier_scores -> most unusual "
+               "row; attribute(model, target, row)")
 BEST = "whyslow engine: additive mechanisms fitted with the incident's rows, one-sided score, errors as counts"
 BEST_CONFIG = EngineConfig(mechanisms="additive", base="upper", errors=True, tail_fraction=0.1, incident=True)
 EARLIER = "whyslow engine, linear latency / sum availability (earlier default: two-sided, percent)"
@@ -375,8 +392,10 @@ def _methods(quick: bool) -> dict[str, Method]:
     except ImportError as err:
         print(f"rca_engine not usable ({err}); only the baselines run")
         return methods
-    methods[DEFAULT_API] = default_api_method("metrics")
-    methods["rca_engine default API, no preset (fit(graph, normal))"] = default_api_method(None)
+    methods[DEFAULT_API] = default_api_method("metrics", window=True)
+    methods[ONE_ROW_API] = default_api_method("metrics")
+    methods["rca_engine default API, no preset: fit(graph, normal); attribute_window"] = default_api_method(
+        None, window=True)
     best = BEST_CONFIG
     methods[BEST] = engine_method(best)
     methods["whyslow engine, same, ranking only (no outlier decision)"] = engine_method(replace(best, threshold=0.0))

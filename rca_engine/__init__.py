@@ -7,8 +7,10 @@ scores and attribute an outlier of a target node to the noise of every upstream 
 from .attribution import (
     Attributor,
     Explanation,
+    WindowExplanation,
     attribute,
     attribute_many,
+    attribute_window,
     bootstrap_intervals,
     outlier_scores,
 )
@@ -72,9 +74,11 @@ __all__ = [
     "TargetStatistic",
     "UnknownNodeError",
     "WhatIfResult",
+    "WindowExplanation",
     "attribute",
     "attribute_failure",
     "attribute_many",
+    "attribute_window",
     "bootstrap_intervals",
     "distribution_change",
     "error_rate_change",

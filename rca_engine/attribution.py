@@ -24,8 +24,8 @@ from .model import CausalModel, _fit_values, chosen_specs, require_model
 from .options import GAMES, METHODS, Options, resolve
 from .scoring import ITScorer, coalition_log_prob, median_rank
 
-__all__ = ["GAMES", "METHODS", "Attributor", "Explanation", "attribute", "attribute_many", "bootstrap_intervals",
-           "outlier_scores"]
+__all__ = ["GAMES", "METHODS", "Attributor", "Explanation", "WindowExplanation", "attribute", "attribute_many",
+           "attribute_window", "bootstrap_intervals", "outlier_scores"]
 MAX_EXACT_PLAYERS = 11
 SAMPLING_NUM_SAMPLES = 1000  # Monte-Carlo size per coalition when sampling permutations (many more coalitions)
 # coalitions x samples per pass near the target: bounds memory, and blocks of <= 512 KB are reused by malloc
@@ -85,6 +85,40 @@ class Explanation:
             "base": self.base,
             "seed": self.seed,
             "game": self.game,
+        }
+
+
+@dataclass
+class WindowExplanation:
+    """The attribution of an incident window: the explanations of its outlier rows, contributions summed (nats)."""
+
+    target: Hashable
+    outlier_score: float  # sum of the explained rows' outlier scores
+    contributions: dict[Hashable, float]  # per node, summed over the explained rows
+    root_causes: list[Hashable]
+    rows: list[int]  # positions (0-based) of the explained rows in the window
+    window_scores: list[float]  # the target's outlier score of every row of the window
+    threshold: float
+    explanations: list[Explanation] = field(default_factory=list)  # one per explained row, in ``rows`` order
+
+    @property
+    def shares(self) -> dict[Hashable, float]:
+        """Contribution / outlier score per node."""
+        total = self.outlier_score if abs(self.outlier_score) > 1e-12 else 1.0
+        return {n: c / total for n, c in self.contributions.items()}
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict (node ids as strings), the per-row explanations included."""
+        return {
+            "target": str(self.target),
+            "outlier_score": self.outlier_score,
+            "contributions": {str(k): v for k, v in self.contributions.items()},
+            "shares": {str(k): v for k, v in self.shares.items()},
+            "root_causes": [str(n) for n in self.root_causes],
+            "rows": list(self.rows),
+            "window_scores": list(self.window_scores),
+            "threshold": self.threshold,
+            "explanations": [e.to_dict() for e in self.explanations],
         }
 
 
@@ -398,6 +432,52 @@ def attribute_many(model: CausalModel, target: Hashable, samples: object, *, pre
     att = Attributor(model, target, opts)
     values = model.values_of(samples, att.players)
     return [att.explain(row) for row in values]
+
+
+def attribute_window(model: CausalModel, target: Hashable, window: pd.DataFrame, *, preset: str | None = None,
+                     options: Options | None = None, threshold: float | None = None, seed: int | None = None,
+                     num_samples: int | None = None, method: str | None = None, tail: str | None = None,
+                     base: str | None = None, max_permutations: int | None = None, tolerance: float | None = None,
+                     game: str | None = None) -> WindowExplanation:
+    """Attribute an incident window (several rows, e.g. the metric intervals of an incident) to every upstream node.
+
+    Detect, then explain, for a window: the target's outlier score of every row against the model
+    (:func:`outlier_scores`); the rows reaching ``threshold`` nats (the options' ``window_threshold``, 3 = rarer than
+    1 in 20) are explained, or the most unusual row when none does; their contributions are summed (Shapley values
+    are additive, so the sums attribute the explained rows' total outlier score). Rows that are not outliers are
+    not explained: their contributions are noise, and a node that is unusual in every row without moving the target
+    would collect them. With ``fit_on_sample`` (the ``metrics`` preset) every row of the window informs the
+    mechanisms f first (under the method's assumption a fault changes noise, never f: the whole window is valid data
+    for f). Other settings as in :func:`attribute`.
+    """
+    model = require_model(model)
+    opts = resolve(model.options, preset, options, seed=seed, num_samples=num_samples, method=method, tail=tail,
+                   base=base, max_permutations=max_permutations, tolerance=tolerance, game=game,
+                   window_threshold=threshold)
+    if not isinstance(window, pd.DataFrame):
+        raise RCAError(f"window must be a DataFrame of rows, got {type(window).__name__}")
+    if window.empty:
+        raise RCAError("window has no rows")
+    if target not in window.columns:
+        raise RCAError(f"window has no column for the target {target!r}")
+    model.values_of(window, model.upstream(target))  # bad rows fail before any refit
+    scores = outlier_scores(model, window[[target]], options=opts)[target].to_numpy()
+    rows = [int(i) for i in np.flatnonzero(scores >= opts.window_threshold)] or [int(np.argmax(scores))]
+    refit = _with_sample(model, opts, target, window)
+    att = Attributor(refit, target, opts)
+    values = refit.values_of(window, att.players)
+    expls = [att.explain(values[i]) for i in rows]
+    total = {v: float(sum(e.contributions[v] for e in expls)) for v in att.players}
+    return WindowExplanation(
+        target=target,
+        outlier_score=float(sum(e.outlier_score for e in expls)),
+        contributions=total,
+        root_causes=sorted(total, key=lambda k: -total[k]),
+        rows=rows,
+        window_scores=[float(x) for x in scores],
+        threshold=float(opts.window_threshold),
+        explanations=expls,
+    )
 
 
 def bootstrap_intervals(model: CausalModel, target: Hashable, values: np.ndarray, players: list[Hashable],

@@ -195,20 +195,27 @@ class AdditiveMechanism(LinearMechanism):
         self.prior_scale = float(prior_scale)
 
     def _fit_f(self, parents: np.ndarray, y: np.ndarray) -> None:
-        k = parents.shape[1]
-        if k == 0:
+        if parents.shape[1] == 0:
             raise MechanismError("the 'additive' mechanism needs at least one parent")
-        x_mean, y_mean = parents.mean(axis=0), float(y.mean())
-        xc, yc = parents - x_mean, y - y_mean
-        ols, *_ = np.linalg.lstsq(xc, yc, rcond=None)
-        dof = max(len(y) - k - 1, 1)
-        sigma2 = float(np.sum((yc - xc @ ols) ** 2)) / dof
-        sigma2 = max(sigma2, 1e-12 * (1.0 + float(np.var(y))))
-        lam = sigma2 / self.prior_scale ** 2
-        prior = np.ones(k)
-        gram = xc.T @ xc + lam * np.eye(k)
-        self.coef_ = np.linalg.solve(gram, xc.T @ yc + lam * prior)
-        self.intercept_ = float(y_mean - x_mean @ self.coef_)
+        self.intercept_, self.coef_ = shrunk_least_squares(parents, y, np.ones(parents.shape[1]), self.prior_scale)
+
+
+def shrunk_least_squares(features: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_scale: float = 1.0
+                         ) -> tuple[float, np.ndarray]:
+    """(intercept, coefficients) of y on ``features``: the posterior mean under coefficients ~ N(``prior``,
+    ``prior_scale``²) and Gaussian noise of the least-squares residual variance. Directions the data determine get
+    their least-squares value; directions it leaves open (a feature that never moved, two features that always
+    moved together) keep the prior's."""
+    k = features.shape[1]
+    x_mean, y_mean = features.mean(axis=0), float(y.mean())
+    xc, yc = features - x_mean, y - y_mean
+    ols, *_ = np.linalg.lstsq(xc, yc, rcond=None)
+    dof = max(len(y) - k - 1, 1)
+    sigma2 = float(np.sum((yc - xc @ ols) ** 2)) / dof
+    sigma2 = max(sigma2, 1e-12 * (1.0 + float(np.var(y))))
+    lam = sigma2 / prior_scale ** 2
+    coef = np.linalg.solve(xc.T @ xc + lam * np.eye(k), xc.T @ yc + lam * np.asarray(prior, dtype=float))
+    return float(y_mean - x_mean @ coef), coef
 
 
 _TreeGrid = tuple[list[np.ndarray], np.ndarray | None, list[np.ndarray] | None]
@@ -483,8 +490,10 @@ class MaxLinearMechanism(LinearMechanism):
     """x = a + Σ b_i·parent_i + c·max_i parent_i + noise, least squares on the parents and their maximum.
 
     Linear in two kinds of features, so it represents sequential calls (c = 0, b = 1), parallel calls (b = 0,
-    c = 1: the request waits for the slowest callee) and mixtures, fits in one least-squares solve and evaluates
-    vectorised. A plain line cannot represent a maximum: a slow callee that was not on the critical path would move
+    c = 1: the request waits for the slowest callee) and mixtures, fits in one solve and evaluates vectorised.
+    Where the rows cannot separate the two (one callee is always the slowest, so it *is* the maximum) the
+    coefficients keep the parallel structure (:func:`shrunk_least_squares` around b = 0, c = 1) instead of an
+    arbitrary split, so a fault that makes another callee the slowest reaches the caller in full. A plain line cannot represent a maximum: a slow callee that was not on the critical path would move
     the line's prediction, and one that was would leave part of its delay in the caller's noise. With one parent the
     maximum is the parent itself and this is the linear mechanism.
     """
@@ -500,9 +509,12 @@ class MaxLinearMechanism(LinearMechanism):
             super()._fit_f(parents, y)
             self.max_coef_ = 0.0
             return
-        design = np.column_stack([np.ones(len(y)), parents, parents.max(axis=1)])
-        sol, *_ = np.linalg.lstsq(design, y, rcond=None)
-        self.intercept_, self.coef_, self.max_coef_ = float(sol[0]), sol[1:-1].copy(), float(sol[-1])
+        k = parents.shape[1]
+        features = np.column_stack([parents, parents.max(axis=1)])
+        prior = np.zeros(k + 1)
+        prior[-1] = 1.0  # the parallel structure: own time + the slowest callee
+        self.intercept_, sol = shrunk_least_squares(features, y, prior)
+        self.coef_, self.max_coef_ = sol[:-1].copy(), float(sol[-1])
 
     def predict(self, parents: np.ndarray) -> np.ndarray:
         p = np.asarray(parents, dtype=float)
@@ -528,11 +540,28 @@ AUTO_MAX_ROWS = 5000  # rows used to choose a mechanism (the chosen one is then 
 AUTO_MIN_ROWS = 100  # fewer rows: linear (a hold-out of < 20 rows cannot show that anything richer is better)
 AUTO_Z = 2.0  # a richer mechanism must beat the simpler one by this many standard errors on held-out rows
 AUTO_MIN_GAIN = 0.02  # ... and by this share of the simpler one's held-out mean squared error
+AUTO_FOLDS = 5  # cross-validation folds of the comparison (every row held out once)
 
 
-def auto_candidates(n_parents: int) -> list[type[Mechanism]]:
-    """``auto``'s candidates, simplest first: linear, linear + maximum (>= 2 parents), gradient boosting."""
-    out: list[type[Mechanism]] = [LinearMechanism]
+def parallel_callers(parents: np.ndarray, y: np.ndarray) -> bool:
+    """Do the rows show a caller waiting for parallel callees: at or above the largest parent in (nearly) every row
+    (>= 99 %), but below the sum of the parents in more than 1 % of the rows?
+
+    A caller's latency is its own time plus its calls: sequential calls put it at or above the sum of the callees'
+    latencies in every row, so a caller often faster than that sum cannot be calling them one after another, while
+    waiting for each call keeps it at or above the slowest one. Metric tables of any other kind rarely pass both.
+    """
+    if parents.shape[1] < 2 or len(y) == 0:
+        return False
+    above_max = float(np.mean(y >= parents.max(axis=1)))
+    below_sum = float(np.mean(y < parents.sum(axis=1)))
+    return above_max >= 0.99 and below_sum > 0.01
+
+
+def auto_candidates(n_parents: int, parallel: bool = False) -> list[type[Mechanism]]:
+    """``auto``'s candidates, simplest first: linear, linear + maximum (>= 2 parents), gradient boosting; for
+    ``parallel`` callers (:func:`parallel_callers`) linear + maximum first (a line cannot represent them)."""
+    out: list[type[Mechanism]] = [] if parallel and n_parents >= 2 else [LinearMechanism]
     if n_parents >= 2:
         out.append(MaxLinearMechanism)
     out.append(NonlinearMechanism)
@@ -555,30 +584,48 @@ def clearly_better(errors_rich: np.ndarray, errors_simple: np.ndarray, z: float 
     return gain > z * se and gain > min_gain * float(np.mean(errors_simple))
 
 
+def held_out_errors(cls: type[Mechanism], parents: np.ndarray, y: np.ndarray, folds: list[np.ndarray],
+                    rival: np.ndarray | None = None) -> np.ndarray | None:
+    """Squared error of every row of ``folds`` (in fold order) predicted by ``cls`` fitted on the other folds.
+
+    With ``rival`` (the current choice's errors, same order): None as soon as the first fold shows no gain over it
+    (a futility stop: a candidate no better on a fifth of the rows is very rarely clearly better on all of them, and
+    linear data then costs one gradient-boosting fit instead of five)."""
+    out: list[np.ndarray] = []
+    for k, test in enumerate(folds):
+        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+        m = cls()
+        m.fit(parents[train], y[train])
+        out.append((y[test] - m.predict(parents[test])) ** 2)
+        if k == 0 and rival is not None and float(out[0].mean()) >= float(rival[: test.size].mean()):
+            return None
+    return np.concatenate(out)
+
+
 def select_auto(parents: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                max_rows: int = AUTO_MAX_ROWS) -> Mechanism:
-    """The simplest candidate that no richer one clearly beats on held-out rows (20 % of at most 5,000 rows).
+                max_rows: int = AUTO_MAX_ROWS, n_folds: int = AUTO_FOLDS) -> Mechanism:
+    """The simplest candidate that no richer one clearly beats on held-out rows (``n_folds``-fold cross-validation
+    on at most 5,000 rows: every row is held out once).
 
     Candidates, simplest first: linear, linear + maximum of the parents (``maxlinear``, for parallel callers),
     gradient boosting (``nonlinear``). A richer candidate replaces the current choice only when its held-out
     squared errors are lower by more than 2 paired standard errors and 2 % (:func:`clearly_better`), so linear data
     keeps linear mechanisms (fast, exact affine attribution, extrapolating) and a smallest-error rule cannot pick
     gradient boosting for noise. Unlike DoWhy's ``auto.assign_causal_mechanisms``, which takes the smallest error.
-    Fewer than 100 rows -> linear.
+    Every row held out once (rather than one 20 % split) gives the test the power of all the rows: the gain of the
+    maximum is carried by the few rows where a usually faster parallel callee is the slowest, and one split's
+    share of them is too small to show it. Fewer than 100 rows -> linear.
     """
     n = len(y)
     if n < AUTO_MIN_ROWS:
         return LinearMechanism()
     idx = rng.permutation(n)[:max_rows]
-    cut = int(len(idx) * 0.8)
-    train, test = idx[:cut], idx[cut:]
+    folds = list(np.array_split(idx, n_folds))
     best: type[Mechanism] | None = None
     best_err = np.empty(0)
-    for cls in auto_candidates(parents.shape[1]):
-        m = cls()
-        m.fit(parents[train], y[train])
-        err = (y[test] - m.predict(parents[test])) ** 2
-        if best is None or clearly_better(err, best_err):
+    for cls in auto_candidates(parents.shape[1], parallel_callers(parents, y)):
+        err = held_out_errors(cls, parents, y, folds, None if best is None else best_err)
+        if err is not None and (best is None or clearly_better(err, best_err)):
             best, best_err = cls, err
     assert best is not None
     return best()

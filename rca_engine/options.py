@@ -17,7 +17,8 @@ Presets (``rca_engine.preset(name)`` or ``preset=name``):
   scores and tails, ``additive`` mechanisms (least squares shrunk toward the sum structure: a callee that never
   moved in normal data still passes its change on), and ``fit_on_sample``: the rows being explained also inform
   the mechanisms f, which the method's own assumption allows (a fault changes noise, never f) and which is the
-  only data showing how far a change travels where normal operation never moved.
+  only data showing how far a change travels where normal operation never moved (with ``attribute_window``: every
+  row of the incident window).
 - ``"dowhy"``: DoWhy 0.14's exact algorithm (for comparisons).
 """
 
@@ -34,6 +35,7 @@ from .tails import TAIL_METHODS
 METHODS = ("auto", "exact", "permutation")
 GAMES = ("counting", "tail")
 DEFAULT_REFERENCE_SIZE = 10000
+DEFAULT_WINDOW_THRESHOLD = 3.0  # nats (rarer than 1 in 20): a window's rows explained by attribute_window
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Options:
     ``tail`` ("fitted" extrapolated tail, "dowhy" counting).
     Attribution: ``game`` ("counting" scaled to the fitted-tail score, or "tail"), ``method`` ("auto", "exact",
     "permutation"), ``num_samples`` (None: 3,000 exact, 1,000 sampling), ``max_permutations``, ``tolerance``,
-    ``dowhy_compatible`` (DoWhy 0.14's exact algorithm), ``fit_on_sample`` (the explained rows also fit f).
+    ``dowhy_compatible`` (DoWhy 0.14's exact algorithm), ``fit_on_sample`` (the explained rows also fit f),
+    ``window_threshold`` (nats: the rows of an incident window that ``attribute_window`` explains).
     """
 
     mechanisms: str = "auto"
@@ -67,6 +70,7 @@ class Options:
     tolerance: float = 0.01
     dowhy_compatible: bool = False
     fit_on_sample: bool = False
+    window_threshold: float = DEFAULT_WINDOW_THRESHOLD
 
     def __post_init__(self) -> None:
         from .mechanisms import (
@@ -95,6 +99,8 @@ class Options:
             raise RCAError(f"max_permutations must be at least 2, got {self.max_permutations}")
         if not float(self.tolerance) > 0:
             raise RCAError(f"tolerance must be positive, got {self.tolerance}")
+        if not float(self.window_threshold) >= 0:
+            raise RCAError(f"window_threshold must be >= 0 nats, got {self.window_threshold}")
 
     def replace(self, **changes: object) -> Options:
         """A copy with some fields changed (unknown names raise :class:`RCAError`)."""
