@@ -145,16 +145,27 @@ def test_metrics_count_what_was_sent(shop):
     assert value("whyslow_outliers_total", f'entry="{ENTRY}"') == len(shop.slow_ids)
     assert value("whyslow_fit_seconds_count") >= 1
     assert value("whyslow_attribution_seconds_count") >= len(shop.slow_ids)
-    assert value("whyslow_annotations_total", 'outcome="sent"') == len(shop.slow_ids)
+    # one annotation per explained outlier, plus any regression the continuous detection found meanwhile (the
+    # slow payments burst may cross its threshold when a watch tick falls after it: timing)
+    regressions = len(_regression_annotations(shop))
+    sent = value("whyslow_annotations_total", 'outcome="sent"')
+    assert len(shop.slow_ids) <= sent <= len(shop.slow_ids) + regressions
     assert value("whyslow_annotations_total", 'outcome="retried"') == 1
     assert shop.srv.get("/metrics", auth=False)[0] == 401
 
 
+def _regression_annotations(shop) -> list[dict]:
+    return [body for body in shop.grafana.received if "regression" in body["tags"]]
+
+
 def test_annotations_pushed(shop):
     assert shop.grafana.problems == []
-    assert len(shop.grafana.received) == len(shop.slow_ids)
+    outliers = [body for body in shop.grafana.received if "regression" not in body["tags"]]
+    assert len(outliers) == len(shop.slow_ids)
+    for body in _regression_annotations(shop):  # continuous detection, if it fired, names the slowed service
+        assert any(f"root-cause:{service}" in body["tags"] for service in shop.slow), body
     by_trace = {}
-    for body in shop.grafana.received:
+    for body in outliers:
         match = re.search(r"[0-9a-f]{32}", body["text"])
         by_trace[match.group(0)] = body
         assert body["dashboardUID"] == "whyslow-rca" and body["panelId"] == 2
