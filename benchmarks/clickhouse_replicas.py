@@ -225,7 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--learn", type=int, default=300, help="normal requests of the learning phase")
     ap.add_argument("--measure", type=int, default=1000, help="requests of the measured phase (1 in 10 slow)")
+    ap.add_argument("--quick", action="store_true", help="250 and 300 requests (as run_all --quick passes it)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.learn, args.measure = 250, 300
     if args.learn < 50 or args.measure < SLOW_EVERY:
         ap.error(f"--learn needs at least 50 requests and --measure at least {SLOW_EVERY}")
 
