@@ -183,6 +183,7 @@ def run_case(replicas: int, store: str, otel_url: str, chdb_dir: str, learn: int
         started = time.time()
         ready = _wait(lambda: all(model_ready(_status(url)) for _, url in procs), 600,
                       "a ready model on every replica")
+        model_rows = max(int(m.get("rows") or 0) for _, url in procs for m in _status(url)["models"])
         # the measured phase, stamped ahead of its writing so that the lagged pull reads it whole
         stamp = time.time_ns() + int((WRITE_AHEAD_S + 0.03 * measure) * NS)
         measured = write_phase(otel_url, chdb_dir, measure, stamp, seed=2, slow_every=SLOW_EVERY)
@@ -210,7 +211,8 @@ def run_case(replicas: int, store: str, otel_url: str, chdb_dir: str, learn: int
                 "false": sum(1 for tid, _ in rows if tid not in measured.slow),
                 "explain_s": max(max(slow) - min(slow), 1e-9) if slow else 0.0,
                 "delay_median_s": statistics.median(delays) if delays else float("nan"),
-                "delay_max_s": delays[-1] if delays else float("nan"), "learn_spans": learned.spans}
+                "delay_max_s": delays[-1] if delays else float("nan"), "learn_spans": learned.spans,
+                "model_rows": model_rows}
     finally:
         for proc, _ in procs:
             proc.send_signal(signal.SIGTERM)
@@ -268,7 +270,7 @@ def _measure(learn: int, measure: int, chdb_dir: str, front_url: str) -> str:
                          f"{r['spans'] / r['cpu_s']:,.0f} ({r['spans'] / (r['cpu_s'] + r['own_cpu_s']):,.0f})", f"{r['explained']} / {r['slow']}", f"{r['false']}",
                          f"{r['explained'] / r['explain_s']:.1f}" if r["explain_s"] else "-",
                          f"{r['delay_median_s']:.1f} / {r['delay_max_s']:.1f}",
-                         f"{r['start_s']:.1f} + {r['learn_s']:.1f}"))
+                         f"{r['start_s']:.1f} + {r['learn_s']:.1f}", f"{r['model_rows']}"))
     return (f"Per case: {learn:,} normal retail-app requests (learning phase, back-filled from otel_traces), then, once every "
             f"replica reports a ready model, {measure:,} requests (one in {SLOW_EVERY} with a slow "
             "caching service) readable by the pull at once (lag "
@@ -280,13 +282,14 @@ def _measure(learn: int, measure: int, chdb_dir: str, front_url: str) -> str:
             "from the phase being readable to a slow request's explanation (median / max) - with 2 replicas every "
             f"trace is held settle_s = {settle:.1f} s after it is stored before it is scored (and the first model "
             "is fitted on settled traces only), which is what the delay and the learning time cost; "
-            "start-up + learning: seconds until every replica serves, then until every replica has a ready model. "
+            "start-up + learning: seconds until every replica serves, then until every replica has a ready model; model rows: the traces the first model was fitted on. "
             "The ClickHouse rows run against chdb in the benchmark process behind the development HTTP front "
             "(benchmarks/dev/chdb_http.py, one statement at a time), not against a ClickHouse server (none can run "
             f"on this machine). Machine: {os.cpu_count()} cores shared by the replicas, the front, chdb and "
             "other jobs.\n\n"
             + markdown_table(["store", "replicas", "spans/s", "spans per CPU-s (+ chdb)", "explained", "false",
-                              "explanations/s", "delay s (median / max)", "start-up + learning s"], rows))
+                              "explanations/s", "delay s (median / max)", "start-up + learning s",
+                              "model rows"], rows))
 
 
 if __name__ == "__main__":
