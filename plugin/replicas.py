@@ -193,6 +193,8 @@ class ReplicaModelManager(ModelManager):
         self.share = share or ReplicaShare()
         self._versions: dict[str, int] = {}
         self.adopted = 0
+        # per owned entry point: (monotonic time, traces in the store) samples of the last settle_s
+        self._stored: dict[str, deque[tuple[float, int]]] = {}
 
     def due(self, now: float | None = None) -> list[str]:
         """Owned entry points due for a (re)fit; first adopts newer models of the others and counts the traces
@@ -215,15 +217,29 @@ class ReplicaModelManager(ModelManager):
         versions = getattr(self.results, "model_versions", None)
         return versions() if versions is not None else {}
 
-    def sync(self) -> int:
+    def settled_count(self, entry: str, stored: int, now: float | None = None) -> int:
+        """How many of an entry point's stored traces have settled: the store's count ``settle_s`` ago (a fit
+        uses settled traces only; counting unsettled ones would start a first fit that finds too few rows and
+        then backs off). ``stored``: the count now, sampled for later calls."""
+        settle = float(getattr(self.traces, "settle_s", 0.0) or 0.0)
+        if settle <= 0:
+            return stored
+        now = time.monotonic() if now is None else now
+        samples = self._stored.setdefault(entry, deque())
+        samples.append((now, stored))
+        while len(samples) > 1 and samples[1][0] <= now - settle:
+            samples.popleft()  # keep one sample at least settle_s old: the newest such
+        return samples[0][1] if samples[0][0] <= now - settle else 0
+
+    def sync(self, now: float | None = None) -> int:
         """Adopt the models other replicas saved since the last look; refresh trace counts of owned entry
-        points from the store; returns how many models were adopted."""
+        points from the store (settled traces only); returns how many models were adopted."""
         for entry in self.traces.entry_points() if self.share.count > 1 else ():
             state = self._entry(entry)
             if self.share.owns(entry):
-                stored = self.traces.graph(entry).traces
+                settled = self.settled_count(entry, self.traces.graph(entry).traces, now)
                 with self._lock:
-                    state.seen = max(state.seen, stored)
+                    state.seen = max(state.seen, settled)
         adopted = 0
         for entry, version in self._store_versions().items():
             if self.share.owns(entry) or version <= self._versions.get(entry, 0):

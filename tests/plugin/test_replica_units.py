@@ -187,3 +187,26 @@ def test_the_gate_holds_a_bounded_number_of_traces(monkeypatch):
         gate.on_trace(_completed(f"{k:032x}"))
     assert gate.release(time.monotonic()) == 3  # the oldest beyond the bound are checked before they settled
     assert scored == [f"{k:032x}" for k in range(3)] and gate.counters.early == 3 and gate.counters.settling == 2
+
+
+def test_the_owner_counts_only_settled_traces_towards_its_first_fit():
+    """A first fit waits until min_traces traces have settled, instead of starting on unsettled ones, finding
+    too few rows and backing off."""
+    from plugin.config import ServeConfig
+    from plugin.replicas import ReplicaModelManager
+
+    url = fresh_url()
+    traces, results = open_clickhouse_stores(url, replica="0", settle_s=30)
+    entry = "svc:GET /r"
+    owner = ReplicaShare(0, 2).owner(entry)
+    manager = ReplicaModelManager(traces, results, ServeConfig(min_traces=3), share=ReplicaShare(owner, 2))
+    for k in range(3):
+        traces.write_batch(_one(f"{k + 1:032x}"))
+    manager.sync(now=100.0)
+    assert manager.status()[0].traces_seen == 0  # stored, not settled: no first fit yet
+    manager.sync(now=120.0)
+    assert manager.status()[0].traces_seen == 0
+    manager.sync(now=130.0)  # the traces counted at 100 s have settled
+    assert manager.status()[0].traces_seen == 3
+    assert manager.settled_count(entry, 5, now=131.0) == 3  # the newest sample at least 30 s old
+    assert manager.settled_count(entry, 5, now=161.0) == 5
