@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-
 from benchmarks import clickhouse_replicas as bench
 
 NS = 1_000_000_000
@@ -34,15 +32,16 @@ def test_cpu_seconds_follows_the_process_clock() -> None:
     assert 0.2 <= spent <= 2.0
 
 
-def test_phases_write_every_span_and_mark_one_request_in_ten_slow(tmp_path) -> None:  # noqa: ANN001
-    pytest.importorskip("chdb")
+def test_phases_write_every_span_and_mark_one_request_in_ten_slow() -> None:
     from collector_processor.sql_executor import connect
+    from tests.support.chdb import chdb_path  # chdb runs one data directory per process: share the suite's
 
+    path = chdb_path()
     url = "clickhouse://127.0.0.1:1/benchtest"  # only its database name is used: the phases write to chdb directly
-    ex = connect(f"chdb://{tmp_path}?database=benchtest")
+    ex = connect(f"chdb://{path}?database=benchtest")
     start = time.time_ns()
-    learn = bench.write_phase(url, str(tmp_path), 20, start - 150 * NS, seed=1, slow_every=None)
-    measured = bench.write_phase(url, str(tmp_path), 30, start, seed=2, slow_every=bench.SLOW_EVERY)
+    learn = bench.write_phase(url, path, 20, start - 150 * NS, seed=1, slow_every=None)
+    measured = bench.write_phase(url, path, 30, start, seed=2, slow_every=bench.SLOW_EVERY)
     assert learn.slow == set() and len(measured.slow) == 3
     rows = ex.query("SELECT TraceId, count(), min(Timestamp) FROM benchtest.otel_traces GROUP BY TraceId")
     assert len(rows) == 50 and sum(int(r[1]) for r in rows) == learn.spans + measured.spans
