@@ -21,6 +21,7 @@ from collector_processor import TraceStore
 from plugin.causal_graph import causal_graph
 from plugin.errors import InvalidArgument, NotFound
 from plugin.models import META_PREFIX, feature_matrix, node_meta
+from plugin.payloads import services_of
 from rca_engine.failures import MIN_FAILURE_ROWS
 
 log = logging.getLogger("whyslow.error_rate")
@@ -87,7 +88,6 @@ def error_rate_regression(store: TraceStore, entry: str, lo: int, hi: int, base_
 def error_rate_payload(result: rca_engine.ErrorRateChange, meta: dict[str, Any]) -> dict[str, Any]:
     """Summary numbers (percent, percentage points), ranked nodes with their rates, and the same per service."""
     contributions = []
-    per_service: dict[str, dict[str, Any]] = {}
     for rank, (node, value) in enumerate(result.contributions.items(), 1):
         m = meta.get(str(node))
         service = m.service if m else str(node)
@@ -106,13 +106,7 @@ def error_rate_payload(result: rca_engine.ErrorRateChange, meta: dict[str, Any])
             "propagation_before": {str(u): p[0] for u, p in prop.items()},
             "propagation_after": {str(u): p[1] for u, p in prop.items()},
         })
-        agg = per_service.setdefault(service, {"service": service, "contribution": 0.0, "nodes": []})
-        agg["contribution"] += value
-        agg["nodes"].append(str(node))
-    sign = 1.0 if result.modelled_change >= 0 else -1.0
-    services = sorted(per_service.values(), key=lambda s: -sign * s["contribution"])
-    for rank, s in enumerate(services, 1):
-        s["rank"] = rank
+    services = services_of(contributions, result.modelled_change)
     return {
         "entry": str(result.target), "stat": ERROR_RATE, "unit": UNIT,
         "baseline_value": result.baseline_value, "comparison_value": result.comparison_value,

@@ -68,3 +68,18 @@ class ExplanationPayload(TypedDict):
 # travels through the same outlier hub, annotation pusher and WatchOutliers stream as an explanation.
 RegressionAlert = dict[str, Any]
 HubPayload = ExplanationPayload | RegressionAlert
+
+
+def services_of(contributions: list[dict[str, Any]], modelled_change: float) -> list[dict[str, Any]]:
+    """A regression's contributions summed per service (``service``, ``contribution``, ``nodes``), ranked in the
+    direction of the modelled change: what moved the statistic most comes first."""
+    per_service: dict[str, dict[str, Any]] = {}
+    for row in contributions:
+        agg = per_service.setdefault(row["service"], {"service": row["service"], "contribution": 0.0, "nodes": []})
+        agg["contribution"] += row["contribution"]
+        agg["nodes"].append(row["node"])
+    sign = 1.0 if modelled_change >= 0 else -1.0
+    services = sorted(per_service.values(), key=lambda s: -sign * s["contribution"])
+    for rank, s in enumerate(services, 1):
+        s["rank"] = rank
+    return services

@@ -29,6 +29,7 @@ from plugin.causal_graph import causal_graph
 from plugin.error_rate import ERROR_RATE, error_rate_regression, is_error_rate
 from plugin.errors import InvalidArgument, NotFound
 from plugin.models import feature_matrix, node_meta
+from plugin.payloads import services_of
 from plugin.results_store import REGRESSION_SOURCES, RegressionRecord, ResultsStore
 
 if TYPE_CHECKING:
@@ -240,7 +241,6 @@ def regression_payload(result: rca_engine.RegressionResult, meta: dict[str, Any]
                        statistic: rca_engine.TargetStatistic) -> dict[str, Any]:
     """The JSON answer: summary numbers, ranked nodes and the same per service."""
     contributions = []
-    per_service: dict[str, dict[str, Any]] = {}
     for rank, (node, value) in enumerate(result.contributions.items(), 1):
         edge = node if isinstance(node, rca_engine.CallEdge) else None
         # a call edge belongs to its caller's service (the caller's code makes the calls)
@@ -257,13 +257,7 @@ def regression_payload(result: rca_engine.RegressionResult, meta: dict[str, Any]
             "contribution_hi": lo_hi[1] if lo_hi else None,
             "counterfactual": result.counterfactuals.get(node), "p_value": result.p_values.get(node),
         })
-        agg = per_service.setdefault(service, {"service": service, "contribution": 0.0, "nodes": []})
-        agg["contribution"] += value
-        agg["nodes"].append(str(node))
-    sign = 1.0 if result.modelled_change >= 0 else -1.0
-    services = sorted(per_service.values(), key=lambda s: -sign * s["contribution"])
-    for rank, s in enumerate(services, 1):
-        s["rank"] = rank
+    services = services_of(contributions, result.modelled_change)
     payload = {
         "entry": str(result.target), "stat": result.stat, "unit": _unit(statistic),
         "baseline_value": result.baseline_value, "comparison_value": result.comparison_value,
