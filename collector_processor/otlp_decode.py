@@ -11,15 +11,18 @@ attributes so the regexes run once per distinct name.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from collector_processor.lean_proto import LeanRequest, event_name, kv_key, kv_scalar, kv_string, status_code
 from collector_processor.naming import UNKNOWN_SERVICE, operation_of
+from collector_processor.otlp_scan import COMPILED, EXCEPTION, GRPC_STATUS_KEY, HTTP_STATUS_KEYS, WANTED_KEYS
 from collector_processor.span_types import SpanTypes
 
 # span tuple layout: trace id (16 bytes), span id (8 bytes), parent span id (8 bytes, zeros for a root),
@@ -32,17 +35,14 @@ _ZERO16 = bytes(16)
 _MAX_TIME = 1 << 63  # times are int64 downstream
 ZERO8 = bytes(8)
 
-_WANTED = frozenset({
-    b"http.route", b"http.method", b"http.request.method", b"rpc.service", b"rpc.method",
-    b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system",
-})
+_WANTED = frozenset(WANTED_KEYS)
 _ERROR_STATUS = b"\x18\x02"
 _OK_STATUS = b"\x18\x01"
 # status attributes of call spans: HTTP 5xx and gRPC non-OK are failures (the span status may be unset)
-_HTTP_STATUS = frozenset({b"http.response.status_code", b"http.status_code"})
-_GRPC_STATUS = b"rpc.grpc.status_code"
+_HTTP_STATUS = frozenset(HTTP_STATUS_KEYS)
+_GRPC_STATUS = GRPC_STATUS_KEY
 _STATUS_KEYS = _HTTP_STATUS | {_GRPC_STATUS}
-_EXCEPTION = b"exception"
+_EXCEPTION = EXCEPTION
 # verdicts of status attributes, summed per span: a span has far fewer than BAD_ATTR status attributes, so the
 # sum's remainder says whether one failed and its quotient how many were not numbers
 FAILED_ATTR, BAD_ATTR = 1, 1 << 16
@@ -67,6 +67,7 @@ class DecodedBatch:
     unknown_service: int = 0
     failed: int = 0                 # spans whose outcome is an error (see span_failed)
     bad_error_fields: int = 0       # unknown status codes, non-numeric status attributes (read as no error)
+    compiled: bool = False          # decoded by the compiled scan (otlp_scan.py), not span by span in Python
 
     def error_message(self) -> str:
         if not self.rejected:
@@ -85,11 +86,29 @@ def parse_request(payload: bytes) -> Any:  # a LeanRequest (fields built at impo
     return req
 
 
+def span_count(req: Any) -> int:
+    """Spans in a parsed request (valid or not)."""
+    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+
+
+def _service_of(rs: Any, max_len: int) -> str:
+    """service.name of a ResourceSpans ('' when absent or not a string): the first such attribute."""
+    for kv in rs.resource.attributes:
+        if kv[2:14] == b"service.name" and kv_key(kv) == b"service.name":
+            return kv_string(kv)[:max_len]
+    return ""
+
+
+_REASONS = ("invalid trace_id (must be 16 non-zero bytes)", "invalid span_id (must be 8 non-zero bytes)",
+            "invalid parent_span_id (must be empty or 8 bytes)",
+            "invalid timestamps (start missing or end before start)", FUTURE_REASON)
+
+
 class SpanDecoder:
     """Converts requests to span tuples, interning span types in ``types``."""
 
     def __init__(self, types: SpanTypes | None = None, max_name_len: int = 200, cache_size: int = 100_000,
-                 max_future_s: float = 3600.0) -> None:
+                 max_future_s: float = 3600.0, compiled: bool = True) -> None:
         self.types = types if types is not None else SpanTypes()
         self.max_name_len = max_name_len
         # a span starting more than this ahead of our clock is rejected: it would never age out of retention
@@ -97,6 +116,13 @@ class SpanDecoder:
         self._cache: dict[tuple, tuple[int, int]] = {}
         self._cache_size = cache_size
         self._verdicts: dict[bytes, int] = {}  # serialized status attribute -> _status_verdict
+        # the compiled scan (otlp_scan.py), once built: type-key hash (first lane) -> (second lane, types);
+        # the seeds are secret so that nobody can choose span names whose keys collide
+        self.compiled = compiled
+        self._hcache: dict[int, tuple[int, tuple[int, int]]] = {}
+        self._seeds = tuple(np.uint64(int.from_bytes(os.urandom(8), "little")) for _ in range(2))
+        if compiled:
+            COMPILED.start()
 
     def _typed(self, key: tuple, service: str, raw_name: bytes, naming: list[bytes] | None,
                kind: int) -> tuple[int, int]:
@@ -118,7 +144,14 @@ class SpanDecoder:
         self._cache[key] = out
         return out
 
-    def decode(self, req: Any) -> DecodedBatch:  # a LeanRequest
+    def decode(self, req: Any, raw: bytes | None = None) -> DecodedBatch:  # req: a LeanRequest
+        """The request's valid spans as tuples, and what was rejected. With the request's bytes (``raw``) and the
+        compiled scan ready, columns are decoded in compiled code; otherwise (or for a request the scan calls
+        irregular) span by span in Python. Both give the same result."""
+        if raw is not None and self.compiled and COMPILED.scan is not None:
+            fast = self._decode_columns(req, raw)
+            if fast is not None:
+                return fast
         out = DecodedBatch()
         spans = out.spans
         append = spans.append
@@ -131,11 +164,7 @@ class SpanDecoder:
         status_keys = _STATUS_KEYS
         verdict_of = self._verdicts.get
         for rs in req.resource_spans:
-            service = ""
-            for kv in rs.resource.attributes:
-                if kv[2:14] == b"service.name" and kv_key(kv) == b"service.name":
-                    service = kv_string(kv)[:max_len]
-                    break
+            service = _service_of(rs, max_len)
             unknown = not service
             if unknown:
                 service = UNKNOWN_SERVICE
@@ -212,12 +241,112 @@ class SpanDecoder:
         return out
 
 
+    def _decode_columns(self, req: Any, raw: bytes) -> DecodedBatch | None:  # req: a LeanRequest
+        """The compiled path of :meth:`decode`; None when the scan calls the request irregular."""
+        n = span_count(req)
+        if not n:
+            return None
+        (count, tid, sid, pid, lens, kind, times, hashes, code, fails, events,
+         where) = COMPILED.scan(np.frombuffer(raw, dtype=np.uint8), n, *COMPILED.constants(), *self._seeds)
+        if count != n:
+            return None
+        out = DecodedBatch(received=n, compiled=True)
+        services = [_service_of(rs, self.max_name_len) for rs in req.resource_spans]
+        # validation, in the Python path's order of checks
+        start, end = times[:, 0], times[:, 1]
+        id_len, span_len, parent_len = lens[:, 0], lens[:, 1], lens[:, 2]
+        bad_tid = (id_len != 16) | ~tid.any(axis=1)
+        bad_sid = ~bad_tid & ((span_len != 8) | ~sid.any(axis=1))
+        root = parent_len == 0
+        bad_pid = ~bad_tid & ~bad_sid & ~root & (parent_len != 8)
+        ids_ok = ~(bad_tid | bad_sid | bad_pid)
+        latest = np.uint64(min(time.time_ns() + self.max_future_ns, _MAX_TIME))
+        bad_time = ids_ok & ((start == 0) | (end < start) | (end >= latest))
+        future = bad_time & (start > 0) & (end >= start)
+        valid = ids_ok & ~bad_time
+        masks = (bad_tid, bad_sid, bad_pid, bad_time & ~future, future)
+        firsts = sorted((int(m.argmax()), why, int(m.sum())) for m, why in zip(masks, _REASONS, strict=True)
+                        if m.any())
+        for _, why, k in firsts:  # a Counter in order of first occurrence, as span by span
+            out.reasons[why] = k
+        out.rejected = n - int(valid.sum())
+        vi = np.flatnonzero(valid)
+        if not len(vi):
+            return out
+        type_id, leaf_id = self._types_of(req, services, hashes[vi], where[vi], kind[vi])
+        roots = root[vi]
+        if roots.any():  # new entry points are bounded (see SpanTypes), in order of first appearance
+            rt = type_id[roots]
+            entry_ids = self.types.entry_ids
+            uniq, first, counts = np.unique(rt, return_index=True, return_counts=True)
+            order = np.argsort(first)
+            new = [(t, k) for t, k in zip(uniq[order].tolist(), counts[order].tolist(), strict=True)
+                   if t not in entry_ids]
+            if new:
+                remap = {t: self.types.entry(t, k) for t, k in new}
+                type_id[roots] = [remap.get(t, t) for t in rt.tolist()]
+        # the outcome (see _failed): status ERROR; else not status OK and (a failed status attribute or an
+        # exception event); unknown status codes are counted and read as unset
+        cd = code[vi]
+        present = cd >= 0
+        cd = np.where(present, cd, 0)
+        bad_code = present & (cd > 2)
+        err = (cd == 2) | ((cd != 1) & ((fails[vi] > 0) | (events[vi] == 2)))
+        out.failed = int(err.sum())
+        out.bad_error_fields = int(bad_code.sum())
+        unknown = np.array([not s for s in services], dtype=bool)
+        out.unknown_service = int(unknown[where[vi, 0]].sum())
+        out.spans = list(zip(tid[vi].view("V16").ravel().tolist(), sid[vi].view("V8").ravel().tolist(),
+                             pid[vi].view("V8").ravel().tolist(), type_id.tolist(), leaf_id.tolist(),
+                             kind[vi].tolist(), start[vi].tolist(), end[vi].tolist(), err.tolist(), strict=True))
+        return out
+
+    def _types_of(self, req: Any, services: list[str], hashes: np.ndarray, where: np.ndarray,
+                  kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(type id, leaf id) per span from its type-key hash: one cache lookup per distinct hash, the Python
+        naming path for hashes not seen before (and for any span whose second hash lane disagrees)."""
+        uniq, first, inv = np.unique(hashes[:, 0], return_index=True, return_inverse=True)
+        second = np.empty(len(uniq), dtype=np.uint64)
+        typed = np.empty((len(uniq), 2), dtype=np.int64)
+        hcache = self._hcache
+        u1, f1 = uniq.tolist(), first.tolist()
+        for u in np.argsort(first).tolist():  # new types are interned in order of first appearance, as span by span
+            h1, f = u1[u], f1[u]
+            hit = hcache.get(h1)
+            if hit is None:
+                t = self._typed_span(req, services, where[f], int(kinds[f]))
+                if len(hcache) >= self._cache_size:
+                    hcache.clear()
+                hit = hcache[h1] = (int(hashes[f, 1]), t)
+            second[u] = hit[0]
+            typed[u] = hit[1]
+        out = typed[inv]
+        for k in np.flatnonzero(hashes[:, 1] != second[inv]).tolist():  # 64-bit collisions: never in practice
+            out[k] = self._typed_span(req, services, where[k], int(kinds[k]))
+        return out[:, 0].copy(), out[:, 1].copy()
+
+    def _typed_span(self, req: Any, services: list[str], at: np.ndarray, kind: int) -> tuple[int, int]:
+        """(type id, leaf id) of one span by the Python path's key (see :meth:`decode`)."""
+        i, j, k = (int(x) for x in at)
+        sp = req.resource_spans[i].scope_spans[j].spans[k]
+        service = services[i] or UNKNOWN_SERVICE
+        name = sp.name
+        naming = None
+        if kind <= KIND_INTERNAL:
+            key: tuple = (service, name)
+        else:
+            naming = [kv for kv in sp.attributes if kv_key(kv) in _WANTED] or None
+            key = (service, name, kind, *naming) if naming else (service, name, kind)
+        typed = self._cache.get(key)
+        return typed if typed is not None else self._typed(key, service, name, naming, kind)
+
     def _status_verdict(self, key: bytes, kv: bytes) -> int:
         """What one status attribute says (0: no failure, FAILED_ATTR: HTTP 5xx / gRPC non-OK, BAD_ATTR: not a
         number), remembered per serialized attribute: the same few values repeat on every call span."""
         value = kv_scalar(kv)
         if isinstance(value, str):
-            value = int(value) if value.strip().isdigit() else None
+            digits = value.strip()
+            value = int(digits) if digits.isascii() and digits.isdigit() else None  # not "²": isdigit, no int
         if value is None:
             verdict = BAD_ATTR
         elif key == _GRPC_STATUS:

@@ -29,6 +29,7 @@ from collector_processor.otlp_decode import (
     DecodeFailure,
     SpanDecoder,
     parse_request,
+    span_count,
 )
 from collector_processor.records import AnalysedBatch, CompletedTrace
 from collector_processor.span_types import SpanTypes
@@ -50,7 +51,8 @@ class PipelineFull(RuntimeError):
 
 
 _STAT_KEYS = (
-    "requests_received", "requests_invalid", "requests_too_large", "requests_refused", "requests_unauthenticated",
+    "requests_received", "requests_decoded_compiled", "requests_invalid", "requests_too_large", "requests_refused",
+    "requests_unauthenticated",
     "spans_received", "spans_accepted", "spans_rejected", "spans_refused", "spans_dropped",
     "spans_duplicate", "spans_future", "spans_replayed", "spans_unknown_service", "spans_failed",
     "spans_bad_error_fields", "spans_orphan", "spans_in_cycles",
@@ -59,10 +61,6 @@ _STAT_KEYS = (
     "traces_replaced", "traces_kept_stored", "spans_kept_stored",
     "store_errors", "analysis_errors", "listener_errors",
 )
-
-
-def _span_count(req) -> int:
-    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
 
 
 class Pipeline:
@@ -75,7 +73,7 @@ class Pipeline:
         self._stat_lock = threading.Lock()
         self.types = SpanTypes(self.config.max_span_types, self.config.max_entry_points)
         self._decoder = SpanDecoder(self.types, self.config.max_name_len,
-                                    max_future_s=self.config.max_future_s)
+                                    max_future_s=self.config.max_future_s, compiled=self.config.compiled_decoder)
         self._analyser = BatchAnalyser(self.types, self.config.overlap_fraction, self.config.qualify_catch_all_root,
                                        self.config.reparent_wrappers, self.config.wrapper_slack)
         self._queue: deque[tuple[list[tuple], int | None, float]] = deque()
@@ -132,7 +130,7 @@ class Pipeline:
                 self._c["requests_invalid"] += 1
             raise
         if self._queued_spans >= self.config.max_queue_spans:  # full: refuse before the costly decoding
-            self._count_refused(_span_count(req), "ingest queue is full")
+            self._count_refused(span_count(req), "ingest queue is full")
         self._decoding.get()  # a decoding slot; refusals above are answered without waiting for one
         try:
             batch = self._spool_and_queue(raw, req, size)
@@ -141,6 +139,7 @@ class Pipeline:
         with self._stat_lock:
             c = self._c
             c["spans_received"] += batch.received
+            c["requests_decoded_compiled"] += batch.compiled
             c["spans_accepted"] += len(batch.spans)
             c["spans_rejected"] += batch.rejected
             c["spans_unknown_service"] += batch.unknown_service
@@ -152,7 +151,7 @@ class Pipeline:
 
     def _spool_and_queue(self, raw: bytes, req: Any, size: int) -> DecodedBatch:  # req: a LeanRequest
         """Decode a parsed request, spool it and queue its spans (or raise PipelineFull)."""
-        batch = self._decoder.decode(req)
+        batch = self._decoder.decode(req, raw)
         n = len(batch.spans)
         if n:
             nbytes = n * _SPAN_BYTES
@@ -197,7 +196,7 @@ class Pipeline:
         spans = 0
         if raw:
             try:
-                spans = _span_count(parse_request(raw))
+                spans = span_count(parse_request(raw))
             except DecodeFailure:
                 pass
         self._count_refused(spans, reason)
@@ -238,7 +237,7 @@ class Pipeline:
         replayed = 0
         for spool_id, payload in self.store.spool_pending():
             try:
-                batch = self._decoder.decode(parse_request(payload))
+                batch = self._decoder.decode(parse_request(payload), payload)
             except DecodeFailure:
                 self.store.write_batch(None, [spool_id])
                 continue

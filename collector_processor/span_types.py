@@ -55,9 +55,10 @@ class SpanTypes:
                 i = self._ids.get(key)
             return i if i is not None else self._add(key)
 
-    def entry(self, type_id: int) -> int:
+    def entry(self, type_id: int, spans: int = 1) -> int:
         """The type a root span of ``type_id`` is stored under: itself while fewer than ``max_entries`` entry
-        points exist (or it is one already), else the shared ``{other}:{other}`` entry point."""
+        points exist (or it is one already), else the shared ``{other}:{other}`` entry point (``spans`` root spans
+        of that type are counted in ``entries_overflowed``)."""
         if type_id in self.entry_ids:
             return type_id
         with self._lock:
@@ -66,7 +67,7 @@ class SpanTypes:
             if len(self.entry_ids) < self.max_entries:
                 self.entry_ids.add(type_id)
                 return type_id
-            self.entries_overflowed += 1
+            self.entries_overflowed += spans
         other = self._intern((OTHER_OPERATION, OTHER_OPERATION, self.kind[type_id]), bounded=False)
         self.entry_ids.add(other)  # the overflow bucket itself is always accepted
         return other
