@@ -39,6 +39,7 @@ from collector_processor.records import (
     TraceFeatures,
 )
 from collector_processor.sql_executor import SqlExecutor, ident, quote
+from collector_processor.store import RETENTION_CHUNK
 
 log = logging.getLogger("whyslow.store")
 
@@ -430,16 +431,24 @@ class ClickHouseTraceStore:
         if not conds:
             return 0
         where = " OR ".join(f"({c})" for c in conds)
-        doomed = [str(r[0]) for r in self.ex.query(f"SELECT trace_id FROM {self.t('traces')} FINAL WHERE {where}")]
-        if not doomed:
-            return 0
-        for k in range(0, len(doomed), 5000):
-            ids = ",".join(quote(x) for x in doomed[k:k + 5000])
-            for table in ("traces", "trace_parts", "fragments"):
-                self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({ids})")
-        for listener in list(self._delete_listeners):
-            listener(doomed)
-        return len(doomed)
+        total = 0
+        before: set[str] = set()
+        while True:  # RETENTION_CHUNK traces at a time: memory stays bounded however far the table outgrew max_rows
+            doomed = [str(r[0]) for r in self.ex.query(
+                f"SELECT trace_id FROM {self.t('traces')} FINAL WHERE {where} LIMIT {RETENTION_CHUNK}")]
+            doomed = [x for x in doomed if x not in before]  # the previous chunk's deletes not visible yet: done
+            if not doomed:
+                return total
+            before = set(doomed)
+            for k in range(0, len(doomed), 5000):
+                ids = ",".join(quote(x) for x in doomed[k:k + 5000])
+                for table in ("traces", "trace_parts", "fragments"):
+                    self.ex.command(f"DELETE FROM {self.t(table)} WHERE trace_id IN ({ids})")
+            for listener in list(self._delete_listeners):
+                listener(doomed)
+            total += len(doomed)
+            if len(doomed) < RETENTION_CHUNK:
+                return total
 
     def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Register ``listener(trace_ids)``, called after retention deleted those traces."""

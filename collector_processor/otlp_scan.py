@@ -12,7 +12,7 @@ field with an unexpected wire type, a non-canonical attribute layout, a status a
 a malformed status or event) marks the request *irregular* and the decoder takes the Python path for it. The
 request was already validated by the protobuf parser (upb), but every read here is still bounds-checked.
 
-numba is compiled in a background thread on first use (cached on disk where possible); until it is ready, or
+The kernel (otlp_kernel.py) is compiled in a background thread on first use (cached on disk where possible); until it is ready, or
 where numba is missing or fails, the Python path serves every request.
 """
 
@@ -31,12 +31,9 @@ log = logging.getLogger("whyslow.collector.scan")
 WANTED_KEYS = (b"http.route", b"http.method", b"http.request.method", b"rpc.service", b"rpc.method",
                b"peer.service", b"db.system", b"db.system.name", b"db.name", b"db.namespace", b"messaging.system")
 HTTP_STATUS_KEYS = (b"http.response.status_code", b"http.status_code")
-GRPC_STATUS_KEY = b"rpc.grpc.status_code"
+GRPC_STATUS_KEY = b"rpc.grpc.status_code"  # the kernel takes the last status key for gRPC's
 SERVICE_KEY = b"service.name"
 EXCEPTION = b"exception"
-
-IRREGULAR = -1  # the kernel's answer for a request the Python path must decode
-
 
 def _pack(keys: tuple[bytes, ...]) -> tuple[np.ndarray, np.ndarray]:
     blob = b"".join(keys)

@@ -46,6 +46,7 @@ from collector_processor.records import (
     NodeFeatures,
     TraceFeatures,
 )
+from collector_processor.store import RETENTION_CHUNK
 
 DB_FILE = "whyslow.sqlite3"
 SPOOL_DIR = "spool"
@@ -488,33 +489,52 @@ class SqliteStore:
                 tf.mark_callee_errors(self._graph(con, tf.entry).call_edges)
         return tf
 
-    def retention(self, max_age_s: float | None = None, max_rows: int | None = None) -> int:
+    def retention(self, max_age_s: float | None = None, max_rows: int | None = None,
+                  chunk: int | None = None) -> int:
         """Delete traces (with their features) older than ``max_age_s`` (by start time) and beyond the newest
-        ``max_rows``; then tell the delete listeners which trace ids went. Returns how many traces were deleted."""
-        with self._lock:
-            w = self._w
-            w.execute("BEGIN IMMEDIATE")
-            try:
-                doomed: list[tuple[int, str]] = []
-                if max_age_s is not None:
-                    cutoff = time.time_ns() - int(max_age_s * 1e9)
-                    doomed += w.execute("SELECT id, trace_id FROM traces WHERE start_unix_nano < ?", (cutoff,)).fetchall()
-                if max_rows is not None:
-                    doomed += w.execute("SELECT id, trace_id FROM traces ORDER BY start_unix_nano DESC, id DESC "
-                                        "LIMIT -1 OFFSET ?", (max(int(max_rows), 0),)).fetchall()
-                doomed = list(dict.fromkeys(doomed))
-                w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", [(d[0],) for d in doomed])
-                w.executemany("DELETE FROM traces WHERE id = ?", [(d[0],) for d in doomed])
-                w.execute("COMMIT")
-            except BaseException:
-                w.execute("ROLLBACK")
-                raise
-            listeners = list(self._delete_listeners)
-        if doomed:
-            ids = [d[1] for d in doomed]
-            for listener in listeners:
-                listener(ids)
-        return len(doomed)
+        ``max_rows``; the delete listeners hear which trace ids went. Returns how many traces were deleted.
+
+        Deleted ``chunk`` (default RETENTION_CHUNK) traces per transaction, the writer lock released in between: ingest goes on while a
+        large backlog goes (a store that outgrew ``max_rows`` by millions), and memory stays bounded by a chunk."""
+        conds: list[str] = []
+        args: list[int] = []
+        if max_age_s is not None:
+            conds.append("start_unix_nano < ?")
+            args.append(time.time_ns() - int(max_age_s * 1e9))
+        if max_rows is not None:
+            if max_rows <= 0:
+                conds.append("1")
+            else:  # the oldest trace kept: everything ordered before it goes
+                keep = self._reader().execute("SELECT start_unix_nano, id FROM traces ORDER BY start_unix_nano DESC, "
+                                              "id DESC LIMIT 1 OFFSET ?", (int(max_rows) - 1,)).fetchone()
+                if keep is not None:
+                    conds.append("(start_unix_nano < ? OR (start_unix_nano = ? AND id < ?))")
+                    args += [int(keep[0]), int(keep[0]), int(keep[1])]
+        if not conds:
+            return 0
+        select = f"SELECT id, trace_id FROM traces WHERE {' OR '.join(conds)} LIMIT ?"
+        chunk = max(1, int(chunk or RETENTION_CHUNK))
+        total = 0
+        while True:
+            with self._lock:
+                w = self._w
+                w.execute("BEGIN IMMEDIATE")
+                try:
+                    doomed = w.execute(select, (*args, chunk)).fetchall()
+                    w.executemany("DELETE FROM trace_nodes WHERE trace_row = ?", [(d[0],) for d in doomed])
+                    w.executemany("DELETE FROM traces WHERE id = ?", [(d[0],) for d in doomed])
+                    w.execute("COMMIT")
+                except BaseException:
+                    w.execute("ROLLBACK")
+                    raise
+                listeners = list(self._delete_listeners)
+            if doomed:
+                total += len(doomed)
+                ids = [d[1] for d in doomed]
+                for listener in listeners:
+                    listener(ids)
+            if len(doomed) < chunk:
+                return total
 
     def on_delete(self, listener: Callable[[Sequence[str]], object]) -> None:
         """Call ``listener(trace_ids)`` after retention deleted those traces (the results stored about them

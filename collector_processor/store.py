@@ -17,6 +17,9 @@ import pandas as pd
 
 from collector_processor.records import AnalysedBatch, CallGraph, TraceFeatures
 
+# traces deleted per retention step: a store far beyond its bounds is trimmed in bounded steps, ingest going on
+RETENTION_CHUNK = 20_000
+
 
 class TraceStore(Protocol):
     """Traces, their features and call graphs: written by the pipeline, read by the backend."""

@@ -84,6 +84,20 @@ def test_retention_tells_its_listeners_which_traces_went(store) -> None:
     assert store.retention(max_rows=100) == 0 and len(gone) == 2
 
 
+def test_retention_deletes_a_large_backlog_in_bounded_chunks(store) -> None:
+    """A store far beyond max_rows is trimmed chunk by chunk (bounded memory, the writer lock released between
+    chunks): the same traces go as in one transaction, the listeners hear each chunk."""
+    store.write_batch(normal_batch(10))
+    gone: list[list[str]] = []
+    store.on_delete(lambda ids: gone.append(sorted(ids)))
+    assert store.retention(max_rows=3, chunk=2) == 7
+    assert [len(ids) for ids in gone] == [2, 2, 2, 1]
+    assert sorted(i for ids in gone for i in ids) == [trace_id(i) for i in range(7)]  # the oldest
+    assert list(store.features(ENTRY).index) == [trace_id(i) for i in range(7, 10)]
+    assert store.retention(max_age_s=0.0, chunk=2) == 3 and store.counts()["traces"] == 0
+    assert store.counts()["trace_nodes"] == 0
+
+
 def test_the_spool_keeps_requests_until_released_and_across_a_reopen(tmp_path) -> None:
     st = open_store(tmp_path)
     a, b = st.spool_append(b"request one"), st.spool_append(b"request two")

@@ -63,6 +63,20 @@ def test_features_filters(filled):
     assert filled.features("nope:nothing").empty
 
 
+def test_retention_goes_in_chunks(filled, monkeypatch):
+    """However far a store outgrew its bounds, retention deletes a bounded number of traces at a time."""
+    from collector_processor import clickhouse_store, sqlite_store
+
+    for module in (clickhouse_store, sqlite_store):
+        monkeypatch.setattr(module, "RETENTION_CHUNK", 2)
+    deleted: list[list[str]] = []
+    filled.on_delete(lambda ids: deleted.append(sorted(ids)))
+    assert filled.retention(max_rows=1) == 4
+    assert sorted(len(d) for d in deleted) == [2, 2]
+    assert sorted(t for d in deleted for t in d) == [tid(1), tid(2), tid(3), tid(4)]
+    assert list(filled.features(ENTRY).index) == [tid(5)]
+
+
 def test_retention_by_rows_and_age(filled):
     deleted: list[list[str]] = []
     filled.on_delete(lambda ids: deleted.append(sorted(ids)))
