@@ -53,7 +53,8 @@ def _compare(py: SpanDecoder, fast: SpanDecoder, raw: bytes) -> None:
     assert list(b.reasons.items()) == list(a.reasons.items())
     assert b.error_message() == a.error_message()
     ft, pt = fast.types, py.types
-    assert set(zip(ft.service, ft.operation, ft.kind)) == set(zip(pt.service, pt.operation, pt.kind))
+    assert set(zip(ft.service, ft.operation, ft.kind, strict=True)) == \
+        set(zip(pt.service, pt.operation, pt.kind, strict=True))
     assert (ft.overflowed, ft.entries_overflowed) == (pt.overflowed, pt.entries_overflowed)
     assert len(ft.entry_ids) == len(pt.entry_ids)
 
