@@ -240,7 +240,6 @@ class SpanDecoder:
         out.rejected = out.received - len(spans)
         return out
 
-
     def _decode_columns(self, req: Any, raw: bytes) -> DecodedBatch | None:  # req: a LeanRequest
         """The compiled path of :meth:`decode`; None when the scan calls the request irregular."""
         n = span_count(req)

@@ -105,7 +105,7 @@ def mix_int(h1, h2, v):  # noqa: ANN001, ANN202
 
 
 @_jit
-def scan(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, service_offs, exception, seed1, seed2):  # noqa: ANN001, ANN202
+def scan(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, service_offs, exception, exception_offs, seed1, seed2):  # noqa: ANN001, ANN202
     """Columns of every span of the request, in the protobuf parser's order, after the number of spans seen
     (-1: irregular, the Python path must decode the request)."""
     tid = np.zeros((n_spans, 16), dtype=np.uint8)
@@ -120,12 +120,12 @@ def scan(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, serv
     events = np.zeros(n_spans, dtype=np.int64)         # 0 none, 1 some, 2 an exception event
     where = np.zeros((n_spans, 3), dtype=np.int64)     # resource, scope, span index
     count = _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, service_offs, exception,
-                  seed1, seed2, tid, sid, pid, lens, kind, times, hashes, code, failed_attrs, events, where)
+                  exception_offs, seed1, seed2, tid, sid, pid, lens, kind, times, hashes, code, failed_attrs, events, where)
     return count, tid, sid, pid, lens, kind, times, hashes, code, failed_attrs, events, where
 
 
 @_jit
-def _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, service_offs, exception, seed1, seed2,  # noqa: ANN001, ANN202, PLR0912, PLR0915
+def _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, service_offs, exception, exception_offs, seed1, seed2,  # noqa: ANN001, ANN202, PLR0912, PLR0915
           tid, sid, pid, lens, kind, times, hashes, code, failed_attrs, events, where):
     """The scan itself: fills the columns, returns the number of spans or -1 (irregular)."""
     end = len(b)
@@ -240,17 +240,17 @@ def _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, ser
                         st_s = vs
                         st_e = ve
                 kind[c] = kd
-                # the type key: (service, name) for INTERNAL and below, else also kind and naming attributes
+                # the type key: (service, name) for INTERNAL and below, else also kind and naming attributes; one
+                # more pass over the span's fields reads the attributes (call spans) and the events
                 h1, h2 = mix(sh1, sh2, b, name_s, name_e)
-                fails = 0
                 if kd > 1:
                     h1, h2 = mix_int(h1, h2, kd)
-                    s = ss_
-                    while s < se:
-                        f, w, v, vs, ve = field(b, s, se)
-                        s = ve
-                        if f != 9:
-                            continue
+                fails = 0
+                s = ss_
+                while s < se:
+                    f, w, v, vs, ve = field(b, s, se)
+                    s = ve
+                    if f == 9 and kd > 1:
                         if ve - vs < 2 or b[vs] != 0x0A or b[vs + 1] >= 0x80 or vs + 2 + b[vs + 1] > ve:
                             return -1
                         ks = vs + 2
@@ -281,6 +281,19 @@ def _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, ser
                                 elif val >= 500 and val <= 599:
                                     fails += 1
                                 break
+                    elif f == 11:  # is one event named "exception" (the first name field of each event)?
+                        if events[c] == 0:
+                            events[c] = 1
+                        e = vs
+                        while e < ve:
+                            ef, ew, _, es, ee = field(b, e, ve)
+                            if ef < 0:
+                                return -1
+                            e = ee
+                            if ef == 2 and ew == 2:
+                                if key_is(b, es, ee, exception, exception_offs, 0):
+                                    events[c] = 2
+                                break
                 hashes[c, 0] = h1
                 hashes[c, 1] = h2
                 failed_attrs[c] = fails
@@ -296,31 +309,6 @@ def _fill(b, n_spans, wanted, wanted_offs, status, status_offs, service_key, ser
                         if f == 3 and w == 0:
                             cd = np.int64(v) if v < np.uint64(1 << 62) else np.int64(1 << 62)
                     code[c] = cd
-                # events: is one named "exception" (the first name field of each event)?
-                s = ss_
-                while s < se:
-                    f, w, v, vs, ve = field(b, s, se)
-                    s = ve
-                    if f != 11:
-                        continue
-                    if events[c] == 0:
-                        events[c] = 1
-                    e = vs
-                    while e < ve:
-                        ef, ew, _, es, ee = field(b, e, ve)
-                        if ef < 0:
-                            return -1
-                        e = ee
-                        if ef == 2 and ew == 2:
-                            if ee - es == len(exception):
-                                same = True
-                                for t in range(len(exception)):
-                                    if b[es + t] != exception[t]:
-                                        same = False
-                                        break
-                                if same:
-                                    events[c] = 2
-                            break
                 count += 1
                 n_sp += 1
             n_ss += 1

@@ -53,11 +53,11 @@ class _Compiled:
         self.wanted = _pack(WANTED_KEYS)
         self.status = _pack((*HTTP_STATUS_KEYS, GRPC_STATUS_KEY))
         self.service = _pack((SERVICE_KEY,))
-        self.exception = np.frombuffer(EXCEPTION, dtype=np.uint8).copy()
+        self.exception = _pack((EXCEPTION,))
 
     def constants(self) -> tuple[np.ndarray, ...]:
-        """The kernel's key tables: wanted keys, status keys, the service key (each bytes + offsets), 'exception'."""
-        return (*self.wanted, *self.status, *self.service, self.exception)
+        """The kernel's key tables, each as bytes + offsets: wanted keys, status keys, service.name, 'exception'."""
+        return (*self.wanted, *self.status, *self.service, *self.exception)
 
     def start(self) -> None:
         """Compile in the background (once); the Python path serves requests meanwhile."""
